@@ -1,0 +1,27 @@
+"""The FastAPI application and `gridhub api`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api.auth import load_token_hashes
+from api.routes import grids, health
+from gridhub import __version__
+from gridhub.city import load_city
+from gridhub.db import connect, init_db
+from gridhub.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app: load the city, open the database, read the token hashes."""
+    app = FastAPI(title="GridHub", version=__version__,
+                  description="Streaming IoT and video-sensor ingestion for urban grid management")
+    app.state.settings = settings
+    app.state.city = load_city(settings)
+    app.state.engine = connect(settings.database_url)
+    init_db(app.state.engine)
+    tokens_file = settings.api.tokens_file or settings.state_dir / "tokens.json"
+    app.state.token_roles = load_token_hashes(tokens_file) if tokens_file.exists() else {}
+    app.include_router(health.router)
+    app.include_router(grids.router)
+    return app

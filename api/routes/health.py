@@ -1,0 +1,30 @@
+"""Liveness and readiness, and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.deps import CityDep, EngineDep
+from gridhub import __version__
+from gridhub.db import ping
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz(engine: EngineDep, city: CityDep) -> JSONResponse:
+    """200 when the API can reach its database; 503 with the reason otherwise."""
+    try:
+        ping(engine)
+    except SQLAlchemyError as exc:
+        return JSONResponse({"status": "unavailable", "database": str(exc.__cause__ or exc)}, status_code=503)
+    return JSONResponse({"status": "ok", "version": __version__, "database": "ok", "city": city.summary()})
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics() -> Response:
+    """Prometheus text format."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

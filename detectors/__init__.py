@@ -1,0 +1,1 @@
+"""Camera detectors on OpenCV: motion gate, street stalls, construction dust (issue #5)."""

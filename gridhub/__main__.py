@@ -1,0 +1,5 @@
+"""`python -m gridhub` runs the command line."""
+
+from gridhub.cli import main
+
+main()

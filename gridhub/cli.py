@@ -1,0 +1,185 @@
+"""The `gridhub` command line (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from gridhub import __version__
+from gridhub.city import CityError, load_city
+from gridhub.settings import ConfigError, Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_CONFIG = 2
+EXIT_NOT_BUILT = 3
+
+
+def config_option(func: F) -> F:
+    """`--config FILE`: the YAML settings file (also `GRIDHUB_CONFIG`)."""
+    return click.option(
+        "--config", "config_file", type=click.Path(path_type=Path), default=None,
+        help="YAML settings file (default: $GRIDHUB_CONFIG, else built-in defaults).",
+    )(func)
+
+
+def _settings(config_file: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+    try:
+        settings = load_settings(config_file, overrides)
+    except ConfigError as exc:
+        _fail(f"config error: {exc}", EXIT_CONFIG)
+    logging.basicConfig(
+        level=settings.log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return settings
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"gridhub: {message}", err=True)
+    sys.exit(code)
+
+
+def _not_built(what: str, issue: int) -> NoReturn:
+    _fail(f"{what} is not built yet (issue #{issue})", EXIT_NOT_BUILT)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gridhub")
+def cli() -> None:
+    """GridHub: streaming IoT and video-sensor ingestion for urban grid management (网格化管理)."""
+
+
+@cli.command()
+@config_option
+@click.option("--demo", is_flag=True, help="Use the demo city shipped with GridHub and start its simulators.")
+@click.option("--state-dir", type=click.Path(path_type=Path), help="Where to keep the database, logs and ready.json.")
+@click.option("--api-port", type=int, help="HTTP port (0: any free port).")
+@click.option("--mqtt-port", type=int, help="Embedded MQTT broker port (0: any free port).")
+@click.option("--kafka-port", type=int, help="Embedded Kafka broker port (0: any free port).")
+def up(config_file: Path | None, demo: bool, state_dir: Path | None, api_port: int | None,
+       mqtt_port: int | None, kafka_port: int | None) -> None:
+    """Start everything on this machine and supervise it until Ctrl-C or SIGTERM."""
+    from gridhub.runtime import up as runtime
+
+    overrides: dict[str, Any] = {
+        key: value for key, value in {
+            "state_dir": state_dir, "api.port": api_port, "mqtt.port": mqtt_port, "kafka.port": kafka_port,
+        }.items() if value is not None
+    }
+    if demo:
+        overrides["city.dir"] = None
+    settings = _settings(config_file, overrides)
+    try:
+        city = load_city(settings)
+    except CityError as exc:
+        _fail(f"city error: {exc}", EXIT_CONFIG)
+    sys.exit(runtime.main(settings, city, demo=demo))
+
+
+@cli.command()
+@config_option
+def api(config_file: Path | None) -> None:
+    """Serve the HTTP API (started by `gridhub up`)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(config_file)
+    try:
+        app = create_app(settings)
+    except CityError as exc:
+        _fail(f"city error: {exc}", EXIT_CONFIG)
+    uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level=settings.log_level,
+                timeout_graceful_shutdown=5)
+
+
+@cli.command()
+def gateway() -> None:
+    """MQTT ingestion gateway: validate telemetry and produce it to Kafka."""
+    _not_built("gridhub gateway", 3)
+
+
+@cli.command()
+def worker() -> None:
+    """Faust stream worker: turn telemetry and detections into grid cases."""
+    _not_built("gridhub worker", 4)
+
+
+@cli.group()
+def detect() -> None:
+    """Camera detectors: street stalls and construction dust."""
+
+
+@detect.command("run")
+def detect_run() -> None:
+    """Run the detectors on the configured cameras."""
+    _not_built("gridhub detect run", 5)
+
+
+@detect.command("offline")
+def detect_offline() -> None:
+    """Run the detectors over a clip and write one JSON line per detection."""
+    _not_built("gridhub detect offline", 5)
+
+
+@detect.command("eval")
+def detect_eval() -> None:
+    """Score detections against ground truth: precision, recall, alert delay."""
+    _not_built("gridhub detect eval", 5)
+
+
+@cli.group()
+def simulate() -> None:
+    """Simulators for the demo city: the sensor fleet and camera scenes."""
+
+
+@simulate.command("sensors")
+def simulate_sensors() -> None:
+    """Publish realistic telemetry from the demo city's devices."""
+    _not_built("gridhub simulate sensors", 3)
+
+
+@simulate.command("cameras")
+def simulate_cameras() -> None:
+    """Render synthetic street and construction-site scenes with ground truth."""
+    _not_built("gridhub simulate cameras", 5)
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks that report a ratio against a baseline measured in the same run."""
+
+
+@bench.command("gateway")
+def bench_gateway() -> None:
+    """Gateway accepted-message rate against a bare paho subscriber."""
+    _not_built("gridhub bench gateway", 3)
+
+
+@bench.command("streams")
+def bench_streams() -> None:
+    """Rules throughput of one worker against a bare aiokafka consumer."""
+    _not_built("gridhub bench streams", 4)
+
+
+@bench.command("e2e")
+def bench_e2e() -> None:
+    """MQTT publish to case in the database: p50 and p99 under background load."""
+    _not_built("gridhub bench e2e", 4)
+
+
+@bench.command("detect")
+def bench_detect() -> None:
+    """Detector pipeline frames per second against bare decode + MOG2."""
+    _not_built("gridhub bench detect", 5)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

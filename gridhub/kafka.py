@@ -1,0 +1,27 @@
+"""Kafka topics GridHub uses (DESIGN.md §4) and the admin step that creates them."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+TELEMETRY = "gridhub.telemetry"
+DETECTIONS = "gridhub.detections"
+CASE_EVENTS = "gridhub.case-events"
+DEADLETTER = "gridhub.deadletter"
+TOPICS = (TELEMETRY, DETECTIONS, CASE_EVENTS, DEADLETTER)
+
+
+async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -> list[str]:
+    """Create whichever GridHub topics are missing; return the ones created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in TOPICS if name not in existing]
+        if missing:
+            await admin.create_topics(
+                [NewTopic(name, num_partitions=partitions, replication_factor=replication) for name in missing]
+            )
+        return missing
+    finally:
+        await admin.close()

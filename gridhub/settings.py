@@ -1,0 +1,242 @@
+"""One typed settings tree, loaded from a YAML file and `GRIDHUB_*` environment variables.
+
+Precedence: command-line overrides > environment > YAML file > defaults. Nested keys use `__` in the
+environment (`GRIDHUB_MQTT__PORT=1884`). Unknown keys are errors that name the key and where it came
+from. Secrets (`SecretStr` fields) come only from the environment or from a `*_file` setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import date, time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "GRIDHUB_"
+#: Environment variables with the prefix that are not settings.
+ENV_NOT_SETTINGS = frozenset({"GRIDHUB_CONFIG"})
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line: where, which key, and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CitySettings(_Section):
+    """Which city to load: a directory with city.yaml, cells.geojson, devices.csv, cameras.yaml,
+    taxonomy.csv and routing.csv. Empty means the demo city shipped with GridHub."""
+
+    dir: Path | None = None
+
+
+class MqttSettings(_Section):
+    """The MQTT broker devices publish to. No host means the embedded broker (amqtt) on `bind`:`port`."""
+
+    host: str | None = None
+    bind: str = "127.0.0.1"
+    port: int = Field(1883, ge=0, le=65535)
+    username: str = "gridhub-gateway"
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> MqttSettings:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give the MQTT password either in the environment or in password_file, not both")
+        return self
+
+
+class KafkaSettings(_Section):
+    """The Kafka cluster. No bootstrap means the embedded Kafka-compatible broker (Tansu) on `port`."""
+
+    bootstrap: str | None = None
+    port: int = Field(9092, ge=0, le=65535)
+    partitions: int = Field(6, ge=1, le=256)
+    tansu_bin: Path | None = None
+
+
+class DatabaseSettings(_Section):
+    """The case and registry database. No URL means SQLite in the state directory."""
+
+    url: str | None = None
+
+
+class ApiSettings(_Section):
+    """The HTTP API and web console."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    tokens_file: Path | None = None
+
+
+class SlaSettings(_Section):
+    """The SLA calendar: time zone, working periods of a working day, and the city's own day overrides."""
+
+    timezone: str = "Asia/Shanghai"
+    working_periods: list[tuple[time, time]] = Field(default_factory=lambda: [(time(8, 30), time(17, 30))])
+    extra_holidays: list[date] = Field(default_factory=list)
+    extra_workdays: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class Settings(_Section):
+    """Everything GridHub can be told."""
+
+    state_dir: Path = Path(".gridhub")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    city: CitySettings = CitySettings()
+    mqtt: MqttSettings = MqttSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    api: ApiSettings = ApiSettings()
+    sla: SlaSettings = SlaSettings()
+
+    @property
+    def database_url(self) -> str:
+        """The configured database URL, or SQLite in the state directory."""
+        return self.database.url or f"sqlite:///{self.state_dir / 'gridhub.db'}"
+
+    def mqtt_password(self) -> str | None:
+        """The MQTT password from the environment or its file, if any."""
+        if self.mqtt.password is not None:
+            return self.mqtt.password.get_secret_value()
+        if self.mqtt.password_file is not None:
+            return self.mqtt.password_file.read_text(encoding="utf-8").strip()
+        return None
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load settings; raise ConfigError naming the source, key and reason of the first problem."""
+    environ = os.environ if environ is None else environ
+    if config_file is None and environ.get("GRIDHUB_CONFIG"):
+        config_file = Path(environ["GRIDHUB_CONFIG"])
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if config_file is not None:
+        layers.append((str(config_file), _read_yaml(config_file)))
+    layers.append(("environment", _from_environment(environ)))
+    layers.append(("command line", _nest(overrides or {})))
+
+    merged: dict[str, Any] = {}
+    for _, data in layers:
+        _deep_merge(merged, data)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        source = _source_of(error["loc"], layers)
+        reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{source}: {key}: {reason}{more}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config file must be a mapping of settings, not {type(data).__name__}")
+    _reject_secrets(path, data, Settings, ())
+    return data
+
+
+def _reject_secrets(path: Path, data: Mapping[str, Any], model: type[BaseModel], prefix: tuple[str, ...]) -> None:
+    for key, value in data.items():
+        field = model.model_fields.get(str(key))
+        if field is None:
+            continue
+        dotted = ".".join((*prefix, str(key)))
+        annotation = field.annotation
+        if annotation is not None and SecretStr in getattr(annotation, "__args__", (annotation,)):
+            env_name = ENV_PREFIX + "__".join((*prefix, str(key))).upper()
+            raise ConfigError(
+                f"{path}: {dotted}: secrets may not be written in the config file; "
+                f"set {env_name} or {dotted}_file"
+            )
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, Mapping):
+            _reject_secrets(path, value, annotation, (*prefix, str(key)))
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    flat = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
+            continue
+        path = name[len(ENV_PREFIX):].lower()
+        parsed: Any = value
+        if value[:1] in "[{":
+            try:
+                parsed = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                raise ConfigError(f"environment {name}: value is not valid JSON") from None
+        flat[path.replace("__", ".")] = parsed
+    return _nest(flat)
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        parts = dotted.split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: {part} is not a section")
+        node[parts[-1]] = value
+    return nested
+
+
+def _deep_merge(into: dict[str, Any], data: Mapping[str, Any]) -> None:
+    for key, value in data.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _source_of(loc: tuple[int | str, ...], layers: list[tuple[str, dict[str, Any]]]) -> str:
+    for name, data in reversed(layers):
+        node: Any = data
+        for part in loc:
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                break
+        else:
+            if name == "environment":
+                return "environment " + ENV_PREFIX + "__".join(str(p) for p in loc[:2]).upper()
+            return name
+    return layers[0][0] if layers and layers[0][0] not in ("environment", "command line") else "settings"
