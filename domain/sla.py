@@ -15,6 +15,7 @@ from enum import StrEnum
 import chinese_calendar
 
 MAX_CALENDAR_DAYS = 3660
+_COVERED_YEARS = range(min(chinese_calendar.holidays).year, max(chinese_calendar.holidays).year + 1)
 
 
 class SlaError(ValueError):
@@ -82,13 +83,14 @@ class ChinaWorkdays:
         if day in self._holidays:
             return False
         if self.covers(day):
-            return bool(chinese_calendar.is_workday(day))
+            is_workday: bool = chinese_calendar.is_workday(day)
+            return is_workday
         return day.weekday() < 5
 
     @staticmethod
     def covers(day: date) -> bool:
         """True when the official holiday schedule for the day's year is known."""
-        return min(chinese_calendar.holidays).year <= day.year <= max(chinese_calendar.holidays).year
+        return day.year in _COVERED_YEARS
 
 
 @dataclass(frozen=True)

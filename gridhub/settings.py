@@ -16,7 +16,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "GRIDHUB_"
 #: Environment variables with the prefix that are not settings.
@@ -226,17 +234,18 @@ def _deep_merge(into: dict[str, Any], data: Mapping[str, Any]) -> None:
 
 
 def _source_of(loc: tuple[int | str, ...], layers: list[tuple[str, dict[str, Any]]]) -> str:
-    for name, data in reversed(layers):
+    """Name the layer (file, environment, command line) that supplied the value at `loc`."""
+    missing = object()
+    for layer, data in reversed(layers):
         node: Any = data
         for part in loc:
-            if isinstance(node, Mapping) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-                node = node[part]
-            else:
+            if not isinstance(node, Mapping):
+                break  # the problem lies inside this value, e.g. an item of a list
+            node = node.get(part, missing)
+            if node is missing:
                 break
-        else:
-            if name == "environment":
+        if node is not missing:
+            if layer == "environment":
                 return "environment " + ENV_PREFIX + "__".join(str(p) for p in loc[:2]).upper()
-            return name
-    return layers[0][0] if layers and layers[0][0] not in ("environment", "command line") else "settings"
+            return str(layer)
+    return "settings"

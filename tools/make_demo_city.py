@@ -94,15 +94,13 @@ def devices(rng: random.Random, features: list[dict[str, object]]) -> list[dict[
         code, lon, lat = place(feature)
         rows.append({"id": f"crowd-{i:04d}", "kind": "crowd", "grid_code": code, "lon": lon, "lat": lat,
                      "report_interval_s": 30, "zone_area_m2": rng.choice([150, 300, 600, 1200, 2500])})
-    serial = 0
     for i in range(1, 121):
         feature = features[i - 1] if i <= len(features) else rng.choice(features)
         code, lon, lat = place(feature)
-        serial += 1
         minor = rng.choice(["01", "02", "03", "03"])  # rain-water covers are the most common
         rows.append({"id": f"manhole-{i:04d}", "kind": "manhole", "grid_code": code, "lon": lon, "lat": lat,
                      "report_interval_s": 120, "battery_floor_v": 3.3,
-                     "component_id": f"{COUNTY}01{minor}{serial:06d}",
+                     "component_id": f"{COUNTY}01{minor}{i:06d}",
                      "well_depth_cm": rng.choice([120, 150, 180, 220, 260, 300])})
     return rows
 

