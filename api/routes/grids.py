@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from api.deps import CityDep, CurrentRole
@@ -50,7 +50,7 @@ def grids(
     try:
         cells = city.cells.under(prefix) if prefix else list(city.cells)
     except GridCodeError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(422, str(exc)) from None
     return CellPage(items=[
         CellOut(code=c.code.digits, name=c.name, street=c.street_name, community=c.community_name,
                 area_m2=round(c.area_m2, 1))

@@ -1,0 +1,219 @@
+"""`gridhub up` end to end: real embedded brokers, SQLite and the API as supervised processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from gridhub import kafka
+
+pytestmark = pytest.mark.integration
+READY_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 20
+
+
+@dataclass
+class Hub:
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    ready: dict[str, Any]
+
+
+def start_hub(state_dir: Path, *extra: str) -> Hub:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gridhub", "up", "--demo", "--state-dir", str(state_dir),
+         "--api-port", "0", "--mqtt-port", "0", "--kafka-port", "0", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    ready_file = state_dir / "ready.json"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not ready_file.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"gridhub up exited with {process.returncode}: {process.stderr.read().decode()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"gridhub up not ready within {READY_TIMEOUT_S} s")
+        time.sleep(0.2)
+    return Hub(process, state_dir, orjson.loads(ready_file.read_bytes()))
+
+
+def stop_hub(hub: Hub) -> int:
+    hub.process.send_signal(signal.SIGTERM)
+    try:
+        return hub.process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        hub.process.kill()
+        raise
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    running = start_hub(tmp_path_factory.mktemp("hub"))
+    yield running
+    stop_hub(running)
+
+
+def children_of(state_dir: Path) -> list[int]:
+    """Pids of processes started with this state directory in their environment (the API, for one)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"GRIDHUB_STATE_DIR={state_dir.resolve()}".encode() in environ.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
+def test_ready_file_lists_endpoints_and_a_token_per_role(hub: Hub) -> None:
+    assert set(hub.ready) >= {"api_url", "mqtt_host", "mqtt_port", "kafka_bootstrap", "tokens"}
+    assert set(hub.ready["tokens"]) == {"viewer", "operator", "commander", "admin"}
+    assert (hub.state_dir / "ready.json").stat().st_mode & 0o077 == 0
+
+
+def test_healthz_answers(hub: Hub) -> None:
+    response = httpx.get(f"{hub.ready['api_url']}/healthz", timeout=5)
+    assert response.status_code == 200
+    assert response.json()["database"] == "ok"
+
+
+def test_tokens_from_ready_file_authenticate(hub: Hub) -> None:
+    token = hub.ready["tokens"]["commander"]
+    response = httpx.get(f"{hub.ready['api_url']}/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
+    assert response.json() == {"role": "commander"}
+
+
+def test_embedded_mqtt_broker_delivers_qos1(hub: Hub) -> None:
+    received: list[bytes] = []
+    subscribed = threading.Event()
+    topic = "gridhub/v1/rain/rain-0001/telemetry"
+
+    def on_subscribe(*_: Any) -> None:
+        subscribed.set()
+
+    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub", protocol=mqtt.MQTTv311)
+    subscriber.on_message = lambda _c, _u, message: received.append(message.payload)
+    subscriber.on_subscribe = on_subscribe
+    subscriber.connect(hub.ready["mqtt_host"], hub.ready["mqtt_port"])
+    subscriber.subscribe(topic, qos=1)
+    subscriber.loop_start()
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-pub", protocol=mqtt.MQTTv311)
+    publisher.connect(hub.ready["mqtt_host"], hub.ready["mqtt_port"])
+    publisher.loop_start()
+    try:
+        deadline = time.monotonic() + 10
+        while not subscribed.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        publisher.publish(topic, b'{"ts": 0, "seq": 1, "rain_mm": 0.5}', qos=1).wait_for_publish(5)
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        publisher.loop_stop()
+        subscriber.loop_stop()
+    assert received == [b'{"ts": 0, "seq": 1, "rain_mm": 0.5}']
+
+
+def test_embedded_kafka_has_the_topics_and_round_trips_a_record(hub: Hub) -> None:
+    async def scenario() -> bytes | None:
+        bootstrap = hub.ready["kafka_bootstrap"]
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            metadata = await producer.send_and_wait(kafka.TELEMETRY, b"reading", key=b"310104003001001")
+            for topic in kafka.TOPICS:
+                assert await producer.partitions_for(topic), topic
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partition = TopicPartition(kafka.TELEMETRY, metadata.partition)
+            consumer.assign([partition])
+            consumer.seek(partition, metadata.offset)
+            record = await asyncio.wait_for(consumer.getone(), 10)
+            return record.value  # type: ignore[no-any-return]
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(scenario()) == b"reading"
+
+
+def test_a_crashed_service_is_restarted(hub: Hub) -> None:
+    api_url = hub.ready["api_url"]
+    victims = children_of(hub.state_dir)
+    assert victims, "the API child should carry GRIDHUB_STATE_DIR"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{api_url}/healthz", timeout=2).status_code == 200 and \
+                    set(children_of(hub.state_dir)).isdisjoint(victims):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("the API did not come back after SIGKILL")
+
+
+def test_sigterm_stops_everything_with_exit_code_0(tmp_path: Path) -> None:
+    hub = start_hub(tmp_path)
+    ports = [(hub.ready["mqtt_host"], hub.ready["mqtt_port"]),
+             tuple(hub.ready["kafka_bootstrap"].rsplit(":", 1))]
+    started = time.monotonic()
+    assert stop_hub(hub) == 0
+    assert time.monotonic() - started < STOP_TIMEOUT_S
+    assert not (tmp_path / "ready.json").exists()
+    assert children_of(tmp_path) == []
+    assert not any(port_open(host, int(port)) for host, port in ports)
+    assert "GridHub ready in" in hub.process.stdout.read().decode()  # type: ignore[union-attr]
+
+
+def test_bad_config_fails_fast_naming_file_key_and_reason(tmp_path: Path) -> None:
+    config = tmp_path / "gridhub.yaml"
+    config.write_text("mqtt:\n  host: broker.local\n  prot: 1883\n", encoding="utf-8")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "gridhub", "up", "--config", str(config)],
+                            capture_output=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert time.monotonic() - started < 15
+    assert result.stderr.decode().strip() == f"gridhub: config error: {config}: mqtt.prot: unknown key"
+
+
+def test_port_in_use_is_reported_with_its_setting(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "gridhub", "up", "--state-dir", str(tmp_path), "--api-port", str(port),
+             "--mqtt-port", "0", "--kafka-port", "0"],
+            capture_output=True, timeout=60, check=False,
+        )
+    assert result.returncode == 1
+    assert f"api.port: cannot listen on 127.0.0.1:{port}" in result.stderr.decode()

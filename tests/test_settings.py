@@ -1,0 +1,125 @@
+"""Settings: YAML plus GRIDHUB_* environment, strict keys, secrets only from env or files."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gridhub.settings import ConfigError, load_settings
+
+MINIMAL = {"state_dir": "/var/lib/gridhub", "mqtt": {"host": "broker.local", "port": 1883}}
+
+
+def write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "gridhub.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_defaults_need_no_file_and_mean_embedded_brokers() -> None:
+    settings = load_settings(environ={})
+    assert settings.mqtt.host is None
+    assert settings.kafka.bootstrap is None
+    assert settings.database_url == "sqlite:///.gridhub/gridhub.db"
+    assert settings.sla.working_periods == [(time(8, 30), time(17, 30))]
+
+
+def test_minimal_file_is_loaded(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL), environ={})
+    assert settings.mqtt.host == "broker.local"
+    assert settings.state_dir == Path("/var/lib/gridhub")
+
+
+def test_environment_overrides_file_and_command_line_overrides_both(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    settings = load_settings(path, environ={"GRIDHUB_MQTT__PORT": "1884", "GRIDHUB_API__PORT": "9000"},
+                             overrides={"api.port": 0})
+    assert settings.mqtt.port == 1884
+    assert settings.api.port == 0
+    assert settings.mqtt.host == "broker.local"
+
+
+def test_config_file_can_come_from_gridhub_config(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    assert load_settings(environ={"GRIDHUB_CONFIG": str(path)}).mqtt.host == "broker.local"
+
+
+def test_environment_lists_are_json(tmp_path: Path) -> None:
+    settings = load_settings(environ={"GRIDHUB_SLA__EXTRA_HOLIDAYS": '["2027-01-01"]'})
+    assert [d.isoformat() for d in settings.sla.extra_holidays] == ["2027-01-01"]
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, {**MINIMAL, "mqtt": {"host": "x", "prot": 1}})
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, environ={})
+    assert str(error.value) == f"{path}: mqtt.prot: unknown key"
+
+
+def test_unknown_environment_variable_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"^environment GRIDHUB_KAFKA__BOOTSTRAPS: kafka.bootstraps: unknown key$"):
+        load_settings(environ={"GRIDHUB_KAFKA__BOOTSTRAPS": "x:9092"})
+
+
+def test_bad_value_names_key_and_reason(tmp_path: Path) -> None:
+    path = write(tmp_path, {"api": {"port": 70000}})
+    with pytest.raises(ConfigError, match=r"gridhub.yaml: api.port: Input should be less than or equal to 65535"):
+        load_settings(path, environ={})
+
+
+def test_unknown_time_zone_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sla.timezone: .*unknown time zone 'Mars/Olympus'"):
+        load_settings(write(tmp_path, {"sla": {"timezone": "Mars/Olympus"}}), environ={})
+
+
+def test_secret_in_file_is_refused_with_the_way_to_give_it(tmp_path: Path) -> None:
+    path = write(tmp_path, {"mqtt": {"password": "hunter2"}})
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, environ={})
+    assert "mqtt.password: secrets may not be written in the config file" in str(error.value)
+    assert "GRIDHUB_MQTT__PASSWORD" in str(error.value)
+
+
+def test_secret_from_environment_or_file(tmp_path: Path) -> None:
+    assert load_settings(environ={"GRIDHUB_MQTT__PASSWORD": "s3"}).mqtt_password() == "s3"
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("from-file\n")
+    assert load_settings(write(tmp_path, {"mqtt": {"password_file": str(secret)}}), environ={}).mqtt_password() \
+        == "from-file"
+
+
+def test_both_password_sources_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="either in the environment or in password_file"):
+        load_settings(write(tmp_path, {"mqtt": {"password_file": "/run/secrets/x"}}),
+                      environ={"GRIDHUB_MQTT__PASSWORD": "s3"})
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("mqtt:\n  host: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{path}:\d+: invalid YAML: "):
+        load_settings(path, environ={})
+
+
+def test_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must be a mapping of settings, not list"):
+        load_settings(write(tmp_path, ["a", "b"]), environ={})
+
+
+def test_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path / "nope.yaml", environ={})
+
+
+def test_empty_file_means_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("", encoding="utf-8")
+    assert load_settings(path, environ={}).api.port == 8000
+
+
+def test_several_problems_are_counted_in_the_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\(and 1 more\)$"):
+        load_settings(write(tmp_path, {"api": {"port": -1, "hots": "x"}}), environ={})

@@ -1,0 +1,81 @@
+"""The supervisor: readiness, restart after a crash, stopping children that ignore SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+async def never_ready() -> None:
+    raise ConnectionRefusedError("nothing listening")
+
+
+async def file_probe(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(path)
+
+
+def test_child_that_exits_while_starting_fails_with_its_log_tail(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        supervisor = Supervisor(tmp_path)
+        service = Service("broken", python("import sys; print('bad port 99999'); sys.exit(4)"), never_ready)
+        with pytest.raises(ServiceFailed, match=r"(?s)broken exited with code 4 while starting.*bad port 99999"):
+            await supervisor.start(service)
+        await supervisor.stop()
+
+    asyncio.run(scenario())
+
+
+def test_child_that_never_becomes_ready_times_out_and_is_killed(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        supervisor = Supervisor(tmp_path)
+        service = Service("slow", python("import time; time.sleep(60)"), never_ready, ready_timeout_s=1.0)
+        with pytest.raises(ServiceFailed, match="slow was not ready within 1 s .*nothing listening"):
+            await supervisor.start(service)
+        await supervisor.stop()
+
+    asyncio.run(scenario())
+
+
+def test_crashed_child_is_restarted(tmp_path: Path) -> None:
+    marker = tmp_path / "starts"
+
+    async def scenario() -> None:
+        supervisor = Supervisor(tmp_path)
+        # Each start appends a line; the first run crashes after becoming ready, the second stays up.
+        code = (f"import time, pathlib; p = pathlib.Path({str(marker)!r}); "
+                "n = len(p.read_text().splitlines()) if p.exists() else 0; "
+                "p.write_text('x\\n' * (n + 1)); time.sleep(0.3 if n == 0 else 60); raise SystemExit(9)")
+        await supervisor.start(Service("flaky", python(code), lambda: file_probe(marker)))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(marker.read_text().splitlines()) < 2:
+            await asyncio.sleep(0.1)
+        await supervisor.stop()
+
+    asyncio.run(scenario())
+    assert len(marker.read_text().splitlines()) == 2
+
+
+def test_child_ignoring_sigterm_is_killed_within_the_timeout(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+
+    async def scenario() -> float:
+        supervisor = Supervisor(tmp_path)
+        code = (f"import signal, time, pathlib; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)")
+        await supervisor.start(Service("stubborn", python(code), lambda: file_probe(ready)))
+        started = time.monotonic()
+        await supervisor.stop(timeout_s=1.0)
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 5.0
