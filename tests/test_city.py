@@ -13,7 +13,7 @@ from gridhub.city import DEMO_CITY_DIR, CityError, load_city
 from gridhub.settings import Settings, load_settings
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
-import make_demo_city  # noqa: E402
+import make_demo_city
 
 
 def settings_for(directory: Path | None) -> Settings:
@@ -50,7 +50,7 @@ def test_shipped_demo_files_are_what_the_generator_makes() -> None:
 
 def test_missing_file_is_named(city_copy: Path) -> None:
     (city_copy / "routing.csv").unlink()
-    with pytest.raises(CityError, match="missing city file\\(s\\): routing.csv"):
+    with pytest.raises(CityError, match=r"missing city file\(s\): routing\.csv"):
         load_city(settings_for(city_copy))
 
 
@@ -74,7 +74,7 @@ def test_bad_routing_term_names_file_and_row(city_copy: Path) -> None:
 
 def test_malformed_geojson_names_file(city_copy: Path) -> None:
     (city_copy / "cells.geojson").write_text("{not json", encoding="utf-8")
-    with pytest.raises(CityError, match="cells.geojson"):
+    with pytest.raises(CityError, match=r"cells\.geojson"):
         load_city(settings_for(city_copy))
 
 

@@ -151,7 +151,7 @@ def test_parse_prefix_of_a_14_digit_code_is_a_cell() -> None:
     assert parse_prefix("31010400300107", code_length=14) == ("31010400300107", Level.CELL)
 
 
-@pytest.mark.parametrize("text", ["", "3101", "3101040", "31010400300", "3101040030010", "3101040030010021"])
+@pytest.mark.parametrize("text", ["3101", "3101040", "31010400300", "3101040030010", "3101040030010021"])
 def test_parse_prefix_rejects_lengths_that_name_no_level(text: str) -> None:
     with pytest.raises(GridCodeError, match="expected one of 6, 9, 12, 15"):
         parse_prefix(text)
