@@ -79,7 +79,7 @@ def up(config_file: Path | None, demo: bool, state_dir: Path | None, api_port: i
         city = load_city(settings)
     except CityError as exc:
         _fail(f"city error: {exc}", EXIT_CONFIG)
-    sys.exit(runtime.main(settings, city, demo=demo))
+    sys.exit(runtime.main(settings, city, demo=demo, config_file=config_file))
 
 
 @cli.command()

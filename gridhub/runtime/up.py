@@ -26,6 +26,7 @@ import orjson
 from api.auth import issue_tokens
 from domain.city import City
 from gridhub import kafka
+from gridhub.city import DEMO_CITY_DIR
 from gridhub.db import connect, init_db
 from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor
 from gridhub.settings import Settings
@@ -51,7 +52,9 @@ class Endpoints:
     embedded_kafka: bool
 
 
-async def run(settings: Settings, city: City, *, demo: bool, stop: asyncio.Event) -> Endpoints | None:
+async def run(
+    settings: Settings, city: City, *, demo: bool, stop: asyncio.Event, config_file: Path | None = None
+) -> Endpoints | None:
     """Start everything, write ready.json, wait for `stop`, then stop everything; None if stopped early."""
     started = time.monotonic()
     state_dir = settings.state_dir.resolve()
@@ -59,7 +62,7 @@ async def run(settings: Settings, city: City, *, demo: bool, stop: asyncio.Event
     ready_file = state_dir / "ready.json"
     ready_file.unlink(missing_ok=True)
     supervisor = Supervisor(state_dir / "logs")
-    startup = asyncio.create_task(_start_all(settings, state_dir, supervisor))
+    startup = asyncio.create_task(_start_all(settings, state_dir, supervisor, config_file))
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({startup, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -80,8 +83,16 @@ async def run(settings: Settings, city: City, *, demo: bool, stop: asyncio.Event
         ready_file.unlink(missing_ok=True)
 
 
-async def _start_all(settings: Settings, state_dir: Path, supervisor: Supervisor) -> tuple[Endpoints, dict[str, str]]:
-    child_env: dict[str, str] = {"GRIDHUB_STATE_DIR": str(state_dir)}
+async def _start_all(
+    settings: Settings, state_dir: Path, supervisor: Supervisor, config_file: Path | None
+) -> tuple[Endpoints, dict[str, str]]:
+    # Children load the same settings: same file, plus what the command line and start-up resolved.
+    child_env: dict[str, str] = {
+        "GRIDHUB_STATE_DIR": str(state_dir),
+        "GRIDHUB_CITY__DIR": str((settings.city.dir or DEMO_CITY_DIR).resolve()),
+    }
+    if config_file is not None:
+        child_env["GRIDHUB_CONFIG"] = str(config_file.resolve())
 
     if settings.kafka.bootstrap is None:
         port = _reserve_port(LOOPBACK, settings.kafka.port, "kafka.port")
@@ -225,7 +236,7 @@ def _ready_banner(endpoints: Endpoints, city: City, state_dir: Path, demo: bool,
     return "\n".join(lines)
 
 
-def main(settings: Settings, city: City, *, demo: bool) -> int:
+def main(settings: Settings, city: City, *, demo: bool, config_file: Path | None = None) -> int:
     """Run until SIGINT or SIGTERM; 0 on a clean stop, 1 when something could not start."""
     async def _main() -> int:
         stop = asyncio.Event()
@@ -233,7 +244,7 @@ def main(settings: Settings, city: City, *, demo: bool) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await run(settings, city, demo=demo, stop=stop)
+            await run(settings, city, demo=demo, stop=stop, config_file=config_file)
         except (StartupError, ServiceFailed) as exc:
             print(f"gridhub up: {exc}", file=sys.stderr, flush=True)
             return 1

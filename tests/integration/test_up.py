@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from gridhub import kafka
+from gridhub.city import DEMO_CITY_DIR
 
 pytestmark = pytest.mark.integration
 READY_TIMEOUT_S = 90
@@ -37,8 +39,8 @@ class Hub:
 
 def start_hub(state_dir: Path, *extra: str) -> Hub:
     process = subprocess.Popen(
-        [sys.executable, "-m", "gridhub", "up", "--demo", "--state-dir", str(state_dir),
-         "--api-port", "0", "--mqtt-port", "0", "--kafka-port", "0", *extra],
+        [sys.executable, "-m", "gridhub", "up", "--state-dir", str(state_dir),
+         "--api-port", "0", "--mqtt-port", "0", "--kafka-port", "0", *(extra or ("--demo",))],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     ready_file = state_dir / "ready.json"
@@ -192,6 +194,19 @@ def test_sigterm_stops_everything_with_exit_code_0(tmp_path: Path) -> None:
     assert children_of(tmp_path) == []
     assert not any(port_open(host, int(port)) for host, port in ports)
     assert "GridHub ready in" in hub.process.stdout.read().decode()  # type: ignore[union-attr]
+
+
+def test_services_load_the_same_config_file_as_up(tmp_path: Path) -> None:
+    city = tmp_path / "city"
+    shutil.copytree(DEMO_CITY_DIR, city)
+    (city / "city.yaml").write_text('name: Test city\ncounty_code: "310104"\ncode_length: 15\n', encoding="utf-8")
+    config = tmp_path / "gridhub.yaml"
+    config.write_text(f"city:\n  dir: {city}\n", encoding="utf-8")
+    hub = start_hub(tmp_path / "state", "--config", str(config))
+    try:
+        assert httpx.get(f"{hub.ready['api_url']}/healthz", timeout=5).json()["city"].startswith("Test city:")
+    finally:
+        assert stop_hub(hub) == 0
 
 
 def test_bad_config_fails_fast_naming_file_key_and_reason(tmp_path: Path) -> None:
