@@ -86,13 +86,7 @@ async def run(
 async def _start_all(
     settings: Settings, state_dir: Path, supervisor: Supervisor, config_file: Path | None
 ) -> tuple[Endpoints, dict[str, str]]:
-    # Children load the same settings: same file, plus what the command line and start-up resolved.
-    child_env: dict[str, str] = {
-        "GRIDHUB_STATE_DIR": str(state_dir),
-        "GRIDHUB_CITY__DIR": str((settings.city.dir or DEMO_CITY_DIR).resolve()),
-    }
-    if config_file is not None:
-        child_env["GRIDHUB_CONFIG"] = str(config_file.resolve())
+    child_env = _child_env(settings, state_dir, config_file)
 
     if settings.kafka.bootstrap is None:
         port = _reserve_port(LOOPBACK, settings.kafka.port, "kafka.port")
@@ -155,6 +149,17 @@ async def _start_all(
         database_url=settings.database_url, embedded_mqtt=settings.mqtt.host is None,
         embedded_kafka=settings.kafka.bootstrap is None,
     ), tokens
+
+
+def _child_env(settings: Settings, state_dir: Path, config_file: Path | None) -> dict[str, str]:
+    """Children load the same settings: the same file, plus what the command line and start-up resolved."""
+    env = {
+        "GRIDHUB_STATE_DIR": str(state_dir),
+        "GRIDHUB_CITY__DIR": str((settings.city.dir or DEMO_CITY_DIR).resolve()),
+    }
+    if config_file is not None:
+        env["GRIDHUB_CONFIG"] = str(config_file.resolve())
+    return env
 
 
 def _tansu_binary(settings: Settings) -> str:
