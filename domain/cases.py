@@ -152,6 +152,7 @@ class Case:
     suspended_at: datetime | None = None
     remaining_when_suspended: timedelta | None = None
     suspended_total: timedelta = timedelta(0)
+    extensions_on_resume: tuple[SlaTerm, ...] = ()
     rework_count: int = 0
     extension_count: int = 0
     escalation_count: int = 0
@@ -186,11 +187,14 @@ class Case:
         return self._step(Action.FILE, CaseState.FILED, at, actor, note, filed_at=at)
 
     def dispatch(
-        self, at: datetime, actor: str, *, department: str, tier: Tier, term: SlaTerm,
-        calendar: SlaCalendar, note: str = "",
+        self, at: datetime, actor: str, *, department: str, term: SlaTerm, calendar: SlaCalendar,
+        tier: Tier | None = None, note: str = "",
     ) -> Case:
-        """派遣: assign a department and level; the SLA clock starts now."""
+        """派遣: assign a department; the level defaults to the case's current one (raised by 回退)."""
         self._require(Action.DISPATCH)
+        tier = tier or self.tier
+        if tier is None:
+            raise IllegalTransition(f"dispatch of case {self.id} needs a tier (community, street or district)")
         deadline = calendar.deadline(at, term)
         return self._step(
             Action.DISPATCH, CaseState.DISPATCHED, at, actor, note,
@@ -266,9 +270,11 @@ class Case:
         assert self.term is not None and self.suspended_at is not None  # set by dispatch and suspend
         remaining = self.remaining_when_suspended or timedelta(0)
         deadline = calendar.add(at, remaining, self.term.clock)
+        for extension in self.extensions_on_resume:
+            deadline = calendar.add(deadline, extension.duration, extension.clock)
         return self._step(
             Action.RESUME, CaseState.DISPATCHED, at, actor, note, {"deadline_at": deadline.isoformat()},
-            deadline_at=deadline, suspended_at=None, remaining_when_suspended=None,
+            deadline_at=deadline, suspended_at=None, remaining_when_suspended=None, extensions_on_resume=(),
             suspended_total=self.suspended_total + (at - self.suspended_at),
         )
 
@@ -279,9 +285,9 @@ class Case:
         assert self.deadline_at is not None  # every dispatched or suspended case has one
         changes: dict[str, object] = {"extension_count": self.extension_count + 1}
         if self.state is CaseState.SUSPENDED:
-            remaining = (self.remaining_when_suspended or timedelta(0)) + by.duration
-            changes["remaining_when_suspended"] = remaining
-            detail = {"remaining_s": str(int(remaining.total_seconds()))}
+            # Applied after the remaining time when the case resumes, each in its own clock.
+            changes["extensions_on_resume"] = (*self.extensions_on_resume, by)
+            detail = {"applies": "on resume"}
         else:
             deadline = calendar.add(self.deadline_at, by.duration, by.clock)
             changes["deadline_at"] = deadline
@@ -343,7 +349,7 @@ class Case:
         data: Mapping[str, str] | None = None, **changes: object,
     ) -> Case:
         self._require(action)
-        if not actor:
+        if not actor.strip():
             raise IllegalTransition(f"{action.value} on case {self.id} needs an actor")
         event = CaseEvent(self.version + 1, action, self.state, to_state, at, actor, note, dict(data or {}))
         return replace(self, state=to_state, history=(*self.history, event), **changes)  # type: ignore[arg-type]
@@ -354,7 +360,7 @@ def report(
     severity: str = "normal", urgent: bool = False, title: str = "", evidence: tuple[Evidence, ...] = (),
 ) -> Case:
     """发现上报: a new case in state `reported`, with its first audited event."""
-    if not actor:
+    if not actor.strip():
         raise IllegalTransition(f"report of case {case_id} needs an actor")
     event = CaseEvent(1, Action.REPORT, None, CaseState.REPORTED, at, actor, title,
                       {"grid_code": grid_code, "category": category, "source": source.value})

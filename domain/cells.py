@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import shapely
+from shapely.errors import ShapelyError
 from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
 
@@ -98,6 +99,8 @@ def cells_from_geojson(collection: Mapping[str, Any], code_length: int = 15) -> 
         raise CellGeometryError("grid cells must be a GeoJSON FeatureCollection")
     cells = []
     for i, feature in enumerate(collection.get("features", [])):
+        if not isinstance(feature, Mapping):
+            raise CellGeometryError(f"feature {i} is not a GeoJSON Feature object")
         props = feature.get("properties") or {}
         where = f"feature {i} ({props.get('code', 'no code')})"
         try:
@@ -107,7 +110,7 @@ def cells_from_geojson(collection: Mapping[str, Any], code_length: int = 15) -> 
             raise CellGeometryError(f"{where}: missing {exc.args[0]!r}") from exc
         except GridCodeError as exc:
             raise CellGeometryError(f"{where}: {exc}") from exc
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, ShapelyError) as exc:
             raise CellGeometryError(f"{where}: bad geometry: {exc}") from exc
         if polygon.geom_type not in ("Polygon", "MultiPolygon") or not polygon.is_valid or polygon.is_empty:
             raise CellGeometryError(f"{where}: geometry must be a valid, non-empty (Multi)Polygon")

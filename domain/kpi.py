@@ -70,8 +70,8 @@ class Figures:
 
 
 def figures(cases: Iterable[Case], period: Period) -> Figures:
-    """Compute every figure for the cases over `period`."""
-    cases = list(cases)
+    """Compute every figure for the cases over `period`; voided (注销) cases are invalid and never counted."""
+    cases = [c for c in cases if c.voided_at is None]
     end = period.end
 
     due = [c for c in cases if c.deadline_at is not None and c.deadline_at in period]

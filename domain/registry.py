@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -135,7 +136,7 @@ def device_from_row(row: Mapping[str, str]) -> Device:
         grid_code=(row.get("grid_code") or "").strip(),
         lon=_number(row, "lon", where),
         lat=_number(row, "lat", where),
-        report_interval_s=int(_number(row, "report_interval_s", where, minimum=1)),
+        report_interval_s=_whole(_number(row, "report_interval_s", where, minimum=1), "report_interval_s", where),
         battery_floor_v=_optional_number(row, "battery_floor_v", where),
         component_id=component,
         well_depth_cm=_number(row, "well_depth_cm", where, minimum=1) if kind is DeviceKind.MANHOLE else None,
@@ -171,22 +172,34 @@ def camera_from_mapping(data: Mapping[str, object]) -> Camera:
             raise RegistryError(f"{where}, zone {zone_id}: polygon must be a list of [x, y] points") from None
         if len(polygon) < 3:
             raise RegistryError(f"{where}, zone {zone_id}: polygon needs at least 3 points")
-        zones.append(Zone(zone_id, kind, polygon, float(zone_data.get("dwell_s", 60))))
-    fps = float(str(data.get("fps", 5)))
+        dwell_s = _number(zone_data, "dwell_s", f"{where}, zone {zone_id}", minimum=0, default="60")
+        zones.append(Zone(zone_id, kind, polygon, dwell_s))
+    fps = _number(data, "fps", where, default="5")
     if fps <= 0:
         raise RegistryError(f"{where}: fps must be positive")
     return Camera(camera_id, str(data.get("source") or ""), str(data.get("grid_code") or ""), fps, tuple(zones))
 
 
-def _number(row: Mapping[str, str], key: str, where: str, minimum: float | None = None) -> float:
-    text = (row.get(key) or "").strip()
+def _number(
+    row: Mapping[str, object], key: str, where: str, minimum: float | None = None, default: str = ""
+) -> float:
+    value = row.get(key)
+    text = default if key not in row else "" if value is None else str(value).strip()
     try:
-        value = float(text)
+        number = float(text)
     except ValueError:
         raise RegistryError(f"{where}: {key} {text!r} is not a number") from None
-    if minimum is not None and value < minimum:
+    if not math.isfinite(number):
+        raise RegistryError(f"{where}: {key} must be a finite number, not {text!r}")
+    if minimum is not None and number < minimum:
         raise RegistryError(f"{where}: {key} must be at least {minimum}")
-    return value
+    return number
+
+
+def _whole(number: float, key: str, where: str) -> int:
+    if not number.is_integer():
+        raise RegistryError(f"{where}: {key} must be a whole number, not {number}")
+    return int(number)
 
 
 def _optional_number(row: Mapping[str, str], key: str, where: str) -> float | None:

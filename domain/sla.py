@@ -128,8 +128,10 @@ class SlaCalendar:
     def add(self, start: datetime, duration: timedelta, clock: Clock) -> datetime:
         """`start` plus `duration` of `clock` time; a working deadline always lands inside working hours."""
         _check_aware(start)
-        if clock is Clock.NATURAL or duration <= timedelta(0):
+        if clock is Clock.NATURAL or duration == timedelta(0):
             return start + duration
+        if duration < timedelta(0):
+            raise SlaError(f"cannot add a negative working duration ({duration})")
         remaining = duration
         moment = start.astimezone(self.tz)
         day = moment.date()

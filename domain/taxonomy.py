@@ -64,7 +64,7 @@ def taxonomy_from_rows(rows: Iterable[Mapping[str, str]]) -> Taxonomy:
     categories = []
     for i, row in enumerate(rows, start=1):
         code = (row.get("code") or "").strip()
-        if len(code) != 4 or not code.isdigit():
+        if len(code) != 4 or not code.isascii() or not code.isdigit():
             raise TaxonomyError(f"taxonomy row {i}: code {code!r} must be 4 digits")
         kind = (row.get("kind") or "").strip()
         try:

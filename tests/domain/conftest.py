@@ -13,6 +13,7 @@ from domain.cases import Case, CaseState, Source, Tier, report
 from domain.sla import ChinaWorkdays, SlaCalendar, SlaTerm, parse_term
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+FOUR_WORKING_HOURS = parse_term("4h working")
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,7 @@ class Timeline:
     suspended_at: datetime = datetime(2025, 9, 22, 10, 10, tzinfo=SHANGHAI)
     handled_at: datetime = datetime(2025, 9, 22, 11, 0, tzinfo=SHANGHAI)
     closed_at: datetime = datetime(2025, 9, 22, 11, 30, tzinfo=SHANGHAI)
-    term: SlaTerm = parse_term("4h working")
-    # 09:10 plus 4 working hours, all inside Monday's 08:30–17:30.
-    deadline_at: datetime = datetime(2025, 9, 22, 13, 10, tzinfo=SHANGHAI)
+    term: SlaTerm = FOUR_WORKING_HOURS  # from 09:10 on this Monday: due at 13:10
     department: str = "城管执法"
     grid_code: str = "310104003001001"
 
@@ -43,14 +42,9 @@ def calendar() -> SlaCalendar:
 
 
 @pytest.fixture(scope="session")
-def timeline() -> Timeline:
-    """When `case_in` performs each step."""
-    return Timeline()
-
-
-@pytest.fixture(scope="session")
-def case_in(calendar: SlaCalendar, timeline: Timeline) -> CaseBuilder:
-    """Build a case in the given state by driving the real state machine along `timeline`."""
+def case_in(calendar: SlaCalendar) -> CaseBuilder:
+    """Build a case in the given state by driving the real state machine along the `Timeline`."""
+    timeline = Timeline()
 
     def build(state: CaseState, *, source: Source = Source.PATROL, tier: Tier = Tier.COMMUNITY) -> Case:
         case = report("case-1", grid_code=timeline.grid_code, category="0501", source=source,
