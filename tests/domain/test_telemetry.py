@@ -1,0 +1,73 @@
+"""The telemetry batch format on gridhub.telemetry: round trip and rejection of anything else."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.registry import DeviceKind
+from domain.telemetry import (
+    Reading,
+    StatusChange,
+    TelemetryBatch,
+    TelemetryFormatError,
+    decode_batch,
+    encode_batch,
+)
+
+CELL = "310104003001001"
+
+
+def manhole_reading(seq: int = 7) -> Reading:
+    return Reading("manhole-0001", DeviceKind.MANHOLE, CELL, 1_763_800_000_000, 1_763_800_000_250, seq,
+                   {"tilt_deg": 2.5, "cover_open": False, "water_level_cm": 40.0, "battery_v": 3.7},
+                   late=False, component_id="3101040103000012", well_depth_cm=180.0)
+
+
+def test_a_batch_round_trips() -> None:
+    batch = TelemetryBatch(CELL, (manhole_reading(), manhole_reading(8)),
+                           (StatusChange("rain-0001", DeviceKind.RAIN, CELL, 1_763_800_001_000, False),))
+    assert decode_batch(encode_batch(batch)) == batch
+    assert len(batch) == 3
+
+
+def test_reading_time_is_utc() -> None:
+    assert manhole_reading().ts == datetime(2025, 11, 22, 8, 26, 40, tzinfo=UTC)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.sampled_from(list(DeviceKind)),
+    seq=st.integers(min_value=0, max_value=2**53),
+    ts_ms=st.integers(min_value=0, max_value=4_102_444_800_000),
+    value=st.floats(allow_nan=False, allow_infinity=False),
+    late=st.booleans(),
+)
+def test_any_reading_round_trips(kind: DeviceKind, seq: int, ts_ms: int, value: float, late: bool) -> None:
+    reading = Reading("dev-1", kind, CELL, ts_ms, ts_ms + 5, seq, {"x": value}, late=late, zone_area_m2=300.0)
+    assert decode_batch(encode_batch(TelemetryBatch(CELL, (reading,)))).readings == (reading,)
+
+
+@pytest.mark.parametrize("data", [
+    b"not json",
+    b"[]",
+    b'{"v": 2, "grid_code": "x", "readings": [], "statuses": []}',
+    b'{"v": 1, "readings": [], "statuses": []}',
+    b'{"v": 1, "grid_code": "x", "readings": [{"device_id": "d"}], "statuses": []}',
+    b'{"v": 1, "grid_code": "x", "readings": [], "statuses": [{"device_id": "d", "kind": "lamp", "ts_ms": 1, '
+    b'"online": true}]}',
+])
+def test_anything_else_is_a_format_error(data: bytes) -> None:
+    with pytest.raises(TelemetryFormatError):
+        decode_batch(data)
+
+
+def test_wire_names_are_stable() -> None:
+    doc = orjson.loads(encode_batch(TelemetryBatch(CELL, (manhole_reading(),))))
+    assert set(doc) == {"v", "grid_code", "readings", "statuses"}
+    assert set(doc["readings"][0]) == {"device_id", "kind", "ts_ms", "received_ms", "seq", "values", "late",
+                                       "component_id", "well_depth_cm", "zone_area_m2"}
