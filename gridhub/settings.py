@@ -72,6 +72,46 @@ class KafkaSettings(_Section):
     tansu_bin: Path | None = None
 
 
+class GatewaySettings(_Section):
+    """The MQTT ingestion gateway: validation limits, batching and back-pressure."""
+
+    client_id: str = "gridhub-gateway-1"
+    share_group: str = "gridhub"
+    max_payload_bytes: int = Field(4096, ge=64, le=1_048_576)
+    future_tolerance_s: int = Field(300, ge=0)
+    late_after_s: int = Field(300, ge=0)
+    max_lateness_s: int = Field(6 * 3600, ge=0)
+    dedupe_cache_size: int = Field(200_000, ge=1000)
+    batch_linger_ms: int = Field(20, ge=0, le=1000)
+    max_inflight: int = Field(20_000, ge=10)
+
+    @model_validator(mode="after")
+    def _windows_in_order(self) -> GatewaySettings:
+        if self.late_after_s > self.max_lateness_s:
+            raise ValueError("late_after_s must not exceed max_lateness_s")
+        return self
+
+
+class TelemetryStoreSettings(_Section):
+    """Where normalised telemetry is kept for queries: the SQL database, or InfluxDB 2."""
+
+    backend: Literal["sql", "influxdb"] = "sql"
+    batch_max: int = Field(5000, ge=1)
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_org: str = "gridhub"
+    influx_bucket: str = "telemetry"
+    influx_token: SecretStr | None = None
+    influx_token_file: Path | None = None
+
+    def token(self) -> str | None:
+        """The InfluxDB token from the environment or its file, if any."""
+        if self.influx_token is not None:
+            return self.influx_token.get_secret_value()
+        if self.influx_token_file is not None:
+            return self.influx_token_file.read_text(encoding="utf-8").strip()
+        return None
+
+
 class DatabaseSettings(_Section):
     """The case and registry database. No URL means SQLite in the state directory."""
 
@@ -113,6 +153,8 @@ class Settings(_Section):
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    telemetry_store: TelemetryStoreSettings = TelemetryStoreSettings()
     api: ApiSettings = ApiSettings()
     sla: SlaSettings = SlaSettings()
 
