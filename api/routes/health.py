@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import CityDep, EngineDep
 from gridhub import __version__
 from gridhub.db import ping
+from gridhub.metrics import exposition
 
 router = APIRouter(tags=["health"])
 
@@ -26,5 +27,5 @@ def healthz(engine: EngineDep, city: CityDep) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 def metrics() -> Response:
-    """Prometheus text format."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text format, for every GridHub process on this machine under `gridhub up`."""
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

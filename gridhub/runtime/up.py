@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -28,6 +29,7 @@ from domain.city import City
 from gridhub import kafka
 from gridhub.city import DEMO_CITY_DIR
 from gridhub.db import connect, init_db
+from gridhub.metrics import MULTIPROC_ENV
 from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor
 from gridhub.settings import Settings
 
@@ -153,7 +155,11 @@ async def _start_all(
 
 def _child_env(settings: Settings, state_dir: Path, config_file: Path | None) -> dict[str, str]:
     """Children load the same settings: the same file, plus what the command line and start-up resolved."""
+    metrics_dir = state_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # counters start from zero with every `gridhub up`
+    metrics_dir.mkdir(parents=True)
     env = {
+        MULTIPROC_ENV: str(metrics_dir),
         "GRIDHUB_STATE_DIR": str(state_dir),
         "GRIDHUB_CITY__DIR": str((settings.city.dir or DEMO_CITY_DIR).resolve()),
     }

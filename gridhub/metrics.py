@@ -1,0 +1,40 @@
+"""Prometheus metrics of every GridHub service, defined once.
+
+Under `gridhub up` every child process writes its metrics to the shared directory named by
+`PROMETHEUS_MULTIPROC_DIR`, and the API's `/metrics` serves them all together. A service run on
+its own (production) serves its metrics with `--metrics-port`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+GATEWAY_RECEIVED = Counter("gridhub_gateway_received_total", "MQTT messages the gateway received")
+GATEWAY_ACCEPTED = Counter("gridhub_gateway_accepted_total", "Readings accepted and produced to Kafka")
+GATEWAY_REJECTED = Counter("gridhub_gateway_rejected_total", "Messages dead-lettered, by reason", ["reason"])
+GATEWAY_DUPLICATES = Counter("gridhub_gateway_duplicates_total", "Exact (device, seq) duplicates dropped")
+GATEWAY_STATUS = Counter("gridhub_gateway_status_total", "Device status changes forwarded", ["status"])
+GATEWAY_PRODUCE_SECONDS = Histogram(
+    "gridhub_gateway_produce_seconds", "From MQTT receipt to Kafka acknowledgement",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+GATEWAY_INFLIGHT = Gauge("gridhub_gateway_inflight", "Messages received but not yet acknowledged to the broker",
+                         multiprocess_mode="livesum")
+
+STORE_WRITTEN = Counter("gridhub_store_written_total", "Telemetry rows written to the store", ["kind"])
+STORE_LAG = Gauge("gridhub_store_consumer_lag", "Records on gridhub.telemetry not yet written to the store",
+                  ["partition"], multiprocess_mode="livemax")
+STORE_WRITE_SECONDS = Histogram("gridhub_store_write_seconds", "Time to write one batch to the store")
+
+
+def exposition() -> bytes:
+    """Metrics in Prometheus text format: all processes' when multi-process, else this process's."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(registry))
+    return bytes(generate_latest())
