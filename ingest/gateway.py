@@ -1,0 +1,322 @@
+"""The MQTT ingestion gateway: broker → validate → per-cell batches → Kafka → PUBACK.
+
+paho's network thread validates each message as it arrives and queues the outcome; the asyncio
+thread packs the queue into one `TelemetryBatch` per grid cell every few milliseconds, produces the
+batches and the dead letters, and only when Kafka has acknowledged a record are the MQTT messages in
+it acknowledged to the broker (in arrival order). A gateway killed at any moment has acknowledged
+nothing that Kafka does not hold; the broker redelivers the rest to the same persistent session.
+
+When Kafka is slow or down, records are retried and nothing new is acknowledged; the broker stops
+sending once the session's in-flight window (MQTT 5 Receive Maximum, or the broker's
+`max_inflight_messages`) is full, so memory stays bounded and the backlog waits in the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import orjson
+import paho.mqtt.client as mqtt
+from aiokafka import AIOKafkaProducer
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from domain.registry import Registry
+from domain.telemetry import Reading, StatusChange, TelemetryBatch, encode_batch
+from gridhub import kafka, metrics
+from gridhub.settings import Settings
+from ingest.acks import AckTracker, Pending
+from ingest.payloads import Limits, Rejection, Validator
+
+log = logging.getLogger("gridhub.gateway")
+
+TELEMETRY_FILTER = "gridhub/v1/+/+/telemetry"
+STATUS_FILTER = "gridhub/v1/+/+/status"
+DEADLETTER_PAYLOAD_BYTES = 1024
+SESSION_EXPIRY_S = 7 * 24 * 3600
+RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+SHUTDOWN_DRAIN_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One message's outcome with what is needed to acknowledge it."""
+
+    outcome: Reading | StatusChange | Rejection
+    topic: str
+    payload: bytes | bytearray
+    handle: Pending | None  # None for QoS 0
+    received_ns: int
+
+
+class DedupeCache:
+    """Remembers the last N (device, seq, ts) keys; exact repeats are dropped."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._keys: dict[tuple[str, int, int], None] = {}
+
+    def seen(self, reading: Reading) -> bool:
+        """True if this reading was seen before; otherwise remember it."""
+        key = (reading.device_id, reading.seq, reading.ts_ms)
+        if key in self._keys:
+            return True
+        self._keys[key] = None
+        if len(self._keys) > self._size:
+            del self._keys[next(iter(self._keys))]  # dicts keep insertion order: drop the oldest
+        return False
+
+
+class Gateway:
+    """One gateway process: a persistent MQTT session feeding Kafka."""
+
+    def __init__(self, settings: Settings, registry: Registry, *, client_id: str | None = None) -> None:
+        self.settings = settings
+        gw = settings.gateway
+        self.client_id = client_id or gw.client_id
+        self.validator = Validator(registry, Limits(
+            max_payload_bytes=gw.max_payload_bytes,
+            future_tolerance_ms=gw.future_tolerance_s * 1000,
+            late_after_ms=gw.late_after_s * 1000,
+            max_lateness_ms=gw.max_lateness_s * 1000,
+        ))
+        self.dedupe = DedupeCache(gw.dedupe_cache_size)
+        self.queue: collections.deque[Received] = collections.deque()
+        self.protocol = MQTTProtocolVersion.MQTTv5
+        self._client: mqtt.Client | None = None
+        self.tracker = AckTracker(self._send_ack)
+        self._connected = threading.Event()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sending: set[asyncio.Future[object]] = set()
+
+    # --- MQTT side (paho's thread) -------------------------------------------------------------
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        metrics.GATEWAY_RECEIVED.inc()
+        received_ns = time.time_ns()
+        handle = self.tracker.receive(message.mid) if message.qos > 0 else None
+        if handle is None and len(self.queue) > self.settings.gateway.max_inflight:
+            metrics.GATEWAY_REJECTED.labels("overload").inc()  # QoS 0 has no redelivery to wait for
+            return
+        outcome = self.validator.check(message.topic, message.payload, received_ns // 1_000_000)
+        if isinstance(outcome, Reading) and self.dedupe.seen(outcome):
+            metrics.GATEWAY_DUPLICATES.inc()
+            if handle is not None:
+                self.tracker.complete([handle])  # already on its way to Kafka in an earlier message
+            return
+        self.queue.append(Received(outcome, message.topic, message.payload, handle, received_ns))
+        if len(self.queue) == 2000 and self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)  # a burst: flush before the linger ends
+
+    def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object, reason: ReasonCode,
+                    _properties: object) -> None:
+        if reason.is_failure:
+            log.error("MQTT broker refused the connection: %s", reason)
+            return
+        share = self.settings.gateway.share_group
+        telemetry = f"$share/{share}/{TELEMETRY_FILTER}" if self.protocol == mqtt.MQTTv5 else TELEMETRY_FILTER
+        # Retained status messages are never sent to shared subscriptions (MQTT 5 §4.8.2), so every
+        # gateway subscribes to status topics directly; downstream handles the duplicates.
+        client.subscribe([(telemetry, 1), (STATUS_FILTER, 1)])
+        log.info("connected to MQTT as %s (%s), subscribed to %s", self.client_id,
+                 "MQTT 5" if self.protocol == mqtt.MQTTv5 else "MQTT 3.1.1", telemetry)
+        self._connected.set()
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object, reason: ReasonCode,
+                       _properties: object) -> None:
+        self._connected.clear()
+        self.tracker.reconnected()
+        log.warning("disconnected from MQTT (%s); un-acknowledged messages will be redelivered", reason)
+
+    def _send_ack(self, mid: int) -> None:
+        assert self._client is not None
+        self._client.ack(mid, 1)
+
+    def _connect(self) -> None:
+        """Connect with MQTT 5 (shared subscription); fall back to 3.1.1 for brokers without v5."""
+        for protocol in (MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311):
+            self.protocol = protocol
+            client = self._new_client(protocol)
+            self._client = client
+            try:
+                if protocol == mqtt.MQTTv5:
+                    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                    props.SessionExpiryInterval = SESSION_EXPIRY_S
+                    props.ReceiveMaximum = min(self.settings.gateway.max_inflight, 65535)
+                    client.connect(self._host(), self.settings.mqtt.port, keepalive=30, clean_start=False,
+                                   properties=props)
+                else:
+                    client.connect(self._host(), self.settings.mqtt.port, keepalive=30)
+            except OSError as exc:
+                raise ConnectionError(f"cannot reach MQTT broker {self._host()}:{self.settings.mqtt.port}: {exc}")\
+                    from None
+            client.loop_start()
+            if self._connected.wait(5.0):
+                return
+            client.loop_stop()
+            client.disconnect()
+            log.info("no MQTT 5 session from the broker; trying MQTT 3.1.1")
+        raise ConnectionError(f"MQTT broker {self._host()}:{self.settings.mqtt.port} refused the connection")
+
+    def _new_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol, manual_ack=True,
+            clean_session=False if protocol == mqtt.MQTTv311 else None,
+            reconnect_on_failure=True,
+        )
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(1, 30)
+        client.username_pw_set(self.settings.mqtt.username, self.settings.mqtt_password())
+        client.on_message = self._on_message
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        return client
+
+    def _host(self) -> str:
+        return self.settings.mqtt.host or "127.0.0.1"
+
+    # --- Kafka side (asyncio thread) -----------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect both sides and forward until `stop` is set; then flush what was received."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        bootstrap = self.settings.kafka.bootstrap or "127.0.0.1:9092"
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                    max_batch_size=1_048_576, request_timeout_ms=10_000,
+                                    retry_backoff_ms=200)
+        await _start_producer(producer, bootstrap, stop)
+        try:
+            await asyncio.to_thread(self._connect)
+            linger = self.settings.gateway.batch_linger_ms / 1000
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), linger)
+                self._wake.clear()
+                self._flush(producer)
+            # Drain: produce what was received and acknowledge it before leaving; anything later
+            # stays un-acknowledged in the persistent session and is redelivered on the next start.
+            self._flush(producer)
+            if self._sending:
+                await asyncio.wait(set(self._sending), timeout=SHUTDOWN_DRAIN_S)
+            if self._client is not None:
+                self._client.disconnect()
+                self._client.loop_stop()
+        finally:
+            await producer.stop()
+
+    def _flush(self, producer: AIOKafkaProducer) -> None:
+        """Pack everything queued into per-cell batches and dead letters, and send them."""
+        metrics.GATEWAY_INFLIGHT.set(len(self.tracker))
+        if not self.queue:
+            return
+        cells: dict[str, list[Received]] = {}
+        for _ in range(len(self.queue)):
+            item = self.queue.popleft()
+            if isinstance(item.outcome, Rejection):
+                key = (item.outcome.device_id or item.topic[:200]).encode()
+                self._send(producer, kafka.DEADLETTER, key, _dead_letter(item), [item])
+            else:
+                cells.setdefault(item.outcome.grid_code, []).append(item)
+        for grid_code, items in cells.items():
+            readings = tuple(i.outcome for i in items if isinstance(i.outcome, Reading))
+            statuses = tuple(i.outcome for i in items if isinstance(i.outcome, StatusChange))
+            value = encode_batch(TelemetryBatch(grid_code, readings, statuses))
+            self._send(producer, kafka.TELEMETRY, grid_code.encode(), value, items)
+
+    def _send(self, producer: AIOKafkaProducer, topic: str, key: bytes, value: bytes, items: list[Received],
+              attempt: int = 0) -> None:
+        task = asyncio.ensure_future(producer.send_and_wait(topic, value, key=key))
+        self._sending.add(task)
+
+        def done(future: asyncio.Future[object]) -> None:
+            self._sending.discard(task)
+            if future.cancelled() or future.exception() is not None:
+                if attempt == 0:
+                    error = "cancelled" if future.cancelled() else repr(future.exception())
+                    log.warning("Kafka did not take a %s record (%s); retrying, nothing is acknowledged meanwhile",
+                                topic, error)
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                assert self._loop is not None
+                self._loop.call_later(delay, self._send, producer, topic, key, value, items, attempt + 1)
+                return
+            if attempt > 0:
+                log.info("Kafka took the %s record after %d retries", topic, attempt)
+            _count(topic, items)
+            self.tracker.complete([i.handle for i in items if i.handle is not None])
+
+        task.add_done_callback(done)
+
+
+async def _start_producer(producer: AIOKafkaProducer, bootstrap: str, stop: asyncio.Event) -> None:
+    """Start the producer, waiting for Kafka as long as it takes (the broker may start after us)."""
+    attempt = 0
+    while True:
+        try:
+            await producer.start()
+            return
+        except Exception as exc:
+            if stop.is_set():
+                raise
+            delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+            if attempt == 0:
+                log.warning("Kafka at %s is not reachable (%s); retrying", bootstrap, exc)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+
+def _count(topic: str, items: list[Received]) -> None:
+    now = time.time_ns()
+    for item in items:
+        outcome = item.outcome
+        if isinstance(outcome, Reading):
+            metrics.GATEWAY_ACCEPTED.inc()
+        elif isinstance(outcome, StatusChange):
+            metrics.GATEWAY_STATUS.labels("online" if outcome.online else "offline").inc()
+        else:
+            metrics.GATEWAY_REJECTED.labels(outcome.reason.value).inc()
+        metrics.GATEWAY_PRODUCE_SECONDS.observe((now - item.received_ns) / 1e9)
+
+
+def _dead_letter(item: Received) -> bytes:
+    rejection = item.outcome
+    assert isinstance(rejection, Rejection)
+    return orjson.dumps({
+        "reason": rejection.reason.value,
+        "detail": rejection.detail,
+        "topic": item.topic[:512],
+        "device_id": rejection.device_id,
+        "received_ms": item.received_ns // 1_000_000,
+        "size": len(item.payload),
+        "payload_b64": base64.b64encode(item.payload[:DEADLETTER_PAYLOAD_BYTES]).decode(),
+        "truncated": len(item.payload) > DEADLETTER_PAYLOAD_BYTES,
+    })
+
+
+def main(settings: Settings, registry: Registry, *, client_id: str | None = None) -> int:
+    """Run one gateway until SIGINT or SIGTERM; 0 on a clean stop, 1 if the broker cannot be reached."""
+    import signal
+
+    async def _main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await Gateway(settings, registry, client_id=client_id).run(stop)
+        except ConnectionError as exc:
+            log.error("%s", exc)
+            return 1
+        return 0
+
+    return asyncio.run(_main())
