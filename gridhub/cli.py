@@ -40,6 +40,13 @@ def _settings(config_file: Path | None, overrides: dict[str, Any] | None = None)
     return settings
 
 
+def _serve_metrics(port: int | None) -> None:
+    if port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr="127.0.0.1")
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"gridhub: {message}", err=True)
     sys.exit(code)
@@ -100,9 +107,20 @@ def api(config_file: Path | None) -> None:
 
 
 @cli.command()
-def gateway() -> None:
+@config_option
+@click.option("--client-id", help="MQTT client id; each gateway of a shared subscription needs its own.")
+@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (when run on its own).")
+def gateway(config_file: Path | None, client_id: str | None, metrics_port: int | None) -> None:
     """MQTT ingestion gateway: validate telemetry and produce it to Kafka."""
-    _not_built("gridhub gateway", 3)
+    from ingest.gateway import main as run_gateway
+
+    settings = _settings(config_file)
+    try:
+        city = load_city(settings)
+    except CityError as exc:
+        _fail(f"city error: {exc}", EXIT_CONFIG)
+    _serve_metrics(metrics_port)
+    sys.exit(run_gateway(settings, city.registry, client_id=client_id))
 
 
 @cli.command()
