@@ -45,6 +45,7 @@ DEADLETTER_PAYLOAD_BYTES = 1024
 SESSION_EXPIRY_S = 7 * 24 * 3600
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 SHUTDOWN_DRAIN_S = 5.0
+KAFKA_STALL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,8 @@ class Gateway:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sending: set[asyncio.Future[object]] = set()
+        self._last_kafka_ack = time.monotonic()
+        self._stalled_since: float | None = None
 
     # --- MQTT side (paho's thread) -------------------------------------------------------------
 
@@ -218,6 +221,7 @@ class Gateway:
     def _flush(self, producer: AIOKafkaProducer) -> None:
         """Pack everything queued into per-cell batches and dead letters, and send them."""
         metrics.GATEWAY_INFLIGHT.set(len(self.tracker))
+        self._watch_kafka()
         if not self.queue:
             return
         cells: dict[str, list[Received]] = {}
@@ -252,10 +256,22 @@ class Gateway:
                 return
             if attempt > 0:
                 log.info("Kafka took the %s record after %d retries", topic, attempt)
+            self._last_kafka_ack = time.monotonic()
             _count(topic, items)
             self.tracker.complete([i.handle for i in items if i.handle is not None])
 
         task.add_done_callback(done)
+
+    def _watch_kafka(self) -> None:
+        """Say once when Kafka stops acknowledging (the producer retries quietly) and when it is back."""
+        now = time.monotonic()
+        if self._sending and now - self._last_kafka_ack > KAFKA_STALL_S and self._stalled_since is None:
+            self._stalled_since = self._last_kafka_ack
+            log.warning("Kafka has acknowledged nothing for %.0f s; holding %d MQTT messages un-acknowledged "
+                        "(the broker keeps the rest)", now - self._last_kafka_ack, len(self.tracker))
+        elif self._stalled_since is not None and self._last_kafka_ack > self._stalled_since:
+            log.info("Kafka acknowledges again after %.0f s", self._last_kafka_ack - self._stalled_since)
+            self._stalled_since = None
 
 
 async def _start_producer(producer: AIOKafkaProducer, bootstrap: str, stop: asyncio.Event) -> None:
@@ -306,6 +322,8 @@ def _dead_letter(item: Received) -> bytes:
 def main(settings: Settings, registry: Registry, *, client_id: str | None = None) -> int:
     """Run one gateway until SIGINT or SIGTERM; 0 on a clean stop, 1 if the broker cannot be reached."""
     import signal
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # it logs every retry; we report outages once
 
     async def _main() -> int:
         stop = asyncio.Event()
