@@ -11,6 +11,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from gridhub import __version__
+from gridhub.bench import BenchResult
 from gridhub.city import CityError, load_city
 from gridhub.settings import ConfigError, Settings, load_settings
 
@@ -175,9 +176,18 @@ def bench() -> None:
 
 
 @bench.command("gateway")
-def bench_gateway() -> None:
+@click.option("--messages", "-n", default=40_000, show_default=True, help="Messages to publish per phase.")
+@click.option("--devices", "-m", default=8, show_default=True, help="Simulated devices (one C publisher each).")
+@click.option("--broker", type=click.Choice(["mosquitto", "embedded"]), default="mosquitto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Also print one JSON object as the last line.")
+def bench_gateway(messages: int, devices: int, broker: str, as_json: bool) -> None:
     """Gateway accepted-message rate against a bare paho subscriber."""
-    _not_built("gridhub bench gateway", 3)
+    from gridhub.bench import environment
+    from gridhub.bench.gateway import run
+
+    logging.basicConfig(level=logging.WARNING)
+    result = run(messages, devices, broker)
+    _print_bench(result, environment(str(result.details.get("broker_version"))), as_json)
 
 
 @bench.command("streams")
@@ -196,6 +206,27 @@ def bench_e2e() -> None:
 def bench_detect() -> None:
     """Detector pipeline frames per second against bare decode + MOG2."""
     _not_built("gridhub bench detect", 5)
+
+
+
+def _print_bench(result: BenchResult, env: dict[str, Any], as_json: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"gridhub bench {result.name}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row(f"{result.name} ({result.unit})", f"{result.value:,.0f}")
+    table.add_row(f"baseline ({result.unit})", f"{result.baseline:,.0f}")
+    table.add_row("ratio", f"{result.ratio:.2f}")
+    for key, value in result.details.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
+    table.add_row("target", result.target)
+    table.add_row("met", "yes" if result.met else "NO")
+    table.add_row("cpu", f"{env['cpu']} × {env['cores']}")
+    Console().print(table)
+    if as_json:
+        click.echo(result.as_json(env).decode())
 
 
 def main() -> None:

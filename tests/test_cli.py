@@ -22,7 +22,6 @@ def test_help_lists_the_subcommands_of_the_design() -> None:
     (["detect", "eval"], 5),
     (["simulate", "sensors"], 3),
     (["simulate", "cameras"], 5),
-    (["bench", "gateway"], 3),
     (["bench", "streams"], 4),
     (["bench", "e2e"], 4),
     (["bench", "detect"], 5),

@@ -1,0 +1,236 @@
+"""`gridhub bench gateway`: the gateway's sustained accepted rate against a bare paho subscriber's ceiling.
+
+Each phase gets a fresh broker (and Kafka) so that no session or backlog carries over. C publishers
+(`mosquitto_pub -l`, one per simulated device) generate the load so that the generator is not the
+bottleneck. The ceiling is a paho client that subscribes like the gateway (QoS 1, same filter,
+same protocol) and only counts. The gateway's rate runs from its first receipt to its last Kafka
+acknowledgement, read from the records themselves; its metrics endpoint says when it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+from aiokafka import AIOKafkaConsumer
+from paho.mqtt.enums import CallbackAPIVersion
+
+from domain.telemetry import decode_batch
+from gridhub import kafka, localbrokers
+from gridhub.bench import BenchResult, mosquitto_version
+
+TARGET_RATE = 15_000
+TARGET_RATIO = 0.7
+TARGET_SCALING = 1.6
+# What GridHub's generated Mosquitto configuration sets: queue and in-flight limits that never drop QoS 1.
+MOSQUITTO_CONFIG = "allow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\n"
+TELEMETRY_FILTER = "gridhub/v1/+/+/telemetry"
+
+
+@dataclass(frozen=True)
+class Load:
+    """N messages from M rain gauges, written once as line files for mosquitto_pub."""
+
+    messages: int
+    devices: int
+    directory: Path
+
+    def files(self) -> list[tuple[str, Path]]:
+        """(topic, payload lines file) per device; timestamps are now, seq numbers unique per device."""
+        now = int(time.time())
+        per_device = self.messages // self.devices
+        files = []
+        for index in range(1, self.devices + 1):
+            path = self.directory / f"rain-{index:04d}.lines"
+            path.write_text("".join(f'{{"ts": {now}, "seq": {seq}, "rain_mm": 0.2}}\n' for seq in range(per_device)),
+                            encoding="utf-8")
+            files.append((f"gridhub/v1/rain/rain-{index:04d}/telemetry", path))
+        return files
+
+    @property
+    def total(self) -> int:
+        """Messages actually sent (a whole number per device)."""
+        return self.messages // self.devices * self.devices
+
+
+def publish(port: int, files: list[tuple[str, Path]]) -> float:
+    """Run one mosquitto_pub per device at once; return the seconds they took."""
+    started = time.perf_counter()
+    processes = []
+    for index, (topic, path) in enumerate(files):
+        with path.open("rb") as lines:
+            processes.append(subprocess.Popen(
+                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic, "-l",
+                 "-i", f"bench-pub-{index}"], stdin=lines))
+    for process in processes:
+        if process.wait(300) != 0:
+            raise RuntimeError(f"mosquitto_pub exited with {process.returncode}")
+    return time.perf_counter() - started
+
+
+def ceiling(port: int, load: Load, v5: bool) -> float:
+    """Messages per second a bare paho subscriber receives while the load is published."""
+    received = 0
+    first = last = 0.0
+    done = threading.Event()
+
+    def on_message(_client: mqtt.Client, _userdata: object, _message: mqtt.MQTTMessage) -> None:
+        nonlocal received, first, last
+        last = time.perf_counter()
+        if received == 0:
+            first = last
+        received += 1
+        if received >= load.total:
+            done.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-ceiling",
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.subscribe(TELEMETRY_FILTER, qos=1)
+    client.loop_start()
+    time.sleep(0.5)
+    try:
+        publish(port, load.files())
+        if not done.wait(300):
+            raise RuntimeError(f"the bare subscriber received {received} of {load.total}")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return (received - 1) / (last - first)
+
+
+@contextlib.contextmanager
+def gateways(count: int, bootstrap: str, port: int, directory: Path) -> Iterator[list[int]]:
+    """Start `count` gateways in one shared subscription; yield their metrics ports."""
+    processes, metrics_ports = [], []
+    try:
+        for index in range(1, count + 1):
+            metrics_port = localbrokers.free_port()
+            log = (directory / f"gateway-{index}.log").open("wb")
+            env = dict(os.environ, GRIDHUB_KAFKA__BOOTSTRAP=bootstrap, GRIDHUB_MQTT__HOST="127.0.0.1",
+                       GRIDHUB_MQTT__PORT=str(port), GRIDHUB_LOG_LEVEL="warning")
+            env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "gridhub", "gateway", "--client-id", f"bench-gateway-{index}",
+                 "--metrics-port", str(metrics_port)], env=env, stdout=log, stderr=subprocess.STDOUT))
+            metrics_ports.append(metrics_port)
+        for metrics_port in metrics_ports:
+            _wait_for_metrics(metrics_port)
+        time.sleep(3.0)  # the MQTT 5 probe, the 3.1.1 fallback where needed, and the subscription
+        yield metrics_ports
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
+
+
+def gateway_rate(count: int, port: int, bootstrap: str, load: Load, directory: Path) -> float:
+    """Accepted readings per second through `count` gateways, first receipt to last Kafka acknowledgement."""
+    with gateways(count, bootstrap, port, directory) as metrics_ports:
+        started_ms = int(time.time() * 1000)
+        publish(port, load.files())
+        deadline = time.monotonic() + 300
+        while sum(_accepted(p) for p in metrics_ports) < load.total:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the gateways did not accept every message within 300 s")
+            time.sleep(0.5)
+    first_received, last_produced, readings = asyncio.run(_produce_span(bootstrap, started_ms))
+    if readings < load.total:
+        raise RuntimeError(f"Kafka holds {readings} readings, expected {load.total}")
+    return (readings - 1) / ((last_produced - first_received) / 1000)
+
+
+async def _produce_span(bootstrap: str, since_ms: int) -> tuple[int, int, int]:
+    consumer = AIOKafkaConsumer(kafka.TELEMETRY, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    first, last, count = 2**63, 0, 0
+    try:
+        idle = 0
+        while idle < 3:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            idle = 0 if batches else idle + 1
+            for records in batches.values():
+                for record in records:
+                    readings = [r for r in decode_batch(record.value).readings if r.received_ms >= since_ms]
+                    if readings:
+                        count += len(readings)
+                        first = min(first, *(r.received_ms for r in readings))
+                        last = max(last, record.timestamp)
+    finally:
+        await consumer.stop()
+    return first, last, count
+
+
+def _wait_for_metrics(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).raise_for_status()
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"a gateway did not start (metrics port {port})")
+
+
+def _accepted(port: int) -> float:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return 0.0
+    match = re.search(r"^gridhub_gateway_accepted_total (\S+)$", text, re.MULTILINE)
+    return float(match[1]) if match else 0.0
+
+
+@contextlib.contextmanager
+def _broker(kind: str, directory: Path) -> Iterator[int]:
+    if kind == "mosquitto":
+        with localbrokers.mosquitto(directory, MOSQUITTO_CONFIG) as port:
+            yield port
+    else:
+        with localbrokers.amqtt() as port:
+            yield port
+
+
+def run(messages: int, devices: int, broker: str) -> BenchResult:
+    """The whole benchmark on one broker kind ('mosquitto' or 'embedded')."""
+    with tempfile.TemporaryDirectory(prefix="gridhub-bench-") as tmp:
+        directory = Path(tmp)
+        load = Load(messages, devices, directory)
+        v5 = broker == "mosquitto"
+        with _broker(broker, directory) as port:
+            baseline = ceiling(port, load, v5)
+        rates = {}
+        for count in (1, 2) if v5 else (1,):
+            with _broker(broker, directory) as port, localbrokers.tansu() as bootstrap:
+                asyncio.run(kafka.ensure_topics(bootstrap, 6))
+                rates[count] = gateway_rate(count, port, bootstrap, load, directory)
+    one = rates[1]
+    details: dict[str, object] = {"messages": load.total, "devices": devices, "broker": broker,
+                                  "one_gateway_msg_s": round(one), "bare_paho_msg_s": round(baseline)}
+    met = one >= TARGET_RATE and one / baseline >= TARGET_RATIO
+    if 2 in rates:
+        details["two_gateways_msg_s"] = round(rates[2])
+        details["scaling"] = round(rates[2] / one, 2)
+        met = met and rates[2] / one >= TARGET_SCALING
+    broker_name = mosquitto_version(localbrokers.mosquitto_binary()) if v5 else "amqtt (embedded)"
+    details["broker_version"] = broker_name
+    return BenchResult(
+        name="gateway", value=round(one), unit="msg/s", baseline=round(baseline),
+        target=f">= {TARGET_RATE} msg/s, ratio >= {TARGET_RATIO}"
+        + (f", two gateways >= {TARGET_SCALING}x" if v5 else ""),
+        met=met, details=details,
+    )
