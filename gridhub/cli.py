@@ -159,9 +159,34 @@ def simulate() -> None:
 
 
 @simulate.command("sensors")
-def simulate_sensors() -> None:
+@config_option
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same scenario.")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True),
+              help="Report FACTOR times more often and run storms and incidents FACTOR times faster [default: 1].")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), metavar="MSGS_PER_S",
+              help="Set the speed so that the fleet sends about this many readings per second.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop after this long (default: until Ctrl-C or SIGTERM).")
+@click.option("--malformed-share", type=click.FloatRange(0, 0.5, max_open=True), default=0.01, show_default=True,
+              help="Share of telemetry messages that are deliberately malformed.")
+@click.option("--devices", type=click.IntRange(min=1), metavar="N", help="Simulate N devices of the city, all kinds.")
+@click.option("--ready", "ready_file", type=click.Path(path_type=Path),
+              help="Take the MQTT broker from this ready.json of `gridhub up` (waits for it to appear).")
+def simulate_sensors(config_file: Path | None, seed: int, speed: float | None, rate: float | None,
+                     duration: float | None, malformed_share: float, devices: int | None,
+                     ready_file: Path | None) -> None:
     """Publish realistic telemetry from the demo city's devices."""
-    _not_built("gridhub simulate sensors", 3)
+    from simulators.cli import SensorOptions, SimulatorError, run_sensors
+
+    settings = _settings(config_file)
+    options = SensorOptions(seed=seed, speed=speed, rate=rate, duration_s=duration,
+                            malformed_share=malformed_share, devices=devices, ready_file=ready_file)
+    try:
+        sys.exit(run_sensors(settings, load_city(settings), options))
+    except CityError as exc:
+        _fail(f"city error: {exc}", EXIT_CONFIG)
+    except SimulatorError as exc:
+        _fail(str(exc), EXIT_CONFIG)
 
 
 @simulate.command("cameras")
@@ -179,14 +204,16 @@ def bench() -> None:
 @click.option("--messages", "-n", default=40_000, show_default=True, help="Messages to publish per phase.")
 @click.option("--devices", "-m", default=8, show_default=True, help="Simulated devices (one C publisher each).")
 @click.option("--broker", type=click.Choice(["mosquitto", "embedded"]), default="mosquitto", show_default=True)
+@click.option("--mqtt", "protocol", type=click.Choice(["3.1.1", "5"]), default="3.1.1", show_default=True,
+              help="MQTT protocol of the gateway and of the bare subscriber.")
 @click.option("--json", "as_json", is_flag=True, help="Also print one JSON object as the last line.")
-def bench_gateway(messages: int, devices: int, broker: str, as_json: bool) -> None:
+def bench_gateway(messages: int, devices: int, broker: str, protocol: str, as_json: bool) -> None:
     """Gateway accepted-message rate against a bare paho subscriber."""
     from gridhub.bench import environment
     from gridhub.bench.gateway import run
 
     logging.basicConfig(level=logging.WARNING)
-    result = run(messages, devices, broker)
+    result = run(messages, devices, broker, protocol)
     _print_bench(result, environment(str(result.details.get("broker_version"))), as_json)
 
 

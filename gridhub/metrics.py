@@ -19,7 +19,7 @@ GATEWAY_REJECTED = Counter("gridhub_gateway_rejected_total", "Messages dead-lett
 GATEWAY_DUPLICATES = Counter("gridhub_gateway_duplicates_total", "Exact (device, seq) duplicates dropped")
 GATEWAY_STATUS = Counter("gridhub_gateway_status_total", "Device status changes forwarded", ["status"])
 GATEWAY_PRODUCE_SECONDS = Histogram(
-    "gridhub_gateway_produce_seconds", "From MQTT receipt to Kafka acknowledgement",
+    "gridhub_gateway_produce_seconds", "Per Kafka record: from its oldest MQTT message's receipt to Kafka's ack",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 GATEWAY_INFLIGHT = Gauge("gridhub_gateway_inflight", "Messages received but not yet acknowledged to the broker",

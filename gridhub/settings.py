@@ -47,7 +47,8 @@ class CitySettings(_Section):
 
 
 class MqttSettings(_Section):
-    """The MQTT broker devices publish to. No host means the embedded broker (amqtt) on `bind`:`port`."""
+    """The MQTT broker devices publish to. No host means the embedded broker (amqtt) on `bind`:`port`.
+    `auth_dir` holds the broker's password and ACL files; empty means `mqtt/` in the state directory."""
 
     host: str | None = None
     bind: str = "127.0.0.1"
@@ -55,6 +56,7 @@ class MqttSettings(_Section):
     username: str = "gridhub-gateway"
     password: SecretStr | None = None
     password_file: Path | None = None
+    auth_dir: Path | None = None
 
     @model_validator(mode="after")
     def _one_password_source(self) -> MqttSettings:
@@ -76,6 +78,10 @@ class GatewaySettings(_Section):
     """The MQTT ingestion gateway: validation limits, batching and back-pressure."""
 
     client_id: str = "gridhub-gateway-1"
+    # paho parses MQTT 5 properties on every message: measured here, a bare paho subscriber receives
+    # 13,700 QoS 1 msg/s over 3.1.1 but 6,600 over 5. Mosquitto and EMQX accept $share over 3.1.1 too.
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    shared_subscription: bool = True  # off for brokers without $share, such as the embedded amqtt
     share_group: str = "gridhub"
     max_payload_bytes: int = Field(4096, ge=64, le=1_048_576)
     future_tolerance_s: int = Field(300, ge=0)
@@ -97,6 +103,7 @@ class TelemetryStoreSettings(_Section):
 
     backend: Literal["sql", "influxdb"] = "sql"
     batch_max: int = Field(5000, ge=1)
+    linger_ms: int = Field(200, ge=0, le=10_000)  # longest a fetched record waits for its batch to fill
     influx_url: str = "http://127.0.0.1:8086"
     influx_org: str = "gridhub"
     influx_bucket: str = "telemetry"

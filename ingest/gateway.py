@@ -7,8 +7,8 @@ it acknowledged to the broker (in arrival order). A gateway killed at any moment
 nothing that Kafka does not hold; the broker redelivers the rest to the same persistent session.
 
 When Kafka is slow or down, records are retried and nothing new is acknowledged; the broker stops
-sending once the session's in-flight window (MQTT 5 Receive Maximum, or the broker's
-`max_inflight_messages`) is full, so memory stays bounded and the backlog waits in the broker.
+sending once the session's in-flight window (the broker's `max_inflight_messages`, or the MQTT 5
+Receive Maximum) is full, so memory stays bounded and the backlog waits in the broker.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ class Gateway:
         ))
         self.dedupe = DedupeCache(gw.dedupe_cache_size)
         self.queue: collections.deque[Received] = collections.deque()
-        self.protocol = MQTTProtocolVersion.MQTTv5
+        self.protocol = MQTTProtocolVersion.MQTTv5 if gw.protocol == "5" else MQTTProtocolVersion.MQTTv311
+        self._refusal = ""
         self._client: mqtt.Client | None = None
         self.tracker = AckTracker(self._send_ack)
         self._connected = threading.Event()
@@ -100,12 +101,14 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sending: set[asyncio.Future[object]] = set()
         self._last_kafka_ack = time.monotonic()
+        self._received = self._duplicates = 0
+        self._counted = (0, 0)
         self._stalled_since: float | None = None
 
     # --- MQTT side (paho's thread) -------------------------------------------------------------
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        metrics.GATEWAY_RECEIVED.inc()
+        self._received += 1  # only this thread writes it; the flusher publishes the count
         received_ns = time.time_ns()
         handle = self.tracker.receive(message.mid) if message.qos > 0 else None
         if handle is None and len(self.queue) > self.settings.gateway.max_inflight:
@@ -113,7 +116,7 @@ class Gateway:
             return
         outcome = self.validator.check(message.topic, message.payload, received_ns // 1_000_000)
         if isinstance(outcome, Reading) and self.dedupe.seen(outcome):
-            metrics.GATEWAY_DUPLICATES.inc()
+            self._duplicates += 1
             if handle is not None:
                 self.tracker.complete([handle])  # already on its way to Kafka in an earlier message
             return
@@ -124,15 +127,15 @@ class Gateway:
     def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object, reason: ReasonCode,
                     _properties: object) -> None:
         if reason.is_failure:
+            self._refusal = str(reason)
             log.error("MQTT broker refused the connection: %s", reason)
             return
-        share = self.settings.gateway.share_group
-        telemetry = f"$share/{share}/{TELEMETRY_FILTER}" if self.protocol == mqtt.MQTTv5 else TELEMETRY_FILTER
+        gw = self.settings.gateway
+        telemetry = f"$share/{gw.share_group}/{TELEMETRY_FILTER}" if gw.shared_subscription else TELEMETRY_FILTER
         # Retained status messages are never sent to shared subscriptions (MQTT 5 §4.8.2), so every
         # gateway subscribes to status topics directly; downstream handles the duplicates.
         client.subscribe([(telemetry, 1), (STATUS_FILTER, 1)])
-        log.info("connected to MQTT as %s (%s), subscribed to %s", self.client_id,
-                 "MQTT 5" if self.protocol == mqtt.MQTTv5 else "MQTT 3.1.1", telemetry)
+        log.info("connected to MQTT as %s (MQTT %s), subscribed to %s", self.client_id, gw.protocol, telemetry)
         self._connected.set()
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object, reason: ReasonCode,
@@ -146,30 +149,26 @@ class Gateway:
         self._client.ack(mid, 1)
 
     def _connect(self) -> None:
-        """Connect with MQTT 5 (shared subscription); fall back to 3.1.1 for brokers without v5."""
-        for protocol in (MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311):
-            self.protocol = protocol
-            client = self._new_client(protocol)
-            self._client = client
-            try:
-                if protocol == mqtt.MQTTv5:
-                    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                    props.SessionExpiryInterval = SESSION_EXPIRY_S
-                    props.ReceiveMaximum = min(self.settings.gateway.max_inflight, 65535)
-                    client.connect(self._host(), self.settings.mqtt.port, keepalive=30, clean_start=False,
-                                   properties=props)
-                else:
-                    client.connect(self._host(), self.settings.mqtt.port, keepalive=30)
-            except OSError as exc:
-                raise ConnectionError(f"cannot reach MQTT broker {self._host()}:{self.settings.mqtt.port}: {exc}")\
-                    from None
-            client.loop_start()
-            if self._connected.wait(5.0):
-                return
+        """Open the persistent session; raise ConnectionError if the broker cannot be reached or refuses."""
+        client = self._new_client(self.protocol)
+        self._client = client
+        try:
+            if self.protocol == MQTTProtocolVersion.MQTTv5:
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = SESSION_EXPIRY_S
+                props.ReceiveMaximum = min(self.settings.gateway.max_inflight, 65535)
+                client.connect(self._host(), self.settings.mqtt.port, keepalive=30, clean_start=False,
+                               properties=props)
+            else:
+                client.connect(self._host(), self.settings.mqtt.port, keepalive=30)
+        except OSError as exc:
+            raise ConnectionError(f"cannot reach MQTT broker {self._host()}:{self.settings.mqtt.port}: {exc}") \
+                from None
+        client.loop_start()
+        if not self._connected.wait(10.0):
             client.loop_stop()
-            client.disconnect()
-            log.info("no MQTT 5 session from the broker; trying MQTT 3.1.1")
-        raise ConnectionError(f"MQTT broker {self._host()}:{self.settings.mqtt.port} refused the connection")
+            raise ConnectionError(f"MQTT broker {self._host()}:{self.settings.mqtt.port} did not accept the "
+                                  f"session ({self._refusal or 'no answer'})")
 
     def _new_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
         client = mqtt.Client(
@@ -220,6 +219,10 @@ class Gateway:
 
     def _flush(self, producer: AIOKafkaProducer) -> None:
         """Pack everything queued into per-cell batches and dead letters, and send them."""
+        received, duplicates = self._received, self._duplicates
+        metrics.GATEWAY_RECEIVED.inc(received - self._counted[0])
+        metrics.GATEWAY_DUPLICATES.inc(duplicates - self._counted[1])
+        self._counted = (received, duplicates)
         metrics.GATEWAY_INFLIGHT.set(len(self.tracker))
         self._watch_kafka()
         if not self.queue:
@@ -292,16 +295,16 @@ async def _start_producer(producer: AIOKafkaProducer, bootstrap: str, stop: asyn
 
 
 def _count(topic: str, items: list[Received]) -> None:
-    now = time.time_ns()
-    for item in items:
-        outcome = item.outcome
-        if isinstance(outcome, Reading):
-            metrics.GATEWAY_ACCEPTED.inc()
-        elif isinstance(outcome, StatusChange):
-            metrics.GATEWAY_STATUS.labels("online" if outcome.online else "offline").inc()
-        else:
-            metrics.GATEWAY_REJECTED.labels(outcome.reason.value).inc()
-        metrics.GATEWAY_PRODUCE_SECONDS.observe((now - item.received_ns) / 1e9)
+    """Count a record's messages and observe its latency (oldest message in it to Kafka's acknowledgement)."""
+    metrics.GATEWAY_PRODUCE_SECONDS.observe((time.time_ns() - min(i.received_ns for i in items)) / 1e9)
+    if topic == kafka.DEADLETTER:
+        for item in items:
+            metrics.GATEWAY_REJECTED.labels(item.outcome.reason.value).inc()  # type: ignore[union-attr]
+        return
+    statuses = [i.outcome for i in items if isinstance(i.outcome, StatusChange)]
+    metrics.GATEWAY_ACCEPTED.inc(len(items) - len(statuses))
+    for status in statuses:
+        metrics.GATEWAY_STATUS.labels("online" if status.online else "offline").inc()
 
 
 def _dead_letter(item: Received) -> bytes:

@@ -37,8 +37,8 @@ def start_gateway(bootstrap: str, mqtt_port: int, *extra_env: tuple[str, str]) -
 
 
 @contextlib.contextmanager
-def gateway(bootstrap: str, mqtt_port: int) -> Iterator[subprocess.Popen[bytes]]:
-    process = start_gateway(bootstrap, mqtt_port)
+def gateway(bootstrap: str, mqtt_port: int, *extra_env: tuple[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    process = start_gateway(bootstrap, mqtt_port, *extra_env)
     try:
         wait_for_log(process, b"subscribed to")
         yield process
@@ -113,18 +113,22 @@ def bootstrap() -> Iterator[str]:
         yield address
 
 
-@pytest.fixture(params=["mosquitto", "amqtt"])
-def mqtt_port(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[int]:
-    if request.param == "mosquitto":
-        with brokers.mosquitto(tmp_path, MOSQUITTO_CONFIG) as port:
-            yield port
-    else:
+@pytest.fixture(params=["mosquitto", "mosquitto-mqtt5", "amqtt"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[int, list[tuple[str, str]]]]:
+    """An MQTT broker and the gateway settings it needs."""
+    if request.param == "amqtt":  # no $share support: one gateway, a plain subscription
         with brokers.amqtt() as port:
-            yield port
+            yield port, [("GRIDHUB_GATEWAY__SHARED_SUBSCRIPTION", "false")]
+    else:
+        with brokers.mosquitto(tmp_path, MOSQUITTO_CONFIG) as port:
+            yield port, [("GRIDHUB_GATEWAY__PROTOCOL", "5")] if request.param.endswith("mqtt5") else []
 
 
-def test_readings_reach_kafka_batched_by_cell_and_bad_ones_are_dead_lettered(bootstrap: str, mqtt_port: int) -> None:
-    with gateway(bootstrap, mqtt_port):
+def test_readings_reach_kafka_batched_by_cell_and_bad_ones_are_dead_lettered(
+    bootstrap: str, broker: tuple[int, list[tuple[str, str]]]
+) -> None:
+    mqtt_port, env = broker
+    with gateway(bootstrap, mqtt_port, *env):
         client = publisher(mqtt_port)
         for seq in range(200):
             client.publish("gridhub/v1/rain/rain-0001/telemetry", rain(seq), qos=1)
@@ -137,8 +141,9 @@ def test_readings_reach_kafka_batched_by_cell_and_bad_ones_are_dead_lettered(boo
     assert sorted(str(d["reason"]) for d in dead) == ["bad_json", "unknown_device"]
 
 
-def test_status_and_last_will_are_forwarded(bootstrap: str, mqtt_port: int) -> None:
-    with gateway(bootstrap, mqtt_port):
+def test_status_and_last_will_are_forwarded(bootstrap: str, broker: tuple[int, list[tuple[str, str]]]) -> None:
+    mqtt_port, env = broker
+    with gateway(bootstrap, mqtt_port, *env):
         device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="crowd-0001", protocol=mqtt.MQTTv311)
         device.will_set("gridhub/v1/crowd/crowd-0001/status", b"offline", qos=1, retain=True)
         device.connect("127.0.0.1", mqtt_port)
