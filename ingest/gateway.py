@@ -33,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from domain.registry import Registry
 from domain.telemetry import Reading, StatusChange, TelemetryBatch, encode_batch
 from gridhub import kafka, metrics
+from gridhub.runtime import mark_ready
 from gridhub.settings import Settings
 from ingest.acks import AckTracker, Pending
 from ingest.payloads import Limits, Rejection, Validator
@@ -137,6 +138,7 @@ class Gateway:
         client.subscribe([(telemetry, 1), (STATUS_FILTER, 1)])
         log.info("connected to MQTT as %s (MQTT %s), subscribed to %s", self.client_id, gw.protocol, telemetry)
         self._connected.set()
+        mark_ready()
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object, reason: ReasonCode,
                        _properties: object) -> None:

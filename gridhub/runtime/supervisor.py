@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gridhub.runtime import READY_FILE_ENV
+
 log = logging.getLogger("gridhub.supervisor")
 
 Probe = Callable[[], Awaitable[None]]
@@ -35,6 +37,7 @@ class Service:
     probe: Probe
     env: dict[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 60.0
+    ready_file: Path | None = None  # removed before each start; the child touches it (`mark_ready()`)
 
 
 @dataclass
@@ -88,6 +91,10 @@ class Supervisor:
 
     async def _spawn(self, service: Service) -> asyncio.subprocess.Process:
         self._log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **service.env}
+        if service.ready_file is not None:
+            service.ready_file.unlink(missing_ok=True)
+            env[READY_FILE_ENV] = str(service.ready_file)
         log_file = self.log_path(service.name).open("ab")
         try:
             return await asyncio.create_subprocess_exec(
@@ -95,7 +102,7 @@ class Supervisor:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, **service.env},
+                env=env,
                 start_new_session=True,  # Ctrl-C reaches only the supervisor, which stops children in order
                 preexec_fn=_die_with_parent,
             )
@@ -162,3 +169,9 @@ def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+async def file_probe(path: Path) -> None:
+    """A probe that passes once the child has touched its ready file."""
+    if not path.exists():  # noqa: ASYNC240 - one stat every 0.2 s while a service starts
+        raise FileNotFoundError(f"{path.name} not written yet")
