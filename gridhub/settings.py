@@ -28,7 +28,7 @@ from pydantic import (
 
 ENV_PREFIX = "GRIDHUB_"
 #: Environment variables with the prefix that are not settings.
-ENV_NOT_SETTINGS = frozenset({"GRIDHUB_CONFIG"})
+ENV_NOT_SETTINGS = frozenset({"GRIDHUB_CONFIG", "GRIDHUB_READY_FILE"})
 
 
 class ConfigError(Exception):

@@ -30,7 +30,7 @@ from gridhub import kafka
 from gridhub.city import DEMO_CITY_DIR
 from gridhub.db import connect, init_db
 from gridhub.metrics import MULTIPROC_ENV
-from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor
+from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor, file_probe
 from gridhub.settings import Settings
 
 log = logging.getLogger("gridhub.up")
@@ -131,6 +131,19 @@ async def _start_all(
         init_db(connect(settings.database_url))
     except Exception as exc:
         raise StartupError(f"database {settings.database_url}: {exc}") from None
+
+    gateway_env = dict(child_env)
+    if settings.mqtt.host is None:  # amqtt has no $share: one gateway with a plain subscription
+        gateway_env["GRIDHUB_GATEWAY__SHARED_SUBSCRIPTION"] = "false"
+    ready_dir = state_dir / "run"
+    ready_dir.mkdir(exist_ok=True)
+    await supervisor.start(Service(
+        name="gateway",
+        argv=[sys.executable, "-m", "gridhub", "gateway"],
+        env=gateway_env,
+        probe=lambda: file_probe(ready_dir / "gateway.ready"),
+        ready_file=ready_dir / "gateway.ready",
+    ))
 
     tokens: dict[str, str] = {}
     if settings.api.tokens_file is None:
