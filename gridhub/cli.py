@@ -235,6 +235,10 @@ def bench_detect() -> None:
     _not_built("gridhub bench detect", 5)
 
 
+from gridhub.devices_cli import devices  # noqa: E402 (it imports config_option and _settings from here)
+
+cli.add_command(devices)
+
 
 def _print_bench(result: BenchResult, env: dict[str, Any], as_json: bool) -> None:
     from rich.console import Console

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from sqlalchemy import Column, Engine, MetaData, String, Table, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 
 SCHEMA_VERSION = "1"
+#: Modules that define their tables on `metadata`; `init_db` imports them so that every table exists.
+TABLE_MODULES = ("gridhub.devices",)
 
 metadata = MetaData()
 
@@ -33,6 +36,8 @@ def connect(url: str) -> Engine:
 
 def init_db(engine: Engine) -> None:
     """Create missing tables and record the schema version."""
+    for module in TABLE_MODULES:
+        importlib.import_module(module)
     metadata.create_all(engine)
     with engine.begin() as conn:
         current = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()

@@ -1,0 +1,205 @@
+"""`gridhub devices`: the device registry and the devices' MQTT credentials.
+
+gridhub.cli registers this group at its end and this module reuses its `--config` option, so the group
+is defined before that import, which then works whichever of the two modules is imported first. The
+database modules are imported inside the commands, like the other commands' heavy imports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import orjson
+
+from domain.city import City
+from domain.gridcode import GridCodeError, parse_prefix
+from domain.registry import DeviceKind, RegistryError
+from gridhub.city import CityError, load_city
+from gridhub.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from gridhub.devices import DeviceRecord
+
+EXIT_FAILED = 1
+
+
+@click.group()
+def devices() -> None:
+    """Device registry and MQTT credentials: add, list, rotate secrets."""
+
+
+from gridhub.cli import EXIT_CONFIG, _fail, _settings, config_option  # noqa: E402
+
+
+@devices.command("add")
+@config_option
+@click.option("--id", "device_id", required=True, help="Device id, also its MQTT username: [A-Za-z0-9_-], ≤ 64.")
+@click.option("--kind", required=True, help="rain, crowd or manhole.")
+@click.option("--lon", required=True, help="Longitude (WGS84).")
+@click.option("--lat", required=True, help="Latitude (WGS84).")
+@click.option("--grid-code", default="", help="Grid cell; must contain the point (default: the cell that does).")
+@click.option("--report-interval", default="60", show_default=True, help="Seconds between reports.")
+@click.option("--component-id", default="", help="manhole: the 16-digit id of the cover it watches.")
+@click.option("--well-depth-cm", default="", help="manhole: cover to well bottom, in cm.")
+@click.option("--zone-area-m2", default="", help="crowd: the area it counts, in m².")
+@click.option("--battery-floor-v", default="", help="Battery voltage below which it needs maintenance.")
+def add(config_file: Path | None, device_id: str, kind: str, lon: str, lat: str, grid_code: str,
+        report_interval: str, component_id: str, well_depth_cm: str, zone_area_m2: str,
+        battery_floor_v: str) -> None:
+    """Register a device and print its new secret, once."""
+    from gridhub.devices import DeviceError, add_device, new_device
+
+    settings, city, engine = _open(config_file)
+    if device_id in _service_accounts(settings, engine) or device_id == settings.mqtt.username:
+        _fail(f"device {device_id}: that name belongs to a service account", EXIT_FAILED)
+    try:
+        device = new_device(city, {
+            "id": device_id, "kind": kind, "lon": lon, "lat": lat, "grid_code": grid_code,
+            "report_interval_s": report_interval, "component_id": component_id, "well_depth_cm": well_depth_cm,
+            "zone_area_m2": zone_area_m2, "battery_floor_v": battery_floor_v,
+        })
+        secret = add_device(engine, device)
+    except (DeviceError, RegistryError) as exc:
+        _fail(str(exc), EXIT_FAILED)
+    click.echo(f"added {device.id} ({device.kind}) in grid cell {device.grid_code}")
+    _show_secret(device.id, secret)
+    _update_broker(settings, engine)
+
+
+@devices.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+@click.option("--kind", default=None, help="Only devices of this kind (rain, crowd, manhole).")
+@click.option("--grid-prefix", default=None, help="Only devices under this district, street, community or cell.")
+def list_(config_file: Path | None, as_json: bool, kind: str | None, grid_prefix: str | None) -> None:
+    """List registered devices."""
+    from gridhub.devices import list_devices
+
+    _, city, engine = _open(config_file)
+    try:
+        wanted_kind = DeviceKind(kind) if kind is not None else None
+    except ValueError:
+        _fail(f"kind {kind!r} must be rain, crowd or manhole", EXIT_FAILED)
+    if grid_prefix is not None:
+        try:
+            parse_prefix(grid_prefix, city.cells.code_length)
+        except GridCodeError as exc:
+            _fail(str(exc), EXIT_FAILED)
+    records = list_devices(engine, kind=wanted_kind, grid_prefix=grid_prefix)
+    if as_json:
+        click.echo(orjson.dumps([_as_json(record) for record in records]).decode())
+        return
+    click.echo(f"{'id':<20} {'kind':<8} {'grid_code':<16} {'lon':>11} {'lat':>10} {'every_s':>7}  secret")
+    for record in records:
+        d = record.device
+        click.echo(f"{d.id:<20} {d.kind:<8} {d.grid_code:<16} {d.lon:>11.6f} {d.lat:>10.6f} "
+                   f"{d.report_interval_s:>7}  {'yes' if record.has_secret else 'no'}")
+    click.echo(f"{len(records)} device(s)")
+
+
+@devices.command("rotate-secret")
+@config_option
+@click.argument("device_id")
+def rotate_secret_(config_file: Path | None, device_id: str) -> None:
+    """Give a device a new secret and print it, once; the old one stops working."""
+    from gridhub.devices import DeviceError, rotate_secret
+
+    settings, _, engine = _open(config_file)
+    try:
+        secret = rotate_secret(engine, device_id)
+    except DeviceError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    _show_secret(device_id, secret)
+    _update_broker(settings, engine)
+
+
+@devices.command("credentials")
+@config_option
+@click.argument("device_id")
+def credentials(config_file: Path | None, device_id: str) -> None:
+    """Demo city only: print `username password` of a device, for simulators and mosquitto_pub."""
+    from gridhub.devices import DeviceError, demo_credentials, is_demo_city
+
+    settings, _, engine = _open(config_file)
+    if not is_demo_city(settings):
+        _fail("secrets are stored hashed and cannot be shown again; "
+              f"run `gridhub devices rotate-secret {device_id}` for a new one", EXIT_FAILED)
+    try:
+        click.echo(f"{device_id} {demo_credentials(engine, device_id)}")
+    except DeviceError as exc:
+        _fail(str(exc), EXIT_FAILED)
+
+
+def _open(config_file: Path | None) -> tuple[Settings, City, Engine]:
+    """Settings, city and database, with the city's new devices registered (and the broker told, if any)."""
+    from gridhub.db import connect, init_db
+    from gridhub.devices import DeviceError, is_demo_city, seed_devices
+
+    settings = _settings(config_file)
+    try:
+        city = load_city(settings)
+    except CityError as exc:
+        _fail(f"city error: {exc}", EXIT_CONFIG)
+    engine = connect(settings.database_url)
+    init_db(engine)
+    try:
+        seeded = seed_devices(engine, city, demo=is_demo_city(settings))
+    except DeviceError as exc:
+        _fail(f"database {settings.database_url}: {exc}", EXIT_CONFIG)
+    if seeded:
+        _update_broker(settings, engine, quiet=True)
+    return settings, city, engine
+
+
+def _update_broker(settings: Settings, engine: Engine, *, quiet: bool = False) -> None:
+    """Rewrite the broker's files from the registry, with the service accounts."""
+    from gridhub import broker_auth
+
+    directory = broker_auth.auth_dir(settings)
+    accounts = _service_accounts(settings, engine)
+    try:
+        files = broker_auth.write_broker_files(engine, directory, accounts)
+    except (broker_auth.BrokerAuthError, OSError) as exc:
+        _fail(f"broker files in {directory}: {exc}", EXIT_FAILED)
+    if quiet:
+        return
+    if settings.mqtt.host is None:
+        click.echo(f"broker files updated in {files.password_file.parent}; the embedded broker applies them "
+                   "at the next connection")
+    else:
+        click.echo(f"broker files updated in {files.password_file.parent}; install them on {settings.mqtt.host} "
+                   "and reload Mosquitto (SIGHUP) to apply them")
+
+
+def _service_accounts(settings: Settings, engine: Engine) -> dict[str, str]:
+    """Those in the password file now (the one `gridhub up` wrote), and the gateway's if configured here."""
+    from gridhub import broker_auth
+
+    try:
+        return {**broker_auth.current_service_accounts(engine, broker_auth.auth_dir(settings)),
+                **broker_auth.configured_service_accounts(settings)}
+    except (broker_auth.BrokerAuthError, OSError) as exc:  # OSError: an unreadable mqtt.password_file
+        _fail(f"service accounts: {exc}", EXIT_FAILED)
+
+
+def _show_secret(device_id: str, secret: str) -> None:
+    click.echo(f"username: {device_id}")
+    click.echo(f"secret:   {secret}")
+    click.echo("This secret is shown once: GridHub keeps only its hash. "
+               f"If it is lost, run `gridhub devices rotate-secret {device_id}`.")
+
+
+def _as_json(record: DeviceRecord) -> dict[str, Any]:
+    d = record.device
+    return {
+        "id": d.id, "kind": d.kind.value, "grid_code": d.grid_code, "lon": d.lon, "lat": d.lat,
+        "report_interval_s": d.report_interval_s, "battery_floor_v": d.battery_floor_v,
+        "component_id": d.component_id.digits if d.component_id else None,
+        "well_depth_cm": d.well_depth_cm, "zone_area_m2": d.zone_area_m2, "has_secret": record.has_secret,
+        "created_at": record.created_at.isoformat(),
+        "secret_set_at": record.secret_set_at.isoformat() if record.secret_set_at else None,
+    }

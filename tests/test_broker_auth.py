@@ -1,0 +1,242 @@
+"""Mosquitto's password and ACL files written from the registry, and the ACL read back the way Mosquitto reads it."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from domain.city import City
+from domain.registry import Registry
+from gridhub.broker_auth import (
+    Access,
+    Acl,
+    BrokerAuthError,
+    auth_dir,
+    configured_service_accounts,
+    current_service_accounts,
+    mosquitto_conf,
+    read_acl_file,
+    read_password_file,
+    render_acl,
+    render_password_file,
+    topic_matches,
+    write_broker_files,
+)
+from gridhub.city import load_city
+from gridhub.credentials import check_password, password_hash
+from gridhub.db import connect, init_db
+from gridhub.devices import secret_hashes, seed_devices
+from gridhub.settings import load_settings
+
+GATEWAY = "gridhub-gateway"
+GATEWAY_HASH = password_hash("gateway-secret")
+WRITE, READ = Access.WRITE, Access.READ
+
+
+@pytest.fixture(scope="module")
+def city() -> City:
+    demo = load_city(load_settings(environ={}))
+    return dataclasses.replace(demo, registry=Registry(list(demo.registry)[:3]))
+
+
+@pytest.fixture
+def engine(tmp_path: Path, city: City) -> Engine:
+    engine = connect(f"sqlite:///{tmp_path / 'gridhub.db'}")
+    init_db(engine)
+    seed_devices(engine, city, demo=True)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def acl() -> Acl:
+    return Acl.parse(render_acl([GATEWAY]))
+
+
+def test_the_password_file_holds_every_device_with_a_secret_and_the_service_accounts(
+        engine: Engine, tmp_path: Path) -> None:
+    files = write_broker_files(engine, tmp_path / "mqtt", {GATEWAY: GATEWAY_HASH})
+    accounts = read_password_file(files.password_file)
+    assert accounts == {**secret_hashes(engine), GATEWAY: GATEWAY_HASH}
+    assert check_password("gateway-secret", accounts[GATEWAY])
+
+
+def test_devices_without_a_secret_are_left_out(tmp_path: Path, city: City) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'other.db'}")
+    init_db(engine)
+    seed_devices(engine, city, demo=False)
+    files = write_broker_files(engine, tmp_path / "mqtt", {})
+    assert read_password_file(files.password_file) == {}
+
+
+def test_the_files_are_group_readable_only_and_no_temporary_file_is_left(engine: Engine, tmp_path: Path) -> None:
+    files = write_broker_files(engine, tmp_path / "mqtt", {GATEWAY: GATEWAY_HASH})
+    write_broker_files(engine, tmp_path / "mqtt", {GATEWAY: GATEWAY_HASH})
+    for path in (files.password_file, files.acl_file, files.conf_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert sorted(p.name for p in (tmp_path / "mqtt").iterdir()) == [".lock", "acl", "mosquitto.conf", "passwd"]
+
+
+def test_the_generated_mosquitto_conf_names_the_files_and_refuses_anonymous(engine: Engine, tmp_path: Path) -> None:
+    files = write_broker_files(engine, tmp_path / "mqtt", {})
+    conf = files.conf_file.read_text(encoding="utf-8")
+    assert f"password_file {files.password_file}\n" in conf
+    assert f"acl_file {files.acl_file}\n" in conf
+    assert "allow_anonymous false\n" in conf
+    assert "persistence true\n" in conf
+    assert "max_queued_messages 1000000\n" in conf
+
+
+def test_a_service_account_may_not_take_a_device_name(engine: Engine, tmp_path: Path) -> None:
+    device_id = next(iter(secret_hashes(engine)))
+    with pytest.raises(BrokerAuthError, match=f"{device_id} have the name of a registered device"):
+        write_broker_files(engine, tmp_path / "mqtt", {device_id: GATEWAY_HASH})
+
+
+def test_a_service_account_may_not_take_the_name_of_a_device_without_a_secret(tmp_path: Path, city: City) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'other.db'}")
+    init_db(engine)
+    seed_devices(engine, city, demo=False)
+    device_id = next(iter(city.registry)).id
+    with pytest.raises(BrokerAuthError, match=f"{device_id} have the name of a registered device"):
+        write_broker_files(engine, tmp_path / "mqtt", {device_id: GATEWAY_HASH})
+
+
+@pytest.mark.parametrize(("username", "hashed", "reason"), [
+    ("gate way", GATEWAY_HASH, "a username is 1-64 characters"),
+    ("gate:way", GATEWAY_HASH, "a username is 1-64 characters"),
+    ("gateway+", GATEWAY_HASH, "a username is 1-64 characters"),
+    (GATEWAY, "plain-password", "must be a \\$7\\$ hash"),
+    (GATEWAY, GATEWAY_HASH + "\nintruder:" + GATEWAY_HASH, "must be a \\$7\\$ hash"),
+])
+def test_service_accounts_are_checked_before_anything_is_written(
+        engine: Engine, tmp_path: Path, username: str, hashed: str, reason: str) -> None:
+    with pytest.raises(BrokerAuthError, match=reason):
+        write_broker_files(engine, tmp_path / "mqtt", {username: hashed})
+    assert not (tmp_path / "mqtt").exists()
+
+
+def test_the_service_accounts_in_place_are_those_that_are_not_devices(engine: Engine, tmp_path: Path) -> None:
+    write_broker_files(engine, tmp_path / "mqtt", {GATEWAY: GATEWAY_HASH})
+    assert current_service_accounts(engine, tmp_path / "mqtt") == {GATEWAY: GATEWAY_HASH}
+    assert current_service_accounts(engine, tmp_path / "nowhere") == {}
+
+
+def test_the_configured_gateway_account_comes_from_the_password_setting(tmp_path: Path) -> None:
+    settings = load_settings(environ={"GRIDHUB_MQTT__PASSWORD": "gateway-secret"})
+    accounts = configured_service_accounts(settings)
+    assert list(accounts) == [GATEWAY]
+    assert check_password("gateway-secret", accounts[GATEWAY])
+    assert configured_service_accounts(load_settings(environ={})) == {}
+
+
+def test_the_auth_dir_defaults_to_mqtt_in_the_state_dir(tmp_path: Path) -> None:
+    assert auth_dir(load_settings(overrides={"state_dir": tmp_path}, environ={})) == tmp_path / "mqtt"
+    elsewhere = load_settings(overrides={"state_dir": tmp_path, "mqtt.auth_dir": tmp_path / "auth"}, environ={})
+    assert auth_dir(elsewhere) == tmp_path / "auth"
+
+
+def test_password_file_lines_are_sorted_and_read_back() -> None:
+    text = render_password_file({"b": GATEWAY_HASH, "a": GATEWAY_HASH})
+    assert [line.split(":")[0] for line in text.splitlines() if not line.startswith("#")] == ["a", "b"]
+
+
+def test_a_malformed_password_file_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "passwd"
+    path.write_text("# comment\nrain-0001\n", encoding="utf-8")
+    with pytest.raises(BrokerAuthError, match=r"passwd:2: expected username:hash"):
+        read_password_file(path)
+
+
+@pytest.mark.parametrize("topic", ["gridhub/v1/rain/rain-0001/telemetry", "gridhub/v1/rain/rain-0001/status",
+                                   "gridhub/v1/crowd/rain-0001/telemetry"])
+def test_a_device_may_publish_its_own_telemetry_and_status(acl: Acl, topic: str) -> None:
+    assert acl.allows("rain-0001", "client", topic, WRITE)
+
+
+@pytest.mark.parametrize("topic", ["gridhub/v1/rain/rain-0002/telemetry", "gridhub/v1/rain/rain-0001/commands",
+                                   "gridhub/v1/rain/rain-0001/telemetry/x", "other/rain-0001/telemetry",
+                                   "gridhub/v1/rain/rain-00011/telemetry"])
+def test_a_device_may_publish_nothing_else(acl: Acl, topic: str) -> None:
+    assert not acl.allows("rain-0001", "client", topic, WRITE)
+
+
+def test_a_device_reads_nothing_not_even_its_own_topics(acl: Acl) -> None:
+    assert not acl.allows("rain-0001", "client", "gridhub/v1/rain/rain-0001/telemetry", READ)
+    assert not acl.may_subscribe("rain-0001", "client", "gridhub/v1/rain/rain-0001/telemetry")
+    assert not acl.may_subscribe("rain-0001", "client", "#")
+
+
+def test_a_service_account_reads_everything_under_gridhub_v1(acl: Acl) -> None:
+    assert acl.allows(GATEWAY, "gw-1", "gridhub/v1/manhole/manhole-0007/status", READ)
+    for topic_filter in ("gridhub/v1/#", "gridhub/v1/+/+/telemetry", "gridhub/v1",
+                         "$share/gridhub/gridhub/v1/#", "$share/g2/gridhub/v1/rain/+/status"):
+        assert acl.may_subscribe(GATEWAY, "gw-1", topic_filter), topic_filter
+
+
+@pytest.mark.parametrize("topic_filter", ["#", "+/v1/#", "gridhub/#", "$SYS/#", "$share/gridhub/#",
+                                          "$share//gridhub/v1/#", "$share/gridhub"])
+def test_a_service_account_may_not_subscribe_beyond_gridhub_v1(acl: Acl, topic_filter: str) -> None:
+    assert not acl.may_subscribe(GATEWAY, "gw-1", topic_filter)
+
+
+def test_a_service_account_publishes_nothing_not_even_under_its_own_name(acl: Acl) -> None:
+    for topic in ("gridhub/v1/rain/rain-0001/telemetry", f"gridhub/v1/rain/{GATEWAY}/telemetry",
+                  f"gridhub/v1/rain/{GATEWAY}/status"):
+        assert not acl.allows(GATEWAY, "gw-1", topic, WRITE), topic
+
+
+def test_anonymous_clients_and_wildcard_names_get_nothing(acl: Acl) -> None:
+    assert not acl.allows(None, "anon", "gridhub/v1/rain/anon/telemetry", WRITE)
+    assert not acl.allows("rain-+", "client", "gridhub/v1/rain/rain-+/telemetry", WRITE)
+    assert not acl.allows("#", "client", "gridhub/v1/rain/#/telemetry", WRITE)
+    assert not acl.may_subscribe(None, "anon", "gridhub/v1/#")
+
+
+def test_user_lines_come_before_patterns_and_denials_before_grants() -> None:
+    acl = Acl.parse("topic read public/#\nuser ann\ntopic deny a/secret\ntopic readwrite a/#\npattern write u/%u/%c\n")
+    assert acl.allows("ann", "c1", "a/b", WRITE)
+    assert not acl.allows("ann", "c1", "a/secret", READ)
+    assert acl.allows("ann", "c1", "u/ann/c1", WRITE)
+    assert not acl.allows("ann", "c2", "u/ann/c1", WRITE)
+    assert acl.allows(None, "c1", "public/news", READ)
+    assert not acl.allows("ann", "c1", "public/news", READ)
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("topic\n", ":1: topic without a topic"),
+    ("user\n", ":1: user without a name"),
+    ("topic maybe a/b\n", ":1: access 'maybe' must be read, write, readwrite or deny"),
+    ("# ok\ntopic read a/#/b\n", ":2: invalid topic 'a/#/b'"),
+    ("allow all\n", ":1: unknown directive 'allow'"),
+])
+def test_an_acl_mosquitto_would_refuse_is_refused(text: str, reason: str) -> None:
+    with pytest.raises(BrokerAuthError, match=reason):
+        Acl.parse(text)
+
+
+def test_a_missing_acl_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(BrokerAuthError, match="cannot read the ACL file"):
+        read_acl_file(tmp_path / "acl")
+
+
+@pytest.mark.parametrize(("topic_filter", "topic", "expected"), [
+    ("a/+/c", "a/b/c", True),
+    ("a/#", "a", True),
+    ("a/#", "a/b/c", True),
+    ("a/+", "a/b/c", False),
+    ("#", "$SYS/x", False),
+    ("+/x", "$SYS/x", False),
+    ("$SYS/#", "$SYS/x", True),
+])
+def test_topic_matching_follows_mqtt(topic_filter: str, topic: str, expected: bool) -> None:
+    assert topic_matches(topic_filter, topic) is expected
+
+
+def test_the_conf_listens_where_asked() -> None:
+    conf = mosquitto_conf(Path("/etc/gridhub/mqtt"), port=8883, bind="10.0.0.5", persistence_dir=Path("/data"))
+    assert "listener 8883 10.0.0.5\n" in conf
+    assert "persistence_location /data/\n" in conf
