@@ -113,6 +113,8 @@ def api(config_file: Path | None) -> None:
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (when run on its own).")
 def gateway(config_file: Path | None, client_id: str | None, metrics_port: int | None) -> None:
     """MQTT ingestion gateway: validate telemetry and produce it to Kafka."""
+    from gridhub.db import connect, init_db
+    from gridhub.devices import is_demo_city, load_registry, seed_devices
     from ingest.gateway import main as run_gateway
 
     settings = _settings(config_file)
@@ -121,7 +123,11 @@ def gateway(config_file: Path | None, client_id: str | None, metrics_port: int |
     except CityError as exc:
         _fail(f"city error: {exc}", EXIT_CONFIG)
     _serve_metrics(metrics_port)
-    sys.exit(run_gateway(settings, city.registry, client_id=client_id))
+    engine = connect(settings.database_url)
+    init_db(engine)
+    seed_devices(engine, city, demo=is_demo_city(settings))
+    sys.exit(run_gateway(settings, load_registry(engine, city), client_id=client_id,
+                         reload_registry=lambda: load_registry(engine, city)))
 
 
 @cli.command()

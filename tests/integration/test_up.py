@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from gridhub import kafka
 from gridhub.city import DEMO_CITY_DIR
+from gridhub.credentials import demo_secret
 
 pytestmark = pytest.mark.integration
 READY_TIMEOUT_S = 90
@@ -110,34 +111,48 @@ def test_tokens_from_ready_file_authenticate(hub: Hub) -> None:
     assert response.json() == {"role": "commander"}
 
 
-def test_embedded_mqtt_broker_delivers_qos1(hub: Hub) -> None:
+def test_embedded_mqtt_broker_authenticates_devices_and_delivers_qos1(hub: Hub) -> None:
     received: list[bytes] = []
     subscribed = threading.Event()
     topic = "gridhub/v1/rain/rain-0001/telemetry"
-
-    def on_subscribe(*_: Any) -> None:
-        subscribed.set()
+    host, port = hub.ready["mqtt_host"], hub.ready["mqtt_port"]
+    gateway_secret = (hub.state_dir / "mqtt" / "gateway.secret").read_text()
 
     subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub", protocol=mqtt.MQTTv311)
+    subscriber.username_pw_set("gridhub-gateway", gateway_secret)
     subscriber.on_message = lambda _c, _u, message: received.append(message.payload)
-    subscriber.on_subscribe = on_subscribe
-    subscriber.connect(hub.ready["mqtt_host"], hub.ready["mqtt_port"])
+    subscriber.on_subscribe = lambda *_: subscribed.set()
+    subscriber.connect(host, port)
     subscriber.subscribe(topic, qos=1)
     subscriber.loop_start()
-    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-pub", protocol=mqtt.MQTTv311)
-    publisher.connect(hub.ready["mqtt_host"], hub.ready["mqtt_port"])
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rain-0001", protocol=mqtt.MQTTv311)
+    publisher.username_pw_set("rain-0001", demo_secret("rain-0001"))
+    publisher.connect(host, port)
     publisher.loop_start()
     try:
-        deadline = time.monotonic() + 10
-        while not subscribed.is_set() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert subscribed.wait(10)
         publisher.publish(topic, b'{"ts": 0, "seq": 1, "rain_mm": 0.5}', qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 10
         while not received and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         publisher.loop_stop()
         subscriber.loop_stop()
     assert received == [b'{"ts": 0, "seq": 1, "rain_mm": 0.5}']
+
+
+def test_embedded_mqtt_broker_refuses_anonymous_clients(hub: Hub) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="nobody", protocol=mqtt.MQTTv311)
+    refused = threading.Event()
+    client.on_connect = lambda _c, _u, _f, reason, _p: refused.set() if reason.is_failure else None
+    client.on_disconnect = lambda *_: refused.set()
+    client.connect(hub.ready["mqtt_host"], hub.ready["mqtt_port"])
+    client.loop_start()
+    try:
+        assert refused.wait(10)
+        assert not client.is_connected()
+    finally:
+        client.loop_stop()
 
 
 def test_embedded_kafka_has_the_topics_and_round_trips_a_record(hub: Hub) -> None:
