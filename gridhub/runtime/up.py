@@ -1,7 +1,8 @@
 """`gridhub up`: brokers, database and the hub's services on one machine, with nothing but pip.
 
-Order: Kafka (embedded Tansu unless `kafka.bootstrap` is set) → MQTT (embedded amqtt unless `mqtt.host`
-is set) → database → API. Children get the resolved endpoints as `GRIDHUB_*` environment variables, so
+Order: Kafka (embedded Tansu unless `kafka.bootstrap` is set) → database (tables, devices, broker
+password and ACL files) → MQTT (embedded amqtt unless `mqtt.host` is set) → gateway → (with `--demo`)
+the sensor fleet → API. Children get the resolved endpoints as `GRIDHUB_*` environment variables, so
 each of them loads the same settings the supervisor did. Once everything answers, `ready.json` is
 written to the state directory.
 """
@@ -39,6 +40,9 @@ from gridhub.settings import Settings
 
 log = logging.getLogger("gridhub.up")
 LOOPBACK = "127.0.0.1"
+#: The demo fleet reports ten times as often as registered and compresses storms and incidents to match,
+#: so that a visitor sees readings and incidents within minutes (about 32 messages per second).
+DEMO_SPEED = 10
 
 
 class StartupError(Exception):
@@ -68,7 +72,7 @@ async def run(
     ready_file = state_dir / "ready.json"
     ready_file.unlink(missing_ok=True)
     supervisor = Supervisor(state_dir / "logs")
-    startup = asyncio.create_task(_start_all(settings, city, state_dir, supervisor, config_file))
+    startup = asyncio.create_task(_start_all(settings, city, state_dir, supervisor, config_file, demo))
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({startup, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -90,7 +94,7 @@ async def run(
 
 
 async def _start_all(
-    settings: Settings, city: City, state_dir: Path, supervisor: Supervisor, config_file: Path | None
+    settings: Settings, city: City, state_dir: Path, supervisor: Supervisor, config_file: Path | None, demo: bool
 ) -> tuple[Endpoints, dict[str, str]]:
     child_env = _child_env(settings, state_dir, config_file)
 
@@ -151,6 +155,14 @@ async def _start_all(
         probe=lambda: file_probe(ready_dir / "gateway.ready"),
         ready_file=ready_dir / "gateway.ready",
     ))
+
+    if demo:
+        await supervisor.start(Service(
+            name="simulator",
+            argv=[sys.executable, "-m", "gridhub", "simulate", "sensors", "--speed", str(DEMO_SPEED)],
+            env=child_env,
+            probe=lambda: _tcp_probe(mqtt_host, mqtt_port),
+        ))
 
     tokens: dict[str, str] = {}
     if settings.api.tokens_file is None:
@@ -296,7 +308,8 @@ def _ready_banner(endpoints: Endpoints, city: City, state_dir: Path, demo: bool,
         f"  Logs      {state_dir / 'logs'}/",
     ]
     if demo:
-        lines.append("  Demo      simulators are not built yet (sensor fleet: issue 3, cameras: issue 5)")
+        lines.append(f"  Demo      the sensor fleet publishes at {DEMO_SPEED}× speed (log: {state_dir / 'logs'}/"
+                     "simulator.log); camera simulator: issue 5")
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
 
