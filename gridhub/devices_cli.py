@@ -117,6 +117,14 @@ def rotate_secret_(config_file: Path | None, device_id: str) -> None:
     _update_broker(settings, engine)
 
 
+@devices.command("broker-files")
+@config_option
+def broker_files(config_file: Path | None) -> None:
+    """Write the broker's password file, ACL file and mosquitto.conf from the registry (mqtt.auth_dir)."""
+    settings, _, engine = _open(config_file)
+    _update_broker(settings, engine)
+
+
 @devices.command("credentials")
 @config_option
 @click.argument("device_id")

@@ -211,3 +211,19 @@ def test_a_broken_city_is_a_config_error(tmp_path: Path, other_city: Path) -> No
     result = run(tmp_path, "devices", "list", env={"GRIDHUB_CITY__DIR": str(other_city)})
     assert result.exit_code == 2
     assert "missing city file(s): cells.geojson" in result.stderr
+
+
+def test_broker_files_writes_passwd_acl_and_conf_with_the_gateway_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDHUB_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("GRIDHUB_MQTT__HOST", "mqtt.example.internal")
+    monkeypatch.setenv("GRIDHUB_MQTT__PASSWORD", "gateway-secret")
+    result = CliRunner().invoke(cli, ["devices", "broker-files"])
+    assert result.exit_code == 0, result.output
+    assert "reload Mosquitto (SIGHUP)" in result.output
+    accounts = read_password_file(tmp_path / "mqtt" / "passwd")
+    assert len(accounts) == 205  # 204 demo devices and the gateway
+    assert check_password("gateway-secret", accounts["gridhub-gateway"])
+    assert (tmp_path / "mqtt" / "acl").exists()
+    assert (tmp_path / "mqtt" / "mosquitto.conf").exists()
