@@ -266,6 +266,11 @@ def _print_bench(result: BenchResult, env: dict[str, Any], as_json: bool) -> Non
         click.echo(result.as_json(env).decode())
 
 
+from gridhub.cli_store import store  # noqa: E402 (it imports config_option and _settings from here)
+
+cli.add_command(store)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

@@ -1,0 +1,166 @@
+"""Telemetry history: a device's or a grid cell's readings aggregated into windows over a time range."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import BaseModel, Field
+
+from api.deps import CityDep, CurrentRole
+from ingest.store import open_store
+from ingest.store.base import SeriesRequest, StoreUnavailable, TelemetryStore, Window
+
+router = APIRouter(prefix="/api/v1", tags=["telemetry"])
+
+MAX_WINDOWS = 10_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DURATION = re.compile(r"(?:\d+[smhd])+")
+_DURATION_PART = re.compile(r"(\d+)([smhd])")
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+class WindowOut(BaseModel):
+    """One window's aggregates; a quantity is null when no reading in the window had it."""
+
+    start: datetime = Field(description="window start (UTC); the window runs until the next start or `to`")
+    readings: int = Field(description="readings in the window")
+    rain_mm: float | None = Field(
+        None, description="rain total; for a grid cell the mean over its gauges of each gauge's total")
+    rain_gauges: int | None = Field(None, description="rain gauges that reported in the window")
+    count_mean: float | None = None
+    count_max: int | None = None
+    water_level_cm_mean: float | None = None
+    water_level_cm_max: float | None = None
+    tilt_deg_mean: float | None = None
+    tilt_deg_max: float | None = None
+    cover_open: bool | None = Field(None, description="true if any report in the window had the cover open")
+    battery_v_min: float | None = None
+
+
+class DeviceSeries(BaseModel):
+    """A device's telemetry windows."""
+
+    device_id: str
+    kind: str
+    grid_code: str
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    every: str = Field(description="the window length, normalised (90m → 1h30m)")
+    windows: list[WindowOut]
+
+
+class GridSeries(BaseModel):
+    """A grid cell's telemetry windows, over all of its devices."""
+
+    grid_code: str
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    every: str = Field(description="the window length, normalised (90m → 1h30m)")
+    windows: list[WindowOut]
+
+
+async def _store(request: Request) -> TelemetryStore:
+    """The configured store, opened on first use (async, so that two requests never open it twice)."""
+    store: TelemetryStore | None = getattr(request.app.state, "telemetry_store", None)
+    if store is None:
+        store = open_store(request.app.state.settings, request.app.state.engine)
+        request.app.state.telemetry_store = store
+    return store
+
+
+def _span(
+    start: Annotated[datetime | None, Query(
+        alias="from", description="range start, RFC 3339 with offset (inclusive); default: one hour before `to`",
+    )] = None,
+    end: Annotated[datetime | None, Query(
+        alias="to", description="range end, RFC 3339 with offset (exclusive); default: now",
+    )] = None,
+    every: Annotated[str, Query(description="window length: 30s, 5m, 1h, 1d, or combined like 1h30m")] = "1m",
+) -> SeriesRequest:
+    """The requested range and window length; 422 with the reason when they do not make sense."""
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and value.tzinfo is None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"`{name}` needs a UTC offset (RFC 3339), e.g. 2024-06-01T08:00:00+08:00 or ...Z")
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(hours=1)
+    every_ms = parse_duration_ms(every)
+    if every_ms is None or every_ms < 1000:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"`every` must be a duration of at least 1s such as 30s, 5m, 1h or 1d, not {every!r:.40}")
+    request = SeriesRequest(_ms(start), _ms(end), every_ms)
+    if request.end_ms <= request.start_ms:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "`to` must be after `from`")
+    if request.window_count > MAX_WINDOWS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"{request.window_count} windows of {every} between `from` and `to`; at most {MAX_WINDOWS} per "
+            "request: choose a longer `every` or a shorter range",
+        )
+    return request
+
+
+StoreDep = Annotated[TelemetryStore, Depends(_store)]
+SpanDep = Annotated[SeriesRequest, Depends(_span)]
+
+
+@router.get("/devices/{device_id}/telemetry")
+def device_telemetry(device_id: str, city: CityDep, _role: CurrentRole, store: StoreDep,
+                     span: SpanDep) -> DeviceSeries:
+    """A device's readings in windows of `every` over [`from`, `to`)."""
+    device = city.registry.devices.get(device_id)
+    if device is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown device {device_id!r:.80}")
+    windows = _query(lambda: store.device_series(device_id, span))
+    return DeviceSeries(device_id=device.id, kind=device.kind.value, grid_code=device.grid_code,
+                        start=_time(span.start_ms), end=_time(span.end_ms), every=format_duration(span.every_ms),
+                        windows=windows)
+
+
+@router.get("/grids/{code}/telemetry")
+def grid_telemetry(code: str, city: CityDep, _role: CurrentRole, store: StoreDep, span: SpanDep) -> GridSeries:
+    """A grid cell's readings, all its devices together, in windows of `every` over [`from`, `to`)."""
+    if city.cells.get(code) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown grid cell {code!r:.80}")
+    windows = _query(lambda: store.grid_series(code, span))
+    return GridSeries(grid_code=code, start=_time(span.start_ms), end=_time(span.end_ms),
+                      every=format_duration(span.every_ms), windows=windows)
+
+
+def parse_duration_ms(text: str) -> int | None:
+    """Milliseconds in a duration like 30s, 5m, 1h, 1d or 1h30m; None if it is not one."""
+    if not _DURATION.fullmatch(text):
+        return None
+    return sum(int(n) * _UNIT_MS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def format_duration(ms: int) -> str:
+    """A whole-second duration in the form `parse_duration_ms` reads, largest units first (5400000 → 1h30m)."""
+    parts = []
+    for unit, size in sorted(_UNIT_MS.items(), key=lambda item: -item[1]):
+        if ms >= size:
+            parts.append(f"{ms // size}{unit}")
+            ms %= size
+    return "".join(parts)
+
+
+def _query(run: Callable[[], list[Window]]) -> list[WindowOut]:
+    try:
+        windows = run()
+    except StoreUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"telemetry store unavailable: {exc}") from None
+    return [WindowOut(start=_time(w.start_ms), **{k: v for k, v in asdict(w).items() if k != "start_ms"})
+            for w in windows]
+
+
+def _ms(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def _time(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)

@@ -1,0 +1,21 @@
+"""`gridhub store`: the telemetry store writer. Registered on `gridhub.cli.cli`, so import that module first."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gridhub.cli import _settings, config_option
+
+
+@click.command()
+@config_option
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus metrics on this port (when run on its own; `gridhub up` serves them on the API).")
+def store(config_file: Path | None, metrics_port: int | None) -> None:
+    """Telemetry store writer: consume gridhub.telemetry into SQL or InfluxDB (started by `gridhub up`)."""
+    from ingest.store.writer import serve
+
+    sys.exit(serve(_settings(config_file), metrics_port=metrics_port))

@@ -1,0 +1,220 @@
+"""The InfluxDB 2 telemetry store, through influxdb-client.
+
+One measurement per device kind (`rain`, `crowd`, `manhole`) plus `status`; tags `device_id` and
+`grid_code`; the quantities, `seq`, `received_ms` and `late` are fields; the time is the measurement time.
+
+Writes are synchronous: one HTTP request per batch, retried by influxdb-client's own `WritesRetry`
+(exponential backoff with jitter, honours Retry-After, a callback per retry). The batching write API was
+the alternative, and it does not fit a consumer that may only advance its offsets past records whose
+every point was stored: it re-chunks points by count and time on a background thread, and when a chunk's
+retries run out its error callback receives the data and the points are gone. Advancing offsets from its
+callbacks would mean mapping chunks back to records and rewinding the consumer on errors — rebuilding a
+synchronous write on top of an asynchronous one. The writer already batches, so a synchronous request
+per batch gives the same batching and a plain answer: success, or an exception and nothing advances.
+
+Replays are harmless: a point with the same measurement, tags and time replaces the earlier one. So this
+backend keeps no partition positions; the writer commits its offsets to Kafka after each write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write.retry import WritesRetry
+from influxdb_client.domain.write_precision import WritePrecision
+from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
+from urllib3.exceptions import HTTPError
+
+from ingest.store.base import (
+    Position,
+    ReadingRow,
+    SeriesRequest,
+    StatusRow,
+    StoreBatch,
+    StoreUnavailable,
+    Window,
+)
+
+log = logging.getLogger("gridhub.store.influx")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+READING_MEASUREMENTS = ("rain", "crowd", "manhole")
+STATUS_MEASUREMENT = "status"
+
+#: Flux yields of a series query: name → (field, aggregate). `rain_mm` and `rain_gauges` are written out.
+_MERGED_AGGREGATES = {
+    "readings": ("seq", "count"),
+    "count_mean": ("count", "mean"),
+    "count_max": ("count", "max"),
+    "water_level_cm_mean": ("water_level_cm", "mean"),
+    "water_level_cm_max": ("water_level_cm", "max"),
+    "tilt_deg_mean": ("tilt_deg", "mean"),
+    "tilt_deg_max": ("tilt_deg", "max"),
+    "battery_v_min": ("battery_v", "min"),
+}
+
+
+class InfluxTelemetryStore:
+    """Telemetry in an InfluxDB 2 bucket."""
+
+    keeps_positions = False
+
+    def __init__(
+        self, url: str, token: str | None, org: str, bucket: str, *,
+        timeout_ms: int = 10_000, retries: int = 5, retry_interval_s: float = 0.5, max_retry_delay_s: float = 8.0,
+        max_retry_time_s: float = 30.0,
+    ) -> None:
+        self._url = url
+        self._org = org
+        self._bucket = bucket
+        self._retry = {"total": retries, "retry_interval": retry_interval_s, "max_retry_delay": max_retry_delay_s,
+                       "max_retry_time": max_retry_time_s, "exponential_base": 2, "jitter_interval": 0.1}
+        self._client = InfluxDBClient(url=url, token=token or "", org=org, timeout=timeout_ms)
+        self._writes = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]
+        self._queries = self._client.query_api()
+
+    def write(self, batch: StoreBatch) -> None:
+        """POST the batch as line protocol; return only once InfluxDB has accepted every point."""
+        lines = [*map(reading_line, batch.readings), *map(status_line, batch.statuses)]
+        if not lines:
+            return
+        retries: list[str] = []
+
+        def note_retry(exc: Exception) -> int:
+            retries.append(_describe(exc))
+            return len(retries)
+
+        # A fresh strategy per batch: WritesRetry's max_retry_time counts from the strategy's creation.
+        strategy = WritesRetry(**self._retry, retry_callback=note_retry, allowed_methods=["POST"])
+        try:
+            self._writes.post_write(  # type: ignore[no-untyped-call]
+                org=self._org, bucket=self._bucket, body="\n".join(lines).encode(), precision=WritePrecision.MS,
+                content_type="text/plain; charset=utf-8", urlopen_kw={"retries": strategy},
+            )
+        except (ApiException, HTTPError, OSError) as exc:
+            after = f" after {len(retries)} retries ({retries[-1]})" if retries else ""
+            raise StoreUnavailable(f"InfluxDB {self._url}: {_describe(exc)}{after}") from exc
+        if retries:
+            log.info("InfluxDB accepted %d points after %d retries (%s)", len(lines), len(retries), retries[-1])
+
+    def positions(self, group: str, topic: str) -> dict[int, Position]:
+        """None kept here: the writer's offsets live in Kafka."""
+        return {}
+
+    def device_series(self, device_id: str, request: SeriesRequest) -> list[Window]:
+        """The device's aggregated windows."""
+        return self._series(flux_series(self._bucket, "device_id", device_id, request))
+
+    def grid_series(self, grid_code: str, request: SeriesRequest) -> list[Window]:
+        """The grid cell's aggregated windows; rain is the mean of its gauges' window totals."""
+        return self._series(flux_series(self._bucket, "grid_code", grid_code, request))
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()  # type: ignore[no-untyped-call]
+
+    def _series(self, flux: str) -> list[Window]:
+        try:
+            tables = self._queries.query(flux, org=self._org)
+        except (ApiException, HTTPError, OSError) as exc:
+            raise StoreUnavailable(f"InfluxDB {self._url}: {_describe(exc)}") from exc
+        return windows_from_records(
+            (str(record.values["result"]), record.values.get("_time"), record.values.get("_value"))
+            for table in tables for record in table.records
+        )
+
+
+def reading_line(row: ReadingRow) -> str:
+    """The reading as one line of line protocol, with millisecond time."""
+    fields = [
+        f"{name}={_field_value(value)}"
+        for name, value in (("rain_mm", row.rain_mm), ("count", row.count), ("tilt_deg", row.tilt_deg),
+                            ("cover_open", row.cover_open), ("water_level_cm", row.water_level_cm),
+                            ("battery_v", row.battery_v), ("seq", row.seq), ("received_ms", row.received_ms),
+                            ("late", row.late))
+        if value is not None
+    ]
+    return (f"{_escape(row.kind.value)},device_id={_escape(row.device_id)},grid_code={_escape(row.grid_code)} "
+            f"{','.join(fields)} {row.ts_ms}")
+
+
+def status_line(row: StatusRow) -> str:
+    """The status change as one line of line protocol, with millisecond time."""
+    return (f"{STATUS_MEASUREMENT},device_id={_escape(row.device_id)},grid_code={_escape(row.grid_code)},"
+            f"kind={_escape(row.kind.value)} online={_field_value(row.online)} {row.ts_ms}")
+
+
+def flux_series(bucket: str, tag: str, value: str, request: SeriesRequest) -> str:
+    """A Flux query for one device's or grid cell's windows: one `yield` per aggregate, windows from `start`."""
+    measurements = " or ".join(f"r._measurement == {_flux_string(m)}" for m in READING_MEASUREMENTS)
+    # aggregateWindow aligns windows to the epoch; the offset moves their boundaries onto the range start.
+    every = f"every: {request.every_ms}ms, offset: {request.start_ms % request.every_ms}ms"
+    lines = [
+        f"data = from(bucket: {_flux_string(bucket)})",
+        f"  |> range(start: {_flux_time(request.start_ms)}, stop: {_flux_time(request.end_ms)})",
+        f"  |> filter(fn: (r) => ({measurements}) and r.{tag} == {_flux_string(value)})",
+        f"windowed = (tables=<-, fn) => tables |> aggregateWindow({every}, fn: fn, createEmpty: false,"
+        ' timeSrc: "_start")',
+        # Other quantities: one series per field over all the devices, then the aggregate per window.
+        'merged = (name) => data |> filter(fn: (r) => r._field == name) |> group(columns: ["_field"])',
+        # Rain: each gauge's total per window (grouped by series), then the mean and number of gauges.
+        'rain = data |> filter(fn: (r) => r._field == "rain_mm") |> windowed(fn: sum)',
+        'rain |> group(columns: ["_time"]) |> mean() |> group() |> yield(name: "rain_mm")',
+        'rain |> group(columns: ["_time"]) |> count() |> group() |> yield(name: "rain_gauges")',
+        'merged(name: "cover_open") |> map(fn: (r) => ({r with _value: if r._value then 1 else 0}))'
+        ' |> windowed(fn: max) |> yield(name: "cover_open")',
+    ]
+    lines += [
+        f'merged(name: "{name}") |> windowed(fn: {aggregate}) |> yield(name: "{result}")'
+        for result, (name, aggregate) in _MERGED_AGGREGATES.items()
+    ]
+    return "\n".join(lines)
+
+
+def windows_from_records(records: Iterable[tuple[str, datetime | None, Any]]) -> list[Window]:
+    """Windows in time order from (yield name, window start, value) records of a `flux_series` query."""
+    by_start: dict[int, dict[str, Any]] = {}
+    for result, time, value in records:
+        if time is None or value is None:
+            continue
+        start_ms = (time - EPOCH) // timedelta(milliseconds=1)
+        fields = by_start.setdefault(start_ms, {"start_ms": start_ms, "readings": 0})
+        if result in ("readings", "rain_gauges", "count_max"):
+            fields[result] = int(value)
+        elif result == "cover_open":
+            fields[result] = bool(value)
+        else:
+            fields[result] = float(value)
+    return [Window(**by_start[start]) for start in sorted(by_start)]
+
+
+def _field_value(value: float | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    return repr(value)
+
+
+def _escape(text: str) -> str:
+    """Escape a measurement, tag key or tag value for line protocol."""
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _flux_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
+    return f'"{escaped}"'
+
+
+def _flux_time(ms: int) -> str:
+    return (EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason}: {exc.message or ''}".rstrip(": ")
+    return str(getattr(exc, "reason", None) or exc)

@@ -1,0 +1,430 @@
+"""`gridhub store`: consume `gridhub.telemetry` and write it to the telemetry store in batches.
+
+Delivery into the store is at least once and writes are idempotent, so every reading ends up there once:
+- a batch's offsets advance only after its rows were written. The SQL backend writes the consumer group's
+  next offset per partition in the same transaction as the rows, and on partition assignment the consumer
+  seeks there. Offsets are also committed to Kafka, best effort, for lag tools; for InfluxDB (idempotent
+  points, no transactions) the Kafka commit is the record of progress;
+- a store that is down or locked gets the same batch again with backoff while the partitions are paused;
+- a record that does not decode is logged, counted and skipped; its offset advances with the batch.
+
+The embedded Kafka keeps topics in memory: after a restart its logs start again at offset 0 while the
+database remembers higher offsets. A stored position therefore carries a fingerprint of the last record
+written, and the consumer seeks one record back to compare. If that record is different or absent, the
+log is not the one the position belongs to and the partition is read from the beginning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, multiprocess, start_http_server
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from domain.telemetry import TelemetryFormatError, decode_batch
+from gridhub import kafka
+from gridhub.db import connect, init_db
+from gridhub.metrics import MULTIPROC_ENV, STORE_LAG, STORE_WRITE_SECONDS, STORE_WRITTEN
+from gridhub.runtime import mark_ready
+from gridhub.settings import Settings
+from ingest.store import open_store
+from ingest.store.base import (
+    Position,
+    ReadingRow,
+    StatusRow,
+    StoreBatch,
+    StoreUnavailable,
+    TelemetryStore,
+    reading_row,
+    status_row,
+)
+
+log = logging.getLogger("gridhub.store")
+
+GROUP = "gridhub-store"
+# Measured with the embedded broker (Tansu): a member rejoining a group whose previous member left took
+# 41 s with aiokafka's defaults and 3-11 s with these.
+SESSION_TIMEOUT_MS = 6000
+HEARTBEAT_INTERVAL_MS = 500
+REBALANCE_TIMEOUT_MS = 6000
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+POLL_MS = 500  # longest the loop waits for records before it looks at stop, timers and lag again
+CHECK_TIMEOUT_S = 5.0  # a position's last record must be fetched within this, or the log was replaced
+LAG_INTERVAL_S = 5.0
+LAG_QUERY_TIMEOUT_S = 2.0
+
+STORE_SKIPPED = Counter("gridhub_store_skipped_total",
+                        "Records, readings or status changes the store could not take as they were", ["reason"])
+STORE_RETRIES = Counter("gridhub_store_write_retries_total", "Batch writes that failed and were tried again")
+
+
+def fingerprint(record: Any) -> str:
+    """Enough of a record (time, key, value) to tell it from another record at the same offset."""
+    key, value = record.key or b"", record.value or b""
+    digest = hashlib.blake2b(f"{record.timestamp}:{len(key)}:".encode() + key + value, digest_size=16)
+    return digest.hexdigest()
+
+
+@dataclass
+class _Pending:
+    """Records fetched but not yet written, decoded into rows."""
+
+    readings: list[ReadingRow] = field(default_factory=list)
+    statuses: list[StatusRow] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (reason, what and where), logged once written
+    last: dict[int, Any] = field(default_factory=dict)  # partition → its last record here
+    since: float | None = None  # when the first of these records arrived (monotonic)
+
+    @property
+    def rows(self) -> int:
+        """Rows waiting to be written."""
+        return len(self.readings) + len(self.statuses)
+
+
+@dataclass
+class _Check:
+    """A partition sought one record before its stored position, waiting to see that record."""
+
+    offset: int
+    last_record: str
+    deadline: float
+
+
+class StoreWriter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    """One member of the store's consumer group: reads a topic and writes it to a telemetry store."""
+
+    def __init__(
+        self, store: TelemetryStore, bootstrap: str, *, topic: str = kafka.TELEMETRY, group: str = GROUP,
+        batch_max: int = 5000, linger_ms: int = 200, lag_interval_s: float = LAG_INTERVAL_S,
+    ) -> None:
+        self._store = store
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._group = group
+        self._batch_max = batch_max
+        self._linger_s = linger_ms / 1000
+        self._lag_interval_s = lag_interval_s
+        self._consumer: Any = None
+        self._pending = _Pending()
+        self._written: dict[TopicPartition, int] = {}  # next offset to write, per partition
+        self._fetched_end: dict[TopicPartition, int] = {}  # one past the highest offset fetched
+        self._checks: dict[TopicPartition, _Check] = {}
+        self._unplaced: set[TopicPartition] = set()  # assigned, but the store could not say where it stopped
+        self._place_due = 0.0
+        self._lag_due = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume and write until `stop` is set, waiting out a broker or store that does not answer."""
+        consumer = await self._start(stop)
+        if consumer is None:
+            return
+        try:
+            while not stop.is_set():
+                await self._step(stop)
+            if self._pending.since is not None:
+                await self._flush(stop)  # one attempt; whatever is not written is read again next time
+        finally:
+            for tp in consumer.assignment():
+                STORE_LAG.labels(partition=str(tp.partition)).set(0)  # no longer this member's to report
+            await consumer.stop()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Forget what was fetched and not written: whoever gets the partitions reads it again."""
+        self._pending = _Pending()
+        for tp in revoked:
+            self._checks.pop(tp, None)
+            self._unplaced.discard(tp)
+            self._written.pop(tp, None)
+            self._fetched_end.pop(tp, None)
+            STORE_LAG.labels(partition=str(tp.partition)).set(0)  # the new owner reports it
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Seek to where the store stopped, when the store keeps positions; then this member is consuming."""
+        self._pending = _Pending()
+        log.info("assigned %s partitions %s", self._topic, sorted(tp.partition for tp in assigned))
+        if self._store.keeps_positions:
+            await self._place(set(assigned))
+        mark_ready()
+
+    async def _start(self, stop: asyncio.Event) -> Any:
+        failures = 0
+        while not stop.is_set():
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap, group_id=self._group, client_id="gridhub-store",
+                enable_auto_commit=False, auto_offset_reset="earliest",
+                session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+                rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+            )
+            try:
+                await consumer.start()
+            except KafkaError as exc:
+                await consumer.stop()
+                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                failures += 1
+                log.warning("Kafka at %s does not answer (%s); trying again in %.1f s", self._bootstrap, exc, delay)
+                await _sleep(delay, stop)
+                continue
+            consumer.subscribe([self._topic], listener=self)
+            self._consumer = consumer
+            log.info("consuming %s from %s as group %s into the %s store", self._topic, self._bootstrap,
+                     self._group, type(self._store).__name__)
+            return consumer
+        return None
+
+    async def _step(self, stop: asyncio.Event) -> None:
+        since = self._pending.since
+        wait_s = POLL_MS / 1000 if since is None else max(0.0, since + self._linger_s - time.monotonic())
+        fetched = await self._consumer.getmany(timeout_ms=int(wait_s * 1000), max_records=self._batch_max)
+        await self._accept(fetched)
+        await self._expire_checks()
+        if self._unplaced and time.monotonic() >= self._place_due:
+            await self._place(set(self._unplaced))
+        pending = self._pending
+        if pending.rows >= self._batch_max or (
+            pending.since is not None and time.monotonic() - pending.since >= self._linger_s
+        ):
+            await self._flush(stop)
+        await self._report_lag()
+
+    async def _accept(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        for tp, records in fetched.items():
+            check = self._checks.pop(tp, None)
+            kept = await self._verify(tp, check, records) if check is not None and records else records
+            for record in kept:
+                self._add(tp, record)
+
+    async def _verify(self, tp: TopicPartition, check: _Check, records: list[Any]) -> list[Any]:
+        """Drop the already-written record the partition was sought to, or start over if it is not that one."""
+        first = records[0]
+        if first.offset != check.offset:
+            log.warning("%s[%d]: the broker moved the position from offset %d to %d (log truncated or replaced)",
+                        tp.topic, tp.partition, check.offset, first.offset)
+            self._written[tp] = first.offset
+            return records
+        if fingerprint(first) == check.last_record:
+            return records[1:]
+        log.warning("%s[%d]: the record at offset %d is not the last one the store wrote: the topic was recreated "
+                    "(the embedded Kafka keeps topics in memory); reading the partition from the beginning",
+                    tp.topic, tp.partition, first.offset)
+        self._written.pop(tp, None)
+        await self._consumer.seek_to_beginning(tp)
+        return []
+
+    def _add(self, tp: TopicPartition, record: Any) -> None:
+        pending = self._pending
+        if pending.since is None:
+            pending.since = time.monotonic()
+        self._written.setdefault(tp, record.offset)
+        self._fetched_end[tp] = max(self._fetched_end.get(tp, 0), record.offset + 1)
+        pending.last[tp.partition] = record
+        where = f"{tp.topic}[{tp.partition}]@{record.offset}"
+        try:
+            batch = decode_batch(record.value)
+        except TelemetryFormatError as exc:
+            pending.skipped.append(("undecodable_record", f"record {where}: {exc}"))
+            return
+        for reading in batch.readings:
+            try:
+                pending.readings.append(reading_row(reading))
+            except TelemetryFormatError as exc:
+                pending.skipped.append(("invalid_reading", f"a reading in {where}: {exc}"))
+        for status in batch.statuses:
+            try:
+                pending.statuses.append(status_row(status))
+            except TelemetryFormatError as exc:
+                pending.skipped.append(("invalid_status", f"a status change in {where}: {exc}"))
+
+    async def _flush(self, stop: asyncio.Event) -> None:
+        pending, self._pending = self._pending, _Pending()
+        positions = {p: Position(record.offset + 1, fingerprint(record)) for p, record in pending.last.items()}
+        batch = StoreBatch(self._group, self._topic, pending.readings, pending.statuses, positions)
+        failures = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(self._store.write, batch)
+                break
+            except StoreUnavailable as exc:
+                if stop.is_set():
+                    log.warning("stopping with %d rows not written (%s); they are read again on the next start",
+                                pending.rows, exc)
+                    return
+                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                failures += 1
+                STORE_RETRIES.inc()
+                log.warning("telemetry store unavailable: %s; holding %d rows, offsets not advanced; "
+                            "retry %d in %.1f s", exc, pending.rows, failures, delay)
+                await self._hold(delay, stop)
+        STORE_WRITE_SECONDS.observe(time.perf_counter() - started)
+        if failures:
+            log.info("telemetry store is back: wrote %d rows after %d retries", pending.rows, failures)
+            self._resume()
+        for reason, what in pending.skipped:
+            STORE_SKIPPED.labels(reason=reason).inc()
+            log.warning("skipped %s", what)
+        for kind, n in collections.Counter(r.kind.value for r in pending.readings).items():
+            STORE_WRITTEN.labels(kind=kind).inc(n)
+        if pending.statuses:
+            STORE_WRITTEN.labels(kind="status").inc(len(pending.statuses))
+        partitions = {TopicPartition(self._topic, p): position.next_offset for p, position in positions.items()}
+        self._written.update(partitions)
+        await self._commit(partitions)
+
+    async def _hold(self, seconds: float, stop: asyncio.Event) -> None:
+        """Wait with every partition paused, polling all the same so that the group keeps this member."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._consumer.pause(*self._consumer.assignment())
+            # Nothing comes from paused partitions, except from ones assigned by a rebalance during this call.
+            await self._accept(await self._consumer.getmany(timeout_ms=int(min(left, POLL_MS / 1000) * 1000)))
+            await self._report_lag()
+
+    def _resume(self) -> None:
+        self._consumer.resume(*(self._consumer.assignment() - self._unplaced))
+        deadline = time.monotonic() + CHECK_TIMEOUT_S  # paused partitions could not fetch their check record
+        for check in self._checks.values():
+            check.deadline = deadline
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        assigned = self._consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            log.info("could not commit offsets to Kafka (%r); records may be written again after a rebalance "
+                     "or restart, which is harmless", exc)
+
+    async def _place(self, partitions: set[TopicPartition]) -> None:
+        """Seek partitions to the store's positions; pause them while the store cannot say."""
+        try:
+            stored = await asyncio.to_thread(self._store.positions, self._group, self._topic)
+        except StoreUnavailable as exc:
+            if not partitions <= self._unplaced:
+                log.warning("cannot read where the store stopped (%s); partitions %s wait until it answers",
+                            exc, sorted(tp.partition for tp in partitions))
+            self._consumer.pause(*partitions)
+            self._unplaced |= partitions
+            self._place_due = time.monotonic() + RETRY_DELAYS_S[-1]
+            return
+        assigned = self._consumer.assignment()
+        for tp in partitions & assigned:
+            self._unplaced.discard(tp)
+            position = stored.get(tp.partition)
+            if position is None:
+                continue  # never written: Kafka's committed offset applies, else the earliest
+            self._written[tp] = position.next_offset
+            if position.next_offset == 0:
+                self._consumer.seek(tp, 0)
+            else:
+                self._consumer.seek(tp, position.next_offset - 1)
+                self._checks[tp] = _Check(position.next_offset - 1, position.last_record,
+                                          time.monotonic() + CHECK_TIMEOUT_S)
+        self._consumer.resume(*(partitions & assigned))
+
+    async def _expire_checks(self) -> None:
+        now = time.monotonic()
+        paused = self._consumer.paused()
+        for tp, check in list(self._checks.items()):
+            if now < check.deadline or tp in paused:
+                continue
+            del self._checks[tp]
+            log.warning("%s[%d]: the record at offset %d, the last one the store wrote, is not on the broker: the "
+                        "topic was recreated (the embedded Kafka keeps topics in memory); reading the partition "
+                        "from the beginning", tp.topic, tp.partition, check.offset)
+            self._written.pop(tp, None)
+            await self._consumer.seek_to_beginning(tp)
+
+    async def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + self._lag_interval_s
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return
+        try:
+            ends = await asyncio.wait_for(self._consumer.end_offsets(list(assigned)), LAG_QUERY_TIMEOUT_S)
+        except (KafkaError, TimeoutError):
+            ends = {}
+        for tp in assigned:
+            written = self._written.get(tp)
+            if written is None:
+                continue
+            # The embedded broker under-reports the end of a partition that holds several record batches;
+            # take the highest of its answer, the fetch high watermark and what was fetched.
+            end = max(ends.get(tp, 0), self._consumer.highwater(tp) or 0, self._fetched_end.get(tp, 0))
+            STORE_LAG.labels(partition=str(tp.partition)).set(max(0, end - written))
+
+
+def serve(settings: Settings, metrics_port: int | None = None) -> int:
+    """Run the store writer until SIGINT or SIGTERM; 0 on a clean stop."""
+    if metrics_port is not None:
+        _serve_metrics(metrics_port)
+    config = settings.telemetry_store
+    bootstrap = settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.port}"
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        engine = connect(settings.database_url) if config.backend == "sql" else None
+        if engine is not None and not await _create_tables(engine, stop):
+            return
+        store = open_store(settings, engine)
+        try:
+            writer = StoreWriter(store, bootstrap, batch_max=config.batch_max, linger_ms=config.linger_ms)
+            await writer.run(stop)
+        finally:
+            store.close()
+
+    try:
+        asyncio.run(_main())
+    finally:
+        if os.environ.get(MULTIPROC_ENV):
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # drop its lag gauges
+    log.info("store writer stopped")
+    return 0
+
+
+async def _create_tables(engine: Engine, stop: asyncio.Event) -> bool:
+    """Create the tables, waiting for the database if it does not answer; False if stopped first."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(init_db, engine)
+            return True
+        except OperationalError as exc:
+            delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+            failures += 1
+            log.warning("database does not answer (%s); trying again in %.1f s", exc.orig or exc, delay)
+            await _sleep(delay, stop)
+    return False
+
+
+async def _sleep(seconds: float, stop: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def _serve_metrics(port: int) -> None:
+    registry = REGISTRY
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    server, _ = start_http_server(port, registry=registry)
+    log.info("metrics on http://%s:%d/metrics", *server.server_address[:2])

@@ -1,0 +1,146 @@
+"""The telemetry query API: windows of a device's or a grid cell's readings, behind the bearer tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.auth import issue_tokens
+from api.routes.telemetry import format_duration, parse_duration_ms
+from domain.registry import DeviceKind
+from gridhub.settings import load_settings
+from ingest.store.base import ReadingRow, SeriesRequest, StoreBatch, StoreUnavailable, Window
+from ingest.store.sql import SqlTelemetryStore
+
+GRID = "310104003001001"  # rain-0001, crowd-0016, manhole-0001 and manhole-0120 are here
+T0 = 1_717_200_000_000  # 2024-06-01T00:00:00Z
+
+
+@pytest.fixture
+def viewer(tmp_path: Path) -> dict[str, str]:
+    token = issue_tokens(tmp_path / "tokens.json")["viewer"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def client(tmp_path: Path, viewer: dict[str, str]) -> Iterator[TestClient]:
+    settings = load_settings(overrides={"state_dir": tmp_path}, environ={})
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def write(client: TestClient, *rows: ReadingRow) -> None:
+    SqlTelemetryStore(client.app.state.engine).write(  # type: ignore[attr-defined]
+        StoreBatch("gridhub-store", "gridhub.telemetry", list(rows)))
+
+
+def rain(device: str, offset_ms: int, mm: float, seq: int) -> ReadingRow:
+    return ReadingRow(device, T0 + offset_ms, seq, GRID, DeviceKind.RAIN, T0 + offset_ms, False, rain_mm=mm)
+
+
+def test_device_series_lists_window_starts_and_aggregates(client: TestClient, viewer: dict[str, str]) -> None:
+    write(client, rain("rain-0001", 10_000, 0.5, 1), rain("rain-0001", 70_000, 1.0, 2),
+          rain("rain-0001", 100_000, 0.25, 3))
+    response = client.get("/api/v1/devices/rain-0001/telemetry", headers=viewer,
+                          params={"from": "2024-06-01T08:00:00+08:00", "to": "2024-06-01T00:05:00Z", "every": "60s"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert {k: body[k] for k in ("device_id", "kind", "grid_code", "from", "to", "every")} == {
+        "device_id": "rain-0001", "kind": "rain", "grid_code": GRID,
+        "from": "2024-06-01T00:00:00Z", "to": "2024-06-01T00:05:00Z", "every": "1m",
+    }
+    assert [(w["start"], w["readings"], w["rain_mm"], w["rain_gauges"]) for w in body["windows"]] == [
+        ("2024-06-01T00:00:00Z", 1, 0.5, 1),
+        ("2024-06-01T00:01:00Z", 2, 1.25, 1),
+    ]
+    assert body["windows"][0]["cover_open"] is None
+
+
+def test_grid_series_takes_every_device_in_the_cell(client: TestClient, viewer: dict[str, str]) -> None:
+    write(
+        client,
+        rain("rain-0001", 1_000, 2.0, 1),
+        rain("rain-0099", 2_000, 4.0, 1),  # a second gauge: the cell's rain is the mean of the two totals
+        ReadingRow("crowd-0016", T0 + 3_000, 1, GRID, DeviceKind.CROWD, T0, False, count=80),
+        ReadingRow("manhole-0001", T0 + 4_000, 1, GRID, DeviceKind.MANHOLE, T0, False, tilt_deg=16.0,
+                   cover_open=True, water_level_cm=20.0, battery_v=3.2),
+    )
+    response = client.get(f"/api/v1/grids/{GRID}/telemetry", headers=viewer,
+                          params={"from": "2024-06-01T00:00:00Z", "to": "2024-06-01T01:00:00Z", "every": "1h"})
+
+    assert response.status_code == 200
+    assert response.json()["windows"] == [{
+        "start": "2024-06-01T00:00:00Z", "readings": 4, "rain_mm": 3.0, "rain_gauges": 2,
+        "count_mean": 80.0, "count_max": 80, "water_level_cm_mean": 20.0, "water_level_cm_max": 20.0,
+        "tilt_deg_mean": 16.0, "tilt_deg_max": 16.0, "cover_open": True, "battery_v_min": 3.2,
+    }]
+
+
+def test_unknown_device_and_cell_are_404(client: TestClient, viewer: dict[str, str]) -> None:
+    device = client.get("/api/v1/devices/rain-9999/telemetry", headers=viewer)
+    cell = client.get("/api/v1/grids/310104003001999/telemetry", headers=viewer)
+    assert (device.status_code, device.json()["detail"]) == (404, "unknown device 'rain-9999'")
+    assert (cell.status_code, cell.json()["detail"]) == (404, "unknown grid cell '310104003001999'")
+
+
+@pytest.mark.parametrize(("params", "detail"), [
+    ({"from": "2024-06-01T00:00:00"}, "`from` needs a UTC offset"),
+    ({"from": "2024-06-01T01:00:00Z", "to": "2024-06-01T01:00:00Z"}, "`to` must be after `from`"),
+    ({"every": "5x"}, "`every` must be a duration of at least 1s such as 30s, 5m, 1h or 1d, not '5x'"),
+    ({"every": "0s"}, "`every` must be a duration of at least 1s"),
+    ({"from": "2024-01-01T00:00:00Z", "to": "2024-06-01T00:00:00Z", "every": "1m"},
+     "218880 windows of 1m between `from` and `to`; at most 10000 per request"),
+])
+def test_bad_ranges_and_durations_are_422_with_the_reason(
+    client: TestClient, viewer: dict[str, str], params: dict[str, str], detail: str
+) -> None:
+    response = client.get("/api/v1/devices/rain-0001/telemetry", headers=viewer, params=params)
+    assert response.status_code == 422
+    assert detail in response.json()["detail"]
+
+
+def test_unparseable_times_are_422(client: TestClient, viewer: dict[str, str]) -> None:
+    response = client.get(f"/api/v1/grids/{GRID}/telemetry", headers=viewer, params={"to": "yesterday"})
+    assert response.status_code == 422
+
+
+def test_a_bearer_token_is_required(client: TestClient) -> None:
+    assert client.get("/api/v1/devices/rain-0001/telemetry").status_code == 401
+    assert client.get(f"/api/v1/grids/{GRID}/telemetry").status_code == 401
+
+
+def test_the_default_range_is_the_last_hour_in_minutes(client: TestClient, viewer: dict[str, str]) -> None:
+    body = client.get("/api/v1/devices/rain-0001/telemetry", headers=viewer).json()
+    assert body["every"] == "1m"
+    assert body["windows"] == []
+
+
+class _DownStore:
+    keeps_positions = True
+
+    def device_series(self, device_id: str, request: SeriesRequest) -> list[Window]:
+        raise StoreUnavailable("database: connection refused")
+
+
+def test_a_store_that_does_not_answer_is_503(client: TestClient, viewer: dict[str, str]) -> None:
+    client.app.state.telemetry_store = _DownStore()  # type: ignore[attr-defined]
+    response = client.get("/api/v1/devices/rain-0001/telemetry", headers=viewer)
+    assert response.status_code == 503
+    assert response.json()["detail"] == "telemetry store unavailable: database: connection refused"
+
+
+@pytest.mark.parametrize(("text", "ms", "normal"), [("30s", 30_000, "30s"), ("90m", 5_400_000, "1h30m"),
+                                                     ("1d", 86_400_000, "1d"), ("1h30m", 5_400_000, "1h30m")])
+def test_durations_read_and_write_back(text: str, ms: int, normal: str) -> None:
+    assert parse_duration_ms(text) == ms
+    assert format_duration(ms) == normal
+
+
+@pytest.mark.parametrize("text", ["", "5", "m", "1.5h", "5 m", "-1m", "1w"])
+def test_other_duration_spellings_are_not_durations(text: str) -> None:
+    assert parse_duration_ms(text) is None
