@@ -1,10 +1,10 @@
 """`gridhub up`: brokers, database and the hub's services on one machine, with nothing but pip.
 
 Order: Kafka (embedded Tansu unless `kafka.bootstrap` is set) → database (tables, devices, broker
-password and ACL files) → MQTT (embedded amqtt unless `mqtt.host` is set) → gateway → (with `--demo`)
-the sensor fleet → API. Children get the resolved endpoints as `GRIDHUB_*` environment variables, so
-each of them loads the same settings the supervisor did. Once everything answers, `ready.json` is
-written to the state directory.
+password and ACL files) → MQTT (embedded amqtt unless `mqtt.host` is set) → gateway → telemetry store
+writer → (with `--demo`) the sensor fleet → API. Children get the resolved endpoints as `GRIDHUB_*`
+environment variables, so each of them loads the same settings the supervisor did. Once everything
+answers, `ready.json` is written to the state directory.
 """
 
 from __future__ import annotations
@@ -154,6 +154,14 @@ async def _start_all(
         env=gateway_env,
         probe=lambda: file_probe(ready_dir / "gateway.ready"),
         ready_file=ready_dir / "gateway.ready",
+    ))
+
+    await supervisor.start(Service(
+        name="store",
+        argv=[sys.executable, "-m", "gridhub", "store"],
+        env=child_env,
+        probe=lambda: file_probe(ready_dir / "store.ready"),
+        ready_file=ready_dir / "store.ready",
     ))
 
     if demo:

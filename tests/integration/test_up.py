@@ -247,3 +247,30 @@ def test_port_in_use_is_reported_with_its_setting(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert f"api.port: cannot listen on 127.0.0.1:{port}" in result.stderr.decode()
+
+
+def test_a_reading_from_mosquitto_pub_is_queryable_within_two_seconds(hub: Hub) -> None:
+    # mosquitto_pub is a real client we did not write; it logs in with the demo city's credentials.
+    secret = demo_secret("manhole-0007")
+    now = time.time()
+    # The demo fleet reports for this device too; no simulated cover ever tilts 179.5°.
+    payload = orjson.dumps({"ts": int(now), "seq": 1, "tilt_deg": 179.5, "cover_open": True, "water_level_cm": 12})
+    subprocess.run(["mosquitto_pub", "-h", hub.ready["mqtt_host"], "-p", str(hub.ready["mqtt_port"]), "-q", "1",
+                    "-u", "manhole-0007", "-P", secret, "-t", "gridhub/v1/manhole/manhole-0007/telemetry",
+                    "-m", payload.decode()], check=True, timeout=10)
+    published = time.monotonic()
+    token = hub.ready["tokens"]["viewer"]
+    window = {"from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60)),
+              "to": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 60)), "every": "2m"}
+    body: dict[str, Any] = {}
+    while time.monotonic() - published < 2.0:
+        response = httpx.get(f"{hub.ready['api_url']}/api/v1/devices/manhole-0007/telemetry", params=window,
+                             headers={"Authorization": f"Bearer {token}"}, timeout=2)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if any(w["tilt_deg_max"] == 179.5 for w in body["windows"]):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"not visible within 2 s: {body}")
+    assert next(w for w in body["windows"] if w["tilt_deg_max"] == 179.5)["cover_open"] is True
