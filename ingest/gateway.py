@@ -37,6 +37,7 @@ from gridhub import kafka, metrics
 from gridhub.runtime import mark_ready
 from gridhub.settings import Settings
 from ingest.acks import AckTracker, Pending
+from ingest.mqtt_client import ReadAheadClient
 from ingest.payloads import Limits, Rejection, Validator
 
 log = logging.getLogger("gridhub.gateway")
@@ -177,7 +178,7 @@ class Gateway:
                                   f"session ({self._refusal or 'no answer'})")
 
     def _new_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
-        client = mqtt.Client(
+        client = ReadAheadClient(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol, manual_ack=True,
             clean_session=False if protocol == mqtt.MQTTv311 else None,
             reconnect_on_failure=True,
