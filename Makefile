@@ -11,6 +11,8 @@ up: $(STAMP)
 	$(BIN)/gridhub up --demo
 
 test: $(STAMP) lint
+	@command -v mosquitto_pub >/dev/null && { command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; } || \
+	  { echo "The integration tests run a real Mosquitto: apt-get install mosquitto mosquitto-clients"; exit 1; }
 	$(BIN)/pytest --cov=domain --cov-report=term --cov-fail-under=90
 
 lint: $(STAMP)
