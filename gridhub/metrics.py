@@ -29,6 +29,9 @@ STORE_WRITTEN = Counter("gridhub_store_written_total", "Telemetry rows written t
 STORE_LAG = Gauge("gridhub_store_consumer_lag", "Records on gridhub.telemetry not yet written to the store",
                   ["partition"], multiprocess_mode="livemax")
 STORE_WRITE_SECONDS = Histogram("gridhub_store_write_seconds", "Time to write one batch to the store")
+STORE_SKIPPED = Counter("gridhub_store_skipped_total",
+                        "Records, readings or status changes the store could not take as they were", ["reason"])
+STORE_RETRIES = Counter("gridhub_store_write_retries_total", "Batch writes that failed and were tried again")
 
 
 def exposition() -> bytes:

@@ -29,14 +29,21 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, multiprocess, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from domain.telemetry import TelemetryFormatError, decode_batch
 from gridhub import kafka
 from gridhub.db import connect, init_db
-from gridhub.metrics import MULTIPROC_ENV, STORE_LAG, STORE_WRITE_SECONDS, STORE_WRITTEN
+from gridhub.metrics import (
+    MULTIPROC_ENV,
+    STORE_LAG,
+    STORE_RETRIES,
+    STORE_SKIPPED,
+    STORE_WRITE_SECONDS,
+    STORE_WRITTEN,
+)
 from gridhub.runtime import mark_ready
 from gridhub.settings import Settings
 from ingest.store import open_store
@@ -65,9 +72,6 @@ CHECK_TIMEOUT_S = 5.0  # a position's last record must be fetched within this, o
 LAG_INTERVAL_S = 5.0
 LAG_QUERY_TIMEOUT_S = 2.0
 
-STORE_SKIPPED = Counter("gridhub_store_skipped_total",
-                        "Records, readings or status changes the store could not take as they were", ["reason"])
-STORE_RETRIES = Counter("gridhub_store_write_retries_total", "Batch writes that failed and were tried again")
 
 
 def fingerprint(record: Any) -> str:
