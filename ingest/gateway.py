@@ -34,7 +34,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from domain.registry import Registry
 from domain.telemetry import Reading, StatusChange, TelemetryBatch, encode_batch
 from gridhub import kafka, metrics
-from gridhub.runtime import mark_ready
+from gridhub.runtime import mark_ready, stop_event
 from gridhub.settings import Settings
 from ingest.acks import AckTracker, Pending
 from ingest.mqtt_client import ReadAheadClient
@@ -349,15 +349,11 @@ def _dead_letter(item: Received) -> bytes:
 def main(settings: Settings, registry: Registry, *, client_id: str | None = None,
          reload_registry: Callable[[], Registry] | None = None) -> int:
     """Run one gateway until SIGINT or SIGTERM; 0 on a clean stop, 1 if the broker cannot be reached."""
-    import signal
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # it logs every retry; we report outages once
 
     async def _main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_event()
         try:
             await Gateway(settings, registry, client_id=client_id, reload_registry=reload_registry).run(stop)
         except ConnectionError as exc:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from rich.logging import RichHandler
 from domain.city import City
 from domain.registry import Device
 from gridhub.city import DEMO_CITY_DIR
+from gridhub.runtime import stop_event
 from gridhub.settings import Settings
 from simulators.fleet import Fleet, FleetError
 from simulators.progress import Progress, summary
@@ -122,10 +122,7 @@ def run_sensors(settings: Settings, city: City, options: SensorOptions) -> int:
 
 
 async def _run(fleet: Fleet, progress: Progress, duration_s: float | None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     display = asyncio.create_task(progress.run())
     try:
         await fleet.run(stop, duration_s)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 from pathlib import Path
 
 READY_FILE_ENV = "GRIDHUB_READY_FILE"
@@ -13,3 +15,12 @@ def mark_ready() -> None:
     path = os.environ.get(READY_FILE_ENV)
     if path:
         Path(path).touch()
+
+
+def stop_event() -> asyncio.Event:
+    """An event that SIGINT or SIGTERM sets: every GridHub service stops cleanly on either."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

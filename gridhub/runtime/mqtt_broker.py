@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from amqtt.broker import Broker
 from amqtt.session import Session
 
 from gridhub.broker_auth import ACL_FILE, PASSWORD_FILE, BrokerAuthError, read_acl_file, read_password_file
+from gridhub.runtime import stop_event
 
 log = logging.getLogger("gridhub.mqtt")
 
@@ -63,10 +63,7 @@ async def serve(host: str, port: int, auth_dir: Path | None = None) -> None:
     await broker.start()
     mode = f"accounts and ACL from {auth_dir}" if auth_dir else "anonymous"
     log.info("embedded MQTT broker listening on %s:%d (%s)", host, port, mode)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     await stop.wait()
     await broker.shutdown()
 

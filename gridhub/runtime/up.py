@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 import time
@@ -35,6 +34,7 @@ from gridhub.credentials import new_secret, password_hash
 from gridhub.db import connect, init_db
 from gridhub.devices import DeviceError, is_demo_city, seed_devices
 from gridhub.metrics import MULTIPROC_ENV
+from gridhub.runtime import stop_event
 from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor, file_probe
 from gridhub.settings import Settings
 
@@ -325,10 +325,7 @@ def _ready_banner(endpoints: Endpoints, city: City, state_dir: Path, demo: bool,
 def main(settings: Settings, city: City, *, demo: bool, config_file: Path | None = None) -> int:
     """Run until SIGINT or SIGTERM; 0 on a clean stop, 1 when something could not start."""
     async def _main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_event()
         try:
             await run(settings, city, demo=demo, stop=stop, config_file=config_file)
         except (StartupError, ServiceFailed) as exc:

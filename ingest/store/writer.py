@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +43,7 @@ from gridhub.metrics import (
     STORE_WRITE_SECONDS,
     STORE_WRITTEN,
 )
-from gridhub.runtime import mark_ready
+from gridhub.runtime import mark_ready, stop_event
 from gridhub.settings import Settings
 from ingest.store import open_store
 from ingest.store.base import (
@@ -382,10 +381,7 @@ def serve(settings: Settings, metrics_port: int | None = None) -> int:
     bootstrap = settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.port}"
 
     async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_event()
         engine = connect(settings.database_url) if config.backend == "sql" else None
         if engine is not None and not await _create_tables(engine, stop):
             return
