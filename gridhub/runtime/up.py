@@ -1,8 +1,8 @@
 """`gridhub up`: brokers, database and the hub's services on one machine, with nothing but pip.
 
 Order: Kafka (embedded Tansu unless `kafka.bootstrap` is set) → database (tables, devices, broker
-password and ACL files) → MQTT (embedded amqtt unless `mqtt.host` is set) → gateway → telemetry store
-writer → (with `--demo`) the sensor fleet → API. Children get the resolved endpoints as `GRIDHUB_*`
+password and ACL files) → MQTT (embedded amqtt unless `mqtt.host` is set) → gateway, telemetry store
+writer and API together → (with `--demo`) the sensor fleet. Children get the resolved endpoints as `GRIDHUB_*`
 environment variables, so each of them loads the same settings the supervisor did. Once everything
 answers, `ready.json` is written to the state directory.
 """
@@ -148,23 +148,38 @@ async def _start_all(
         gateway_env["GRIDHUB_GATEWAY__SHARED_SUBSCRIPTION"] = "false"
     ready_dir = state_dir / "run"
     ready_dir.mkdir(exist_ok=True)
-    await supervisor.start(Service(
-        name="gateway",
-        argv=[sys.executable, "-m", "gridhub", "gateway"],
-        env=gateway_env,
-        probe=lambda: file_probe(ready_dir / "gateway.ready"),
-        ready_file=ready_dir / "gateway.ready",
-    ))
+    tokens: dict[str, str] = {}
+    if settings.api.tokens_file is None:
+        tokens = issue_tokens(state_dir / "tokens.json")
+    api_port = _reserve_port(settings.api.host, settings.api.port, "api.port")
+    api_host = LOOPBACK if settings.api.host == "0.0.0.0" else settings.api.host
+    api_url = f"http://{api_host}:{api_port}"
 
-    await supervisor.start(Service(
-        name="store",
-        argv=[sys.executable, "-m", "gridhub", "store"],
-        env=child_env,
-        probe=lambda: file_probe(ready_dir / "store.ready"),
-        ready_file=ready_dir / "store.ready",
-    ))
-
-    if demo:
+    # The gateway, the store writer and the API depend only on the brokers and the database: start them together.
+    await _start_together(
+        supervisor,
+        Service(
+            name="gateway",
+            argv=[sys.executable, "-m", "gridhub", "gateway"],
+            env=gateway_env,
+            probe=lambda: file_probe(ready_dir / "gateway.ready"),
+            ready_file=ready_dir / "gateway.ready",
+        ),
+        Service(
+            name="store",
+            argv=[sys.executable, "-m", "gridhub", "store"],
+            env=child_env,
+            probe=lambda: file_probe(ready_dir / "store.ready"),
+            ready_file=ready_dir / "store.ready",
+        ),
+        Service(
+            name="api",
+            argv=[sys.executable, "-m", "gridhub", "api"],
+            env={**child_env, "GRIDHUB_API__PORT": str(api_port)},
+            probe=lambda: _http_probe(f"{api_url}/healthz"),
+        ),
+    )
+    if demo:  # after the gateway has subscribed: amqtt keeps nothing for a subscriber that is not there yet
         await supervisor.start(Service(
             name="simulator",
             argv=[sys.executable, "-m", "gridhub", "simulate", "sensors", "--speed", str(DEMO_SPEED)],
@@ -172,25 +187,21 @@ async def _start_all(
             probe=lambda: _tcp_probe(mqtt_host, mqtt_port),
         ))
 
-    tokens: dict[str, str] = {}
-    if settings.api.tokens_file is None:
-        tokens = issue_tokens(state_dir / "tokens.json")
-
-    api_port = _reserve_port(settings.api.host, settings.api.port, "api.port")
-    api_host = LOOPBACK if settings.api.host == "0.0.0.0" else settings.api.host
-    api_url = f"http://{api_host}:{api_port}"
-    await supervisor.start(Service(
-        name="api",
-        argv=[sys.executable, "-m", "gridhub", "api"],
-        env={**child_env, "GRIDHUB_API__PORT": str(api_port)},
-        probe=lambda: _http_probe(f"{api_url}/healthz"),
-    ))
-
     return Endpoints(
         api_url=api_url, mqtt_host=mqtt_host, mqtt_port=mqtt_port, kafka_bootstrap=bootstrap,
         database_url=settings.database_url, embedded_mqtt=settings.mqtt.host is None,
         embedded_kafka=settings.kafka.bootstrap is None,
     ), tokens
+
+
+async def _start_together(supervisor: Supervisor, *services: Service) -> None:
+    """Start services concurrently; if one fails, cancel the others' waiting and raise its error."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for service in services:
+                group.create_task(supervisor.start(service))
+    except ExceptionGroup as errors:
+        raise errors.exceptions[0] from None
 
 
 def _prepare_database(engine: Engine, city: City, settings: Settings) -> None:
