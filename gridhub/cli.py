@@ -137,29 +137,6 @@ def worker() -> None:
 
 
 @cli.group()
-def detect() -> None:
-    """Camera detectors: street stalls and construction dust."""
-
-
-@detect.command("run")
-def detect_run() -> None:
-    """Run the detectors on the configured cameras."""
-    _not_built("gridhub detect run", 5)
-
-
-@detect.command("offline")
-def detect_offline() -> None:
-    """Run the detectors over a clip and write one JSON line per detection."""
-    _not_built("gridhub detect offline", 5)
-
-
-@detect.command("eval")
-def detect_eval() -> None:
-    """Score detections against ground truth: precision, recall, alert delay."""
-    _not_built("gridhub detect eval", 5)
-
-
-@cli.group()
 def simulate() -> None:
     """Simulators for the demo city: the sensor fleet and camera scenes."""
 
@@ -193,12 +170,6 @@ def simulate_sensors(config_file: Path | None, seed: int, speed: float | None, r
         _fail(f"city error: {exc}", EXIT_CONFIG)
     except SimulatorError as exc:
         _fail(str(exc), EXIT_CONFIG)
-
-
-@simulate.command("cameras")
-def simulate_cameras() -> None:
-    """Render synthetic street and construction-site scenes with ground truth."""
-    _not_built("gridhub simulate cameras", 5)
 
 
 @cli.group()
@@ -235,15 +206,15 @@ def bench_e2e() -> None:
     _not_built("gridhub bench e2e", 4)
 
 
-@bench.command("detect")
-def bench_detect() -> None:
-    """Detector pipeline frames per second against bare decode + MOG2."""
-    _not_built("gridhub bench detect", 5)
-
-
 from gridhub.devices_cli import devices  # noqa: E402 (it imports config_option and _settings from here)
 
 cli.add_command(devices)
+
+from gridhub.cli_detect import bench_detect, detect, simulate_cameras  # noqa: E402 (same reason)
+
+cli.add_command(detect)
+simulate.add_command(simulate_cameras, "cameras")
+bench.add_command(bench_detect, "detect")
 
 
 def _print_bench(result: BenchResult, env: dict[str, Any], as_json: bool) -> None:

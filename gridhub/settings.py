@@ -151,6 +151,46 @@ class SlaSettings(_Section):
         return value
 
 
+class StreamsSettings(_Section):
+    """The stream worker: rule thresholds, correlation and lifecycle automation (DESIGN.md §2)."""
+
+    app_id: str = "gridhub-streams"
+    rain_short_heavy_1h_mm: float = Field(20.0, gt=0)  # 短时强降水
+    rain_blue_12h_mm: float = Field(50.0, gt=0)
+    rain_yellow_6h_mm: float = Field(50.0, gt=0)
+    rain_orange_3h_mm: float = Field(50.0, gt=0)
+    rain_red_3h_mm: float = Field(100.0, gt=0)
+    manhole_tilt_deg: float = Field(15.0, gt=0)
+    manhole_water_margin_cm: float = Field(30.0, ge=0)
+    manhole_rain_lookback_s: int = Field(6 * 3600, ge=0)
+    crowd_warning_per_m2: float = Field(2.0, gt=0)
+    crowd_urgent_per_m2: float = Field(4.0, gt=0)
+    crowd_sustain_s: int = Field(120, ge=0)
+    offline_after_intervals: float = Field(3.0, gt=0)
+    camera_autofile_confidence: float = Field(0.9, ge=0, le=1)
+    allowed_lateness_s: int = Field(6 * 3600, ge=0)
+    evidence_every_s: int = Field(600, ge=0)  # a source adds evidence to an open case at most this often
+    batch_max: int = Field(2000, ge=1)
+    linger_ms: int = Field(50, ge=0, le=10_000)
+    checkpoint_interval_s: float = Field(2.0, gt=0)
+    escalation_check_s: float = Field(10.0, gt=0)
+    session_timeout_s: float = Field(6.0, ge=3)  # short: a group join takes about half of it on the embedded Kafka
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StreamsSettings:
+        if self.crowd_urgent_per_m2 < self.crowd_warning_per_m2:
+            raise ValueError("crowd_urgent_per_m2 must be at least crowd_warning_per_m2")
+        if self.rain_red_3h_mm < self.rain_orange_3h_mm:
+            raise ValueError("rain_red_3h_mm must be at least rain_orange_3h_mm")
+        return self
+
+
+class DetectSettings(_Section):
+    """Camera detectors (`gridhub detect run`): where evidence snapshots go."""
+
+    evidence_dir: Path | None = None  # default: STATE_DIR/evidence
+
+
 class Settings(_Section):
     """Everything GridHub can be told."""
 
@@ -164,6 +204,8 @@ class Settings(_Section):
     telemetry_store: TelemetryStoreSettings = TelemetryStoreSettings()
     api: ApiSettings = ApiSettings()
     sla: SlaSettings = SlaSettings()
+    streams: StreamsSettings = StreamsSettings()
+    detect: DetectSettings = DetectSettings()
 
     @property
     def database_url(self) -> str:
