@@ -210,7 +210,8 @@ from gridhub.devices_cli import devices  # noqa: E402 (it imports config_option 
 
 cli.add_command(devices)
 
-from gridhub.cli_detect import bench_detect, detect, simulate_cameras  # noqa: E402 (same reason)
+from gridhub.cli_detect import bench_detect, detect  # noqa: E402 (same reason)
+from simulators.cameras.cli import simulate_cameras  # noqa: E402 (same reason)
 
 cli.add_command(detect)
 simulate.add_command(simulate_cameras, "cameras")

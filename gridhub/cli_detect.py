@@ -1,4 +1,4 @@
-"""`gridhub detect ...`, `gridhub simulate cameras` and `gridhub bench detect`: the camera side (issue #5)."""
+"""`gridhub detect ...` and `gridhub bench detect`: the camera detectors (issue #5)."""
 
 from __future__ import annotations
 
@@ -28,12 +28,6 @@ def detect_offline() -> None:
 def detect_eval() -> None:
     """Score detections against ground truth: precision, recall, alert delay."""
     _not_built("gridhub detect eval", 5)
-
-
-@click.command("cameras")
-def simulate_cameras() -> None:
-    """Render synthetic street and construction-site scenes with ground truth."""
-    _not_built("gridhub simulate cameras", 5)
 
 
 @click.command("detect")

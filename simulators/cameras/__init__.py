@@ -1,0 +1,1 @@
+"""Synthetic camera scenes with ground truth (issue #5)."""
