@@ -7,8 +7,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 TELEMETRY = "gridhub.telemetry"
 DETECTIONS = "gridhub.detections"
 CASE_EVENTS = "gridhub.case-events"
+CASE_COMMANDS = "gridhub.case-commands"  # operators' decisions, applied by the stream worker that owns the cell
 DEADLETTER = "gridhub.deadletter"
-TOPICS = (TELEMETRY, DETECTIONS, CASE_EVENTS, DEADLETTER)
+TOPICS = (TELEMETRY, DETECTIONS, CASE_EVENTS, CASE_COMMANDS, DEADLETTER)
 
 
 async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -> list[str]:
