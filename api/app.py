@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.auth import load_token_hashes
-from api.routes import grids, health, telemetry
+from api.routes import cases, grids, health, telemetry
 from gridhub import __version__
 from gridhub.city import load_city
 from gridhub.db import connect, init_db
@@ -25,4 +25,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(grids.router)
     app.include_router(telemetry.router)
+    app.include_router(cases.router)
     return app

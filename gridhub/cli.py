@@ -131,9 +131,22 @@ def gateway(config_file: Path | None, client_id: str | None, metrics_port: int |
 
 
 @cli.command()
-def worker() -> None:
-    """Faust stream worker: turn telemetry and detections into grid cases."""
-    _not_built("gridhub worker", 4)
+@config_option
+@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (when run on its own).")
+def worker(config_file: Path | None, metrics_port: int | None) -> None:
+    """Faust stream worker: turn telemetry and detections into grid cases (several split the partitions)."""
+    from gridhub.db import connect, init_db
+    from streams.app import serve
+
+    settings = _settings(config_file)
+    try:
+        city = load_city(settings)
+    except CityError as exc:
+        _fail(f"city error: {exc}", EXIT_CONFIG)
+    _serve_metrics(metrics_port)
+    engine = connect(settings.database_url)
+    init_db(engine)
+    sys.exit(serve(settings, city, engine))
 
 
 @cli.group()

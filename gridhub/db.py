@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 SCHEMA_VERSION = "1"
 #: Modules that define their tables on `metadata`; `init_db` imports them so that every table exists.
-TABLE_MODULES = ("gridhub.devices", "ingest.store.sql")
+TABLE_MODULES = ("gridhub.devices", "ingest.store.sql", "streams.sink", "streams.checkpoint")
 
 metadata = MetaData()
 

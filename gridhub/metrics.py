@@ -33,6 +33,16 @@ STORE_SKIPPED = Counter("gridhub_store_skipped_total",
                         "Records, readings or status changes the store could not take as they were", ["reason"])
 STORE_RETRIES = Counter("gridhub_store_write_retries_total", "Batch writes that failed and were tried again")
 
+STREAMS_RECORDS = Counter("gridhub_streams_records_total", "Records the stream worker decided on, by topic",
+                          ["topic"])
+STREAMS_READINGS = Counter("gridhub_streams_readings_total", "Readings and status changes the rules looked at")
+STREAMS_SKIPPED = Counter("gridhub_streams_skipped_total", "Records the stream worker could not decode", ["topic"])
+STREAMS_CASE_EVENTS = Counter("gridhub_streams_case_events_total", "Case events published, by action", ["action"])
+STREAMS_CHECKPOINT_SECONDS = Histogram("gridhub_streams_checkpoint_seconds",
+                                       "Time to flush case events and save the changed cells' state")
+STREAMS_CHECKPOINT_RETRIES = Counter("gridhub_streams_checkpoint_retries_total",
+                                     "Checkpoints that failed (database unavailable) and were tried again")
+
 
 def exposition() -> bytes:
     """Metrics in Prometheus text format: all processes' when multi-process, else this process's."""

@@ -16,7 +16,6 @@ def test_help_lists_the_subcommands_of_the_design() -> None:
 
 
 @pytest.mark.parametrize(("argv", "issue"), [
-    (["worker"], 4),
     (["detect", "run"], 5),
     (["detect", "offline"], 5),
     (["detect", "eval"], 5),

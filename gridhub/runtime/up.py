@@ -2,9 +2,9 @@
 
 Order: Kafka (embedded Tansu unless `kafka.bootstrap` is set) → database (tables, devices, broker
 password and ACL files) → MQTT (embedded amqtt unless `mqtt.host` is set) → gateway, telemetry store
-writer and API together → (with `--demo`) the sensor fleet. Children get the resolved endpoints as `GRIDHUB_*`
-environment variables, so each of them loads the same settings the supervisor did. Once everything
-answers, `ready.json` is written to the state directory.
+writer, stream worker and API together → (with `--demo`) the sensor fleet. Children get the resolved
+endpoints as `GRIDHUB_*` environment variables, so each of them loads the same settings the supervisor
+did. Once everything answers, `ready.json` is written to the state directory.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ async def _start_all(
     api_host = LOOPBACK if settings.api.host == "0.0.0.0" else settings.api.host
     api_url = f"http://{api_host}:{api_port}"
 
-    # The gateway, the store writer and the API depend only on the brokers and the database: start them together.
+    # The gateway, store writer, stream worker and API depend only on the brokers and the database: start together.
     await _start_together(
         supervisor,
         Service(
@@ -171,6 +171,13 @@ async def _start_all(
             env=child_env,
             probe=lambda: file_probe(ready_dir / "store.ready"),
             ready_file=ready_dir / "store.ready",
+        ),
+        Service(
+            name="worker",
+            argv=[sys.executable, "-m", "gridhub", "worker"],
+            env=child_env,
+            probe=lambda: file_probe(ready_dir / "worker.ready"),
+            ready_file=ready_dir / "worker.ready",
         ),
         Service(
             name="api",

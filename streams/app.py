@@ -1,0 +1,232 @@
+"""`gridhub worker`: the Faust app that runs the case engine on the grid cells of its partitions.
+
+Two agents and a timer:
+- `decide` reads `gridhub.telemetry`, `gridhub.detections` and `gridhub.case-commands` (all keyed by grid
+  cell, so one cell's signals reach one worker) in batches, feeds them to the engine and publishes every
+  case change to `gridhub.case-events`;
+- `sink` writes `gridhub.case-events` into the case database (upsert by case id and version);
+- the timer checks silent devices and overdue cases, refreshes the device registry and checkpoints.
+
+Delivery is at least once end to end. A batch's records are acknowledged to Faust only after a
+checkpoint: the case events they caused were delivered to Kafka and the state of their cells was saved
+(`streams.checkpoint`). Several workers share the partitions through the consumer group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+from faust.types import TP, EventT, StreamT
+from sqlalchemy import Engine as Database
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from domain.case_records import CaseRecordFormatError, decode_command, encode_case_event
+from domain.city import City
+from domain.detections import DetectionFormatError, decode_detection
+from domain.telemetry import TelemetryFormatError, decode_batch
+from gridhub import kafka
+from gridhub.devices import load_registry
+from gridhub.metrics import (
+    STREAMS_CASE_EVENTS,
+    STREAMS_CHECKPOINT_RETRIES,
+    STREAMS_CHECKPOINT_SECONDS,
+    STREAMS_READINGS,
+    STREAMS_RECORDS,
+    STREAMS_SKIPPED,
+)
+from gridhub.runtime import mark_ready
+from gridhub.settings import Settings
+from streams.checkpoint import load_cell, save_cells
+from streams.engine import Change, Engine, cell_doc, limits_from
+from streams.sink import CaseSink, write_with_retry
+
+log = logging.getLogger("gridhub.streams")
+
+REGISTRY_REFRESH_S = 30.0
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class StreamWorker:
+    """The engine, its checkpoint and the Faust app that feeds it."""
+
+    def __init__(self, settings: Settings, city: City, db: Database) -> None:
+        self.settings = settings
+        self.city = city
+        self.db = db
+        conf = settings.streams
+        self.engine = Engine(
+            limits=limits_from(conf), routing=city.routing, calendar=city.calendar,
+            devices=load_registry(db, city).devices, load_cell=lambda code: load_cell(db, code),
+        )
+        self.sink = CaseSink(db)
+        self.stopping = asyncio.Event()
+        self._held: list[tuple[faust.Stream[Any], EventT[Any]]] = []
+        self._cells_by_tp: dict[TP, set[str]] = defaultdict(set)
+        self._checkpoint_lock = asyncio.Lock()
+        self._last_checkpoint = time.monotonic()
+        self._last_escalation_check = 0.0
+        self._last_registry_refresh = time.monotonic()
+        bootstrap = settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.port}"
+        self.app = faust.App(
+            conf.app_id,
+            broker=f"kafka://{bootstrap}",
+            store="memory://",
+            autodiscover=False,
+            web_enabled=False,
+            topic_partitions=settings.kafka.partitions,
+            consumer_auto_offset_reset="earliest",
+            # A new group's first join takes about half the session timeout on the embedded Kafka (DESIGN.md §6).
+            broker_session_timeout=conf.session_timeout_s,
+            broker_heartbeat_interval=min(1.0, conf.session_timeout_s / 6),
+            broker_rebalance_timeout=conf.session_timeout_s,
+            # Records stay unacknowledged until the next checkpoint; a rebalance must not wait for them.
+            stream_wait_empty=False,
+            producer_acks=-1,
+        )
+        self.inputs = self.app.topic(kafka.TELEMETRY, kafka.DETECTIONS, kafka.CASE_COMMANDS,
+                                     key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        self.case_events = self.app.topic(kafka.CASE_EVENTS, key_type=bytes, value_type=bytes,
+                                          key_serializer="raw", value_serializer="raw")
+        self.app.agent(self.inputs, name="gridhub.decide")(self._decide)
+        self.app.agent(self.case_events, name="gridhub.sink")(self._sink)
+        self.app.timer(1.0, name="gridhub.tick")(self._tick)
+        # Faust's stubs want a handler with a keyword-only `signal`; it passes the partitions positionally.
+        self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+
+    # --- agents ------------------------------------------------------------------------------------
+
+    async def _decide(self, faust_stream: StreamT[Any]) -> None:
+        stream = cast(faust.Stream[Any], faust_stream)  # noack_take is on the class, not the interface
+        conf = self.settings.streams
+        async for events in stream.noack_take(conf.batch_max, within=conf.linger_ms / 1000):
+            changes: list[Change] = []
+            for event in events:
+                changes.extend(self.apply(event.message.topic, event.message.tp, event.message.value))
+            self._held.extend((stream, event) for event in events)
+            await self._publish(changes)
+            if time.monotonic() - self._last_checkpoint >= conf.checkpoint_interval_s:
+                await self.checkpoint()
+
+    async def _sink(self, faust_stream: StreamT[Any]) -> None:
+        stream = cast(faust.Stream[Any], faust_stream)
+        async for events in stream.noack_take(1000, within=0.05):
+            if await write_with_retry(self.sink, [event.message.value for event in events], self.stopping) is None:
+                return  # stopping with the batch unwritten: it stays unacknowledged and is read again
+            for event in events:
+                await stream.ack(event)
+
+    def apply(self, topic: str, tp: TP | None, value: bytes | None) -> list[Change]:
+        """Decode one record and feed it to the engine; an undecodable record is logged, counted and skipped."""
+        STREAMS_RECORDS.labels(topic=topic).inc()
+        try:
+            if topic == kafka.TELEMETRY:
+                batch = decode_batch(value or b"")
+                STREAMS_READINGS.inc(len(batch))
+                grid_code, changes = batch.grid_code, self.engine.apply_telemetry(batch)
+            elif topic == kafka.DETECTIONS:
+                detection = decode_detection(value or b"")
+                grid_code, changes = detection.grid_code, self.engine.apply_detection(detection)
+            else:
+                command = decode_command(value or b"")
+                grid_code, changes = command.grid_code, self.engine.apply_command(command)
+        except (TelemetryFormatError, DetectionFormatError, CaseRecordFormatError) as exc:
+            STREAMS_SKIPPED.labels(topic=topic).inc()
+            log.warning("skipped a record on %s that does not decode: %s", topic, exc)
+            return []
+        if tp is not None:
+            self._cells_by_tp[tp].add(grid_code)
+        return changes
+
+    # --- timer, checkpoint, rebalance --------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_registry_refresh >= REGISTRY_REFRESH_S:
+            self._last_registry_refresh = now
+            try:
+                self.engine.devices = (await asyncio.to_thread(load_registry, self.db, self.city)).devices
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("could not refresh the device registry (%s); keeping the one loaded", exc)
+        changes = self.engine.check_silence()
+        if now - self._last_escalation_check >= self.settings.streams.escalation_check_s:
+            self._last_escalation_check = now
+            changes.extend(self.engine.escalate_overdue(datetime.now(UTC)))
+        await self._publish(changes)
+        due = now - self._last_checkpoint >= self.settings.streams.checkpoint_interval_s
+        if due and (self._held or self.engine.dirty):
+            await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """Deliver the published case events, save the changed cells, then acknowledge their records."""
+        async with self._checkpoint_lock:
+            started = time.monotonic()
+            held, self._held = self._held, []
+            dirty = set(self.engine.dirty)
+            self.engine.dirty.clear()
+            docs = {code: cell_doc(self.engine.cells[code]) for code in dirty if code in self.engine.cells}
+            await self.app.producer.flush()
+            failures = 0
+            while True:
+                try:
+                    await asyncio.to_thread(save_cells, self.db, docs)
+                    break
+                except (OperationalError, InterfaceError) as exc:
+                    STREAMS_CHECKPOINT_RETRIES.inc()
+                    delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                    if failures == 0:
+                        log.warning("database unavailable for the checkpoint (%s); holding %d records and "
+                                    "trying again", exc.orig or exc, len(held))
+                    failures += 1
+                    await asyncio.sleep(delay)
+            if failures:
+                log.info("checkpoint saved after %d attempts", failures + 1)
+            for stream, event in held:
+                await stream.ack(event)
+            self._last_checkpoint = time.monotonic()
+            STREAMS_CHECKPOINT_SECONDS.observe(self._last_checkpoint - started)
+
+    async def _publish(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            await self.case_events.send(key=change.case.grid_code.encode(),
+                                        value=encode_case_event(change.case, change.event))
+            STREAMS_CASE_EVENTS.labels(action=change.event.action.value).inc()
+
+    async def _on_assigned(self, _app: Any, *args: Any, **_: Any) -> None:
+        assigned: set[TP] = args[0]
+        log.info("assigned %d partitions", len(assigned))
+        mark_ready()
+
+    async def _on_revoked(self, _app: Any, *args: Any, **_: Any) -> None:
+        revoked: set[TP] = args[0]
+        await self.checkpoint()
+        for tp in revoked:
+            self.engine.forget(self._cells_by_tp.pop(tp, set()))
+
+
+def serve(settings: Settings, city: City, db: Database) -> int:
+    """Run one worker until SIGINT or SIGTERM (Faust handles the signals); 0 on a clean stop."""
+    worker = StreamWorker(settings, city, db)
+    faust_worker = faust.Worker(worker.app, loglevel=settings.log_level.upper(), quiet=True)
+    if settings.log_level != "debug":
+        # Faust and mode narrate every service start and stop at INFO; their warnings are what an operator needs.
+        for name in ("faust", "mode", "aiokafka"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+    @worker.app.on_before_shutdown.connect  # type: ignore[arg-type]  # as in StreamWorker.__init__
+    async def _stopping(_app: Any, *_args: Any, **_: Any) -> None:
+        worker.stopping.set()
+        await worker.checkpoint()
+
+    try:
+        faust_worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -1,0 +1,51 @@
+"""The stream worker's checkpoint: each grid cell's rule state and open cases, saved in the database.
+
+The embedded Kafka keeps no durable state, so Faust's changelog-backed tables are not the truth here
+(DESIGN.md §6): the database is. A cell's state is saved after the case events it produced were
+delivered and before the records that led to it are acknowledged, so Kafka's committed offsets never
+run ahead of the saved state. A worker that starts, or takes over a partition, loads a cell's state
+when it first meets the cell and reads on from the committed offset; records read a second time change
+nothing, because the rules key samples by device and measurement time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy import BigInteger, Column, Engine, LargeBinary, String, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gridhub.db import metadata
+
+cells_table = Table(
+    "stream_cells",
+    metadata,
+    Column("grid_code", String(32), primary_key=True),
+    Column("state", LargeBinary, nullable=False),  # JSON of streams.engine.cell_doc
+    Column("saved_ms", BigInteger, nullable=False),
+)
+
+
+def load_cell(engine: Engine, grid_code: str) -> dict[str, Any] | None:
+    """The saved state of one cell, or None for a cell never saved."""
+    with engine.connect() as conn:
+        state = conn.execute(select(cells_table.c.state).where(cells_table.c.grid_code == grid_code)).scalar()
+    return orjson.loads(state) if state is not None else None
+
+
+def save_cells(engine: Engine, docs: Mapping[str, dict[str, Any]]) -> None:
+    """Save the state of several cells in one transaction (insert or replace)."""
+    if not docs:
+        return
+    now = int(time.time() * 1000)
+    rows = [{"grid_code": code, "state": orjson.dumps(doc), "saved_ms": now} for code, doc in docs.items()]
+    insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(cells_table)
+    statement = insert.on_conflict_do_update(
+        index_elements=[cells_table.c.grid_code],
+        set_={"state": insert.excluded.state, "saved_ms": insert.excluded.saved_ms},
+    )
+    with engine.begin() as conn:
+        conn.execute(statement, rows)

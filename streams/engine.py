@@ -1,0 +1,453 @@
+"""The case engine: correlation and lifecycle automation on top of the rules, per grid cell, with no I/O.
+
+The engine holds, for each grid cell it has seen, the samples its rules need, the health of the cell's
+devices and the cell's open cases. Telemetry batches, camera detections and operators' commands go in;
+`Change`s (a case after one more audited event) come out, in order. The Faust worker feeds it and
+publishes the changes; tests feed it directly.
+
+Decisions depend only on the inputs, never on when they are processed: samples are keyed by device and
+measurement time (a duplicate changes nothing), windows run on event time, and a case's id is made from
+its correlation key and the event time that opened it. Replaying the same records after a restart
+therefore yields the same cases and the same events again, which consumers drop by (case id, version).
+Two things run on a clock instead: silence (a device offline) runs on the ingest clock — the latest
+receive time the worker has seen — so that a stalled pipeline does not look like a city of dead sensors;
+escalation of overdue cases (督办) runs on wall-clock time, passed in by the worker's timer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.case_records import CaseCommand, Command, case_doc, case_from_doc
+from domain.cases import Action, Case, CaseEvent, CaseState, Evidence, Source, report
+from domain.components import ComponentIdError, parse_component_id
+from domain.detections import Detection, Phase
+from domain.registry import Device, DeviceKind
+from domain.routing import RoutingTable
+from domain.sla import SlaCalendar
+from domain.telemetry import Reading, StatusChange, TelemetryBatch
+from gridhub.settings import StreamsSettings
+from streams.rules import crowd, health, manhole, rain
+from streams.rules.series import Series
+
+ACTOR = "gridhub-streams"
+DEVICE_OFFLINE, LOW_BATTERY, CROWD_GATHERING = "9902", "9903", "9901"
+CROWD_WARNING, CROWD_URGENT = "warning", "urgent"
+_SEVERITY_RANK = {
+    "normal": 0, **{colour.label: int(colour) for colour in rain.RainColour if colour},
+    CROWD_WARNING: 1, CROWD_URGENT: 2,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every threshold the rules and the lifecycle use; `limits_from` builds them from the settings."""
+
+    rain: rain.RainThresholds
+    manhole: manhole.ManholeThresholds
+    crowd: crowd.CrowdThresholds
+    rain_lookback_ms: int  # water near a cover counts as waterlogging if it rained this recently
+    offline_factor: float
+    camera_autofile_confidence: float
+    lateness_ms: int
+    evidence_every_ms: int
+
+
+def limits_from(settings: StreamsSettings) -> Limits:
+    """The engine's limits from the `streams` settings section."""
+    return Limits(
+        rain=rain.RainThresholds(settings.rain_short_heavy_1h_mm, settings.rain_blue_12h_mm,
+                                 settings.rain_yellow_6h_mm, settings.rain_orange_3h_mm, settings.rain_red_3h_mm),
+        manhole=manhole.ManholeThresholds(settings.manhole_tilt_deg, settings.manhole_water_margin_cm),
+        crowd=crowd.CrowdThresholds(settings.crowd_warning_per_m2, settings.crowd_urgent_per_m2,
+                                    settings.crowd_sustain_s * 1000),
+        rain_lookback_ms=settings.manhole_rain_lookback_s * 1000,
+        offline_factor=settings.offline_after_intervals,
+        camera_autofile_confidence=settings.camera_autofile_confidence,
+        lateness_ms=settings.allowed_lateness_s * 1000,
+        evidence_every_ms=settings.evidence_every_s * 1000,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A case right after `event`, its latest audited step."""
+
+    case: Case
+    event: CaseEvent
+
+
+@dataclass(slots=True)
+class DeviceHealth:
+    """What the engine remembers about a device's liveness and battery."""
+
+    last_heard_ms: int = 0  # receive time of its latest message
+    offline: bool = False
+    battery_low: bool = False
+
+
+@dataclass(slots=True)
+class CellState:
+    """Everything the engine keeps for one grid cell."""
+
+    grid_code: str
+    rain: dict[str, Series] = field(default_factory=dict)
+    crowd: dict[str, Series] = field(default_factory=dict)
+    devices: dict[str, DeviceHealth] = field(default_factory=dict)
+    cases: dict[str, Case] = field(default_factory=dict)  # open cases by correlation key
+    last_evidence_ms: dict[str, int] = field(default_factory=dict)  # "case id|source" → event time
+    clock_ms: int = 0
+
+
+def correlation_key(category: str, subject: str = "") -> str:
+    """At most one open case per (cell, category); component cases also per component (部件)."""
+    return f"{category}/{subject}" if subject else category
+
+
+def case_id(grid_code: str, key: str, opened_ms: int) -> str:
+    """Deterministic id: the cell, the correlation key and the event time that opened the case."""
+    stamp = datetime.fromtimestamp(opened_ms / 1000, UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{grid_code}-{key.replace('/', '-')}-{stamp}{opened_ms % 1000:03d}"
+
+
+class Engine:
+    """Turns a cell's signals into case changes (see the module docstring)."""
+
+    def __init__(
+        self, *, limits: Limits, routing: RoutingTable, calendar: SlaCalendar, devices: Mapping[str, Device],
+        load_cell: Callable[[str], dict[str, Any] | None] = lambda _code: None,
+    ) -> None:
+        self.limits = limits
+        self.routing = routing
+        self.calendar = calendar
+        self.devices = devices
+        self._load_cell = load_cell
+        self.cells: dict[str, CellState] = {}
+        self.dirty: set[str] = set()
+        self.clock_ms = 0
+
+    # --- inputs ------------------------------------------------------------------------------------
+
+    def apply_telemetry(self, batch: TelemetryBatch) -> list[Change]:
+        """Feed one grid cell's batch of readings and status changes."""
+        cell = self.cell(batch.grid_code)
+        out: list[Change] = []
+        for status in sorted(batch.statuses, key=lambda s: s.ts_ms):
+            self._status(cell, status, out)
+        for reading in sorted(batch.readings, key=lambda r: (r.ts_ms, r.device_id)):
+            self._reading(cell, reading, out)
+        self._prune(cell)
+        self.dirty.add(cell.grid_code)
+        return out
+
+    def apply_detection(self, detection: Detection) -> list[Change]:
+        """Feed one phase of a camera detection."""
+        cell = self.cell(detection.grid_code)
+        out: list[Change] = []
+        category = detection.category
+        key = correlation_key(category)
+        source_id = f"{detection.camera_id}/{detection.zone_id}"
+        where = f"{detection.kind.value} in zone {detection.zone_id} of {detection.camera_id}"
+        evidence = Evidence(_time(detection.at_ms), source_id,
+                            f"{where} ({detection.phase.value}, confidence {detection.confidence:.2f})",
+                            detection.snapshot)
+        case = cell.cases.get(key)
+        if case is None and detection.phase is Phase.START:
+            auto = detection.confidence >= self.limits.camera_autofile_confidence
+            self._open(cell, key, category, Source.CAMERA, detection.at_ms, evidence, out,
+                       title=f"{where}", file=auto)
+            self.dirty.add(cell.grid_code)
+        elif case is not None and (detection.phase is not Phase.UPDATE or self._evidence_due(cell, case, evidence)):
+            self._attach(cell, key, evidence, out)
+            self.dirty.add(cell.grid_code)
+        return out
+
+    def apply_command(self, command: CaseCommand) -> list[Change]:
+        """Apply an operator's decision on a reported case; a stale or unknown case id changes nothing."""
+        cell = self.cell(command.grid_code)
+        key = next((k for k, c in cell.cases.items() if c.id == command.case_id), None)
+        if key is None or cell.cases[key].state is not CaseState.REPORTED:
+            return []
+        out: list[Change] = []
+        case = cell.cases[key]
+        if command.command is Command.CONFIRM:
+            case = self._push(cell, key, case.file(command.at, command.actor, command.note or "confirmed"), out)
+            self._dispatch(cell, key, command.at, out)
+        else:
+            self._push(cell, key, case.void(command.at, command.actor, reason=command.note or "dismissed"), out)
+        self.dirty.add(cell.grid_code)
+        return out
+
+    def check_silence(self) -> list[Change]:
+        """Open 9902 for devices silent for their offline factor × report interval, on the ingest clock."""
+        out: list[Change] = []
+        for cell in self.cells.values():
+            for device_id, state in cell.devices.items():
+                device = self.devices.get(device_id)
+                if state.offline or device is None or not state.last_heard_ms:
+                    continue
+                since = health.silent_since(state.last_heard_ms, device.report_interval_s,
+                                            self.limits.offline_factor)
+                if self.clock_ms > since:
+                    state.offline = True
+                    self._signal(cell, correlation_key(DEVICE_OFFLINE), DEVICE_OFFLINE, since,
+                                 Evidence(_time(since), device_id, f"{device_id} silent since "
+                                          f"{_time(state.last_heard_ms).isoformat()}"), out)
+                    self.dirty.add(cell.grid_code)
+        return out
+
+    def escalate_overdue(self, now: datetime) -> list[Change]:
+        """督办: escalate each dispatched case past its deadline once per deadline; suspended ones wait."""
+        out: list[Change] = []
+        for cell in self.cells.values():
+            for key, case in list(cell.cases.items()):
+                if not case.is_overdue(now) or _escalated_since(case, case.deadline_at):
+                    continue
+                assert case.deadline_at is not None and case.tier is not None  # set by dispatch
+                reason = f"overdue: deadline {case.deadline_at.isoformat()} passed at {case.tier.name.lower()} level"
+                self._push(cell, key, case.escalate(now, ACTOR, reason=reason), out)
+                self.dirty.add(cell.grid_code)
+        return out
+
+    # --- state -------------------------------------------------------------------------------------
+
+    def cell(self, grid_code: str) -> CellState:
+        """The cell's state, loaded on first sight (a restart or a rebalance brings the snapshot back)."""
+        cell = self.cells.get(grid_code)
+        if cell is None:
+            doc = self._load_cell(grid_code)
+            cell = cell_from_doc(doc) if doc else CellState(grid_code)
+            self.cells[grid_code] = cell
+            self.clock_ms = max(self.clock_ms, cell.clock_ms)
+        return cell
+
+    def forget(self, grid_codes: Iterable[str]) -> None:
+        """Drop cells from memory (their partitions moved to another worker)."""
+        for code in grid_codes:
+            self.cells.pop(code, None)
+            self.dirty.discard(code)
+
+    # --- rules → signals ---------------------------------------------------------------------------
+
+    def _status(self, cell: CellState, status: StatusChange, out: list[Change]) -> None:
+        if status.online:
+            self._heard(cell, status.device_id, status.ts_ms, out)
+            return
+        state = cell.devices.setdefault(status.device_id, DeviceHealth())
+        state.last_heard_ms = max(state.last_heard_ms, status.ts_ms)
+        self._advance_clock(cell, status.ts_ms)
+        if not state.offline:
+            state.offline = True
+            self._signal(cell, correlation_key(DEVICE_OFFLINE), DEVICE_OFFLINE, status.ts_ms,
+                         Evidence(_time(status.ts_ms), status.device_id,
+                                  f"{status.device_id} announced offline (last will)"), out)
+
+    def _heard(self, cell: CellState, device_id: str, received_ms: int, out: list[Change]) -> None:
+        """A sign of life; a device that was offline and is heard anew is back online."""
+        state = cell.devices.setdefault(device_id, DeviceHealth())
+        newest = received_ms > state.last_heard_ms
+        state.last_heard_ms = max(state.last_heard_ms, received_ms)
+        self._advance_clock(cell, received_ms)
+        if state.offline and newest:
+            state.offline = False
+            self._attach_if_open(cell, correlation_key(DEVICE_OFFLINE),
+                                 Evidence(_time(received_ms), device_id, f"{device_id} back online"), out)
+
+    def _advance_clock(self, cell: CellState, received_ms: int) -> None:
+        self.clock_ms = max(self.clock_ms, received_ms)
+        cell.clock_ms = self.clock_ms
+
+    def _reading(self, cell: CellState, r: Reading, out: list[Change]) -> None:
+        self._heard(cell, r.device_id, r.received_ms, out)
+        if r.ts_ms < self.clock_ms - self.limits.lateness_ms:
+            return  # later than the allowed lateness: stored by the telemetry store, but decides nothing
+        battery = r.values.get("battery_v")
+        device = self.devices.get(r.device_id)
+        if isinstance(battery, float | int) and not isinstance(battery, bool) and device and device.battery_floor_v:
+            self._battery(cell, r, float(battery), device.battery_floor_v, out)
+        if r.kind is DeviceKind.RAIN:
+            self._rain(cell, r, out)
+        elif r.kind is DeviceKind.CROWD:
+            self._crowd(cell, r, out)
+        else:
+            self._manhole(cell, r, out)
+
+    def _battery(self, cell: CellState, r: Reading, volts: float, floor: float, out: list[Change]) -> None:
+        state = cell.devices[r.device_id]
+        if not state.battery_low and health.battery_low(volts, floor):
+            state.battery_low = True
+            self._signal(cell, correlation_key(LOW_BATTERY), LOW_BATTERY, r.ts_ms,
+                         Evidence(r.ts, r.device_id, f"{r.device_id} battery {volts:.2f} V under {floor:.2f} V"),
+                         out)
+        elif state.battery_low and health.battery_recovered(volts, floor):
+            state.battery_low = False
+            self._attach_if_open(cell, correlation_key(LOW_BATTERY),
+                                 Evidence(r.ts, r.device_id, f"{r.device_id} battery back to {volts:.2f} V"), out)
+
+    def _rain(self, cell: CellState, r: Reading, out: list[Change]) -> None:
+        mm = r.values.get("rain_mm")
+        if not isinstance(mm, float | int) or isinstance(mm, bool):
+            return
+        series = cell.rain.setdefault(r.device_id, Series())
+        if not series.add(r.ts_ms, float(mm)):
+            return
+        latest = max(s.ts[-1] for s in cell.rain.values() if len(s))
+        for at_ms in sorted({r.ts_ms, latest}):
+            window = rain.rainfall_at(cell.rain.values(), at_ms)
+            colour = rain.rain_colour(window, self.limits.rain)
+            if colour is rain.RainColour.NONE:
+                continue
+            summary = (f"rain {colour.label}: {window.mm_1h:.1f} mm/1h, {window.mm_3h:.1f} mm/3h, "
+                       f"{window.mm_6h:.1f} mm/6h, {window.mm_12h:.1f} mm/12h over {window.gauges} gauge(s)")
+            self._signal(cell, correlation_key(manhole.WATERLOGGING), manhole.WATERLOGGING, at_ms,
+                         Evidence(_time(at_ms), r.device_id, summary), out,
+                         severity=colour.label, urgent=colour >= rain.RainColour.ORANGE)
+
+    def _crowd(self, cell: CellState, r: Reading, out: list[Change]) -> None:
+        count = r.values.get("count")
+        if not isinstance(count, float | int) or isinstance(count, bool) or not r.zone_area_m2:
+            return
+        series = cell.crowd.setdefault(r.device_id, Series())
+        if not series.add(r.ts_ms, crowd.density(float(count), r.zone_area_m2)):
+            return
+        device = self.devices.get(r.device_id)
+        max_gap = int(self.limits.offline_factor * (device.report_interval_s if device else 60) * 1000)
+        limits = self.limits.crowd
+        # A late sample can complete a run that ends after it: look at the run around each affected sample.
+        for at_ms in sorted({r.ts_ms, series.ts[-1]}):
+            for threshold, level in ((limits.urgent_per_m2, CROWD_URGENT), (limits.warning_per_m2, CROWD_WARNING)):
+                since = crowd.sustained_from(series, at_ms, threshold, max_gap, limits.sustain_ms)
+                if since is not None:
+                    summary = (f"{r.device_id}: ≥ {threshold:g} persons/m² for "
+                               f"{limits.sustain_ms // 1000} s ({count:g} counted)")
+                    self._signal(cell, correlation_key(CROWD_GATHERING), CROWD_GATHERING, since,
+                                 Evidence(_time(since), r.device_id, summary), out,
+                                 severity=level, urgent=level == CROWD_URGENT)
+                    break
+
+    def _manhole(self, cell: CellState, r: Reading, out: list[Change]) -> None:
+        displaced = manhole.cover_displaced(r.values, self.limits.manhole)
+        if displaced and r.component_id:
+            try:
+                category = parse_component_id(r.component_id).taxonomy_code
+            except ComponentIdError:
+                category = ""
+            if category in self.routing:
+                self._signal(cell, correlation_key(category, r.component_id), category, r.ts_ms,
+                             Evidence(r.ts, r.device_id, f"component {r.component_id}: {displaced}"), out,
+                             severity="urgent", urgent=True)
+        gap = manhole.water_near_cover(r.values, r.well_depth_cm, self.limits.manhole)
+        if gap is not None:
+            rained = rain.rained_within(cell.rain.values(), r.ts_ms - self.limits.rain_lookback_ms, r.ts_ms)
+            category = manhole.water_category(rained)
+            self._signal(cell, correlation_key(category), category, r.ts_ms,
+                         Evidence(r.ts, r.device_id, f"water {gap:.0f} cm below the cover"
+                                  f"{' while it rains' if rained else ' without rain'}"), out)
+
+    # --- correlation and lifecycle -----------------------------------------------------------------
+
+    def _signal(self, cell: CellState, key: str, category: str, at_ms: int, evidence: Evidence,
+                out: list[Change], *, severity: str = "normal", urgent: bool = False) -> None:
+        """A rule fired: open the case for its key, or upgrade it, or attach the evidence to it."""
+        case = cell.cases.get(key)
+        if case is None:
+            self._open(cell, key, category, Source.SENSOR, at_ms, evidence, out, severity=severity,
+                       urgent=urgent, title=evidence.summary, file=True)
+        elif _SEVERITY_RANK.get(severity, 0) > _SEVERITY_RANK.get(case.severity, 0):
+            at = max(evidence.at, case.history[-1].at)  # late data upgrades now, not in the case's past
+            self._push(cell, key, case.upgrade(at, ACTOR, severity=severity, urgent=urgent or case.urgent,
+                                               note=evidence.summary), out)
+            self._attach(cell, key, evidence, out)
+        elif self._evidence_due(cell, case, evidence):
+            self._attach(cell, key, evidence, out)
+
+    def _open(self, cell: CellState, key: str, category: str, source: Source, at_ms: int, evidence: Evidence,
+              out: list[Change], *, title: str, file: bool, severity: str = "normal", urgent: bool = False) -> None:
+        at = _time(at_ms)
+        case = report(case_id(cell.grid_code, key, at_ms), grid_code=cell.grid_code, category=category,
+                      source=source, at=at, actor=ACTOR, severity=severity, urgent=urgent, title=title)
+        self._push(cell, key, case, out)
+        self._attach(cell, key, evidence, out)
+        if file:
+            self._push(cell, key, cell.cases[key].file(at, ACTOR, "filed automatically"), out)
+            self._dispatch(cell, key, at, out)
+
+    def _dispatch(self, cell: CellState, key: str, at: datetime, out: list[Change]) -> None:
+        case = cell.cases[key]
+        if case.category not in self.routing:
+            return  # stays filed for the command center to route by hand
+        route = self.routing[case.category]
+        self._push(cell, key, case.dispatch(at, ACTOR, department=route.department, term=route.term,
+                                            calendar=self.calendar, tier=route.tier,
+                                            note="dispatched by the routing table"), out)
+
+    def _attach_if_open(self, cell: CellState, key: str, evidence: Evidence, out: list[Change]) -> None:
+        if key in cell.cases:
+            self._attach(cell, key, evidence, out)
+
+    def _attach(self, cell: CellState, key: str, evidence: Evidence, out: list[Change]) -> None:
+        case = cell.cases[key]
+        cell.last_evidence_ms[f"{case.id}|{evidence.source_id}"] = int(evidence.at.timestamp() * 1000)
+        self._push(cell, key, case.attach(evidence, ACTOR), out)
+
+    def _evidence_due(self, cell: CellState, case: Case, evidence: Evidence) -> bool:
+        """Attach a source's evidence at most every `evidence_every_ms` of event time, never going back."""
+        last = cell.last_evidence_ms.get(f"{case.id}|{evidence.source_id}")
+        return last is None or int(evidence.at.timestamp() * 1000) >= last + self.limits.evidence_every_ms
+
+    def _push(self, cell: CellState, key: str, case: Case, out: list[Change]) -> Case:
+        if case.state.is_open:
+            cell.cases[key] = case
+        else:
+            cell.cases.pop(key, None)
+            for evidence_key in [k for k in cell.last_evidence_ms if k.startswith(f"{case.id}|")]:
+                del cell.last_evidence_ms[evidence_key]
+        out.append(Change(case, case.history[-1]))
+        return case
+
+    def _prune(self, cell: CellState) -> None:
+        keep_from = self.clock_ms - rain.LONGEST_WINDOW_MS - self.limits.lateness_ms
+        for series in cell.rain.values():
+            series.prune(keep_from)
+        crowd_from = self.clock_ms - self.limits.crowd.sustain_ms - self.limits.lateness_ms
+        for series in cell.crowd.values():
+            series.prune(crowd_from)
+
+
+def _escalated_since(case: Case, moment: datetime | None) -> bool:
+    return any(e.action is Action.ESCALATE and moment is not None and e.at >= moment for e in case.history)
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+# --- snapshots -------------------------------------------------------------------------------------
+
+def cell_doc(cell: CellState) -> dict[str, Any]:
+    """The cell's state as a JSON-ready mapping (the worker's checkpoint)."""
+    return {
+        "grid_code": cell.grid_code,
+        "clock_ms": cell.clock_ms,
+        "rain": {device: series.samples() for device, series in cell.rain.items()},
+        "crowd": {device: series.samples() for device, series in cell.crowd.items()},
+        "devices": {device: [h.last_heard_ms, h.offline, h.battery_low] for device, h in cell.devices.items()},
+        "cases": {key: case_doc(case) for key, case in cell.cases.items()},
+        "last_evidence_ms": dict(cell.last_evidence_ms),
+    }
+
+
+def cell_from_doc(doc: Mapping[str, Any]) -> CellState:
+    """Rebuild a cell's state from `cell_doc`."""
+    return CellState(
+        grid_code=str(doc["grid_code"]),
+        clock_ms=int(doc["clock_ms"]),
+        rain={device: Series([(int(t), float(v)) for t, v in samples]) for device, samples in doc["rain"].items()},
+        crowd={device: Series([(int(t), float(v)) for t, v in samples]) for device, samples in doc["crowd"].items()},
+        devices={device: DeviceHealth(int(h[0]), bool(h[1]), bool(h[2])) for device, h in doc["devices"].items()},
+        cases={key: case_from_doc(case) for key, case in doc["cases"].items()},
+        last_evidence_ms={k: int(v) for k, v in doc["last_evidence_ms"].items()},
+    )
