@@ -43,7 +43,7 @@ from gridhub.metrics import (
 )
 from gridhub.runtime import mark_ready
 from gridhub.settings import Settings
-from streams.checkpoint import load_cell, save_cells
+from streams.checkpoint import load_cell, partition_of, save_cells, saved_cells
 from streams.engine import Change, Engine, cell_doc, limits_from
 from streams.sink import CaseSink, write_with_retry
 
@@ -64,6 +64,7 @@ class StreamWorker:
         self.engine = Engine(
             limits=limits_from(conf), routing=city.routing, calendar=city.calendar,
             devices=load_registry(db, city).devices, load_cell=lambda code: load_cell(db, code),
+            clock_domain=self._partition_of,
         )
         self.sink = CaseSink(db)
         self.stopping = asyncio.Event()
@@ -145,6 +146,10 @@ class StreamWorker:
             self._cells_by_tp[tp].add(grid_code)
         return changes
 
+    def _partition_of(self, grid_code: str) -> int:
+        partitions = self.app.consumer.topic_partitions(kafka.TELEMETRY) or self.settings.kafka.partitions
+        return partition_of(grid_code, partitions)
+
     # --- timer, checkpoint, rebalance --------------------------------------------------------------
 
     async def _tick(self) -> None:
@@ -201,8 +206,24 @@ class StreamWorker:
 
     async def _on_assigned(self, _app: Any, *args: Any, **_: Any) -> None:
         assigned: set[TP] = args[0]
-        log.info("assigned %d partitions", len(assigned))
+        loaded = await self._load_cells({tp for tp in assigned if tp.topic == kafka.TELEMETRY})
+        log.info("assigned %d partitions; loaded the saved state of %d grid cells", len(assigned), loaded)
         mark_ready()
+
+    async def _load_cells(self, telemetry: set[TP]) -> int:
+        """Load the saved cells of these partitions now: a silent cell must be watched before it speaks again."""
+        partitions = self.app.consumer.topic_partitions(kafka.TELEMETRY)
+        if not partitions or not telemetry:
+            return 0
+        by_partition = {tp.partition: tp for tp in telemetry}
+        loaded = 0
+        for code in await asyncio.to_thread(saved_cells, self.db):
+            tp = by_partition.get(partition_of(code, partitions))
+            if tp is not None and code not in self.engine.cells:
+                await asyncio.to_thread(self.engine.cell, code)
+                self._cells_by_tp[tp].add(code)
+                loaded += 1
+        return loaded
 
     async def _on_revoked(self, _app: Any, *args: Any, **_: Any) -> None:
         revoked: set[TP] = args[0]

@@ -3,8 +3,8 @@
 The embedded Kafka keeps no durable state, so Faust's changelog-backed tables are not the truth here
 (DESIGN.md §6): the database is. A cell's state is saved after the case events it produced were
 delivered and before the records that led to it are acknowledged, so Kafka's committed offsets never
-run ahead of the saved state. A worker that starts, or takes over a partition, loads a cell's state
-when it first meets the cell and reads on from the committed offset; records read a second time change
+run ahead of the saved state. A worker that starts, or takes over a partition, loads the state of the
+partition's cells and reads on from the committed offset; records read a second time change
 nothing, because the rules key samples by device and measurement time.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from aiokafka.partitioner import murmur2
 from sqlalchemy import BigInteger, Column, Engine, LargeBinary, String, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -34,6 +35,18 @@ def load_cell(engine: Engine, grid_code: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         state = conn.execute(select(cells_table.c.state).where(cells_table.c.grid_code == grid_code)).scalar()
     return orjson.loads(state) if state is not None else None
+
+
+def saved_cells(engine: Engine) -> list[str]:
+    """The grid codes of every saved cell."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(cells_table.c.grid_code).order_by(cells_table.c.grid_code)).scalars())
+
+
+def partition_of(grid_code: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as aiokafka and the Java client) gives a cell's key."""
+    digest: int = murmur2(grid_code.encode())
+    return (digest & 0x7FFFFFFF) % partitions
 
 
 def save_cells(engine: Engine, docs: Mapping[str, dict[str, Any]]) -> None:

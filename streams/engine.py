@@ -11,7 +11,9 @@ its correlation key and the event time that opened it. Replaying the same record
 therefore yields the same cases and the same events again, which consumers drop by (case id, version).
 Two things run on a clock instead: silence (a device offline) runs on the ingest clock — the latest
 receive time the worker has seen — so that a stalled pipeline does not look like a city of dead sensors;
-escalation of overdue cases (督办) runs on wall-clock time, passed in by the worker's timer.
+escalation of overdue cases (督办) runs on wall-clock time, passed in by the worker's timer. The ingest
+clock is kept per clock domain — the worker's Kafka partitions — because partitions are consumed at their
+own pace: a partition read ahead must not make the devices of one read behind look silent.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ class CellState:
     devices: dict[str, DeviceHealth] = field(default_factory=dict)
     cases: dict[str, Case] = field(default_factory=dict)  # open cases by correlation key
     last_evidence_ms: dict[str, int] = field(default_factory=dict)  # "case id|source" → event time
-    clock_ms: int = 0
+    clock_ms: int = 0  # the ingest clock of its domain when the cell last heard from a device
+    domain: int = 0
 
 
 def correlation_key(category: str, subject: str = "") -> str:
@@ -119,6 +122,7 @@ class Engine:
     def __init__(
         self, *, limits: Limits, routing: RoutingTable, calendar: SlaCalendar, devices: Mapping[str, Device],
         load_cell: Callable[[str], dict[str, Any] | None] = lambda _code: None,
+        clock_domain: Callable[[str], int] = lambda _code: 0,
     ) -> None:
         self.limits = limits
         self.routing = routing
@@ -127,7 +131,8 @@ class Engine:
         self._load_cell = load_cell
         self.cells: dict[str, CellState] = {}
         self.dirty: set[str] = set()
-        self.clock_ms = 0
+        self._clock_domain = clock_domain
+        self.clocks: dict[int, int] = {}  # the ingest clock of each clock domain
 
     # --- inputs ------------------------------------------------------------------------------------
 
@@ -185,18 +190,22 @@ class Engine:
         """Open 9902 for devices silent for their offline factor × report interval, on the ingest clock."""
         out: list[Change] = []
         for cell in self.cells.values():
+            silent = []
             for device_id, state in cell.devices.items():
                 device = self.devices.get(device_id)
                 if state.offline or device is None or not state.last_heard_ms:
                     continue
                 since = health.silent_since(state.last_heard_ms, device.report_interval_s,
                                             self.limits.offline_factor)
-                if self.clock_ms > since:
-                    state.offline = True
-                    self._signal(cell, correlation_key(DEVICE_OFFLINE), DEVICE_OFFLINE, since,
-                                 Evidence(_time(since), device_id, f"{device_id} silent since "
-                                          f"{_time(state.last_heard_ms).isoformat()}"), out)
-                    self.dirty.add(cell.grid_code)
+                if self.clocks.get(cell.domain, 0) > since:
+                    silent.append((since, device_id))
+            # Earliest first, so the case opens at the same moment however the checks fell between batches.
+            for since, device_id in sorted(silent):
+                cell.devices[device_id].offline = True
+                last_heard = _time(cell.devices[device_id].last_heard_ms).isoformat()
+                self._signal(cell, correlation_key(DEVICE_OFFLINE), DEVICE_OFFLINE, since,
+                             Evidence(_time(since), device_id, f"{device_id} silent since {last_heard}"), out)
+                self.dirty.add(cell.grid_code)
         return out
 
     def escalate_overdue(self, now: datetime) -> list[Change]:
@@ -221,7 +230,8 @@ class Engine:
             doc = self._load_cell(grid_code)
             cell = cell_from_doc(doc) if doc else CellState(grid_code)
             self.cells[grid_code] = cell
-            self.clock_ms = max(self.clock_ms, cell.clock_ms)
+            cell.domain = self._clock_domain(grid_code)
+            self.clocks[cell.domain] = max(self.clocks.get(cell.domain, 0), cell.clock_ms)
         return cell
 
     def forget(self, grid_codes: Iterable[str]) -> None:
@@ -257,12 +267,11 @@ class Engine:
                                  Evidence(_time(received_ms), device_id, f"{device_id} back online"), out)
 
     def _advance_clock(self, cell: CellState, received_ms: int) -> None:
-        self.clock_ms = max(self.clock_ms, received_ms)
-        cell.clock_ms = self.clock_ms
+        cell.clock_ms = self.clocks[cell.domain] = max(self.clocks.get(cell.domain, 0), received_ms)
 
     def _reading(self, cell: CellState, r: Reading, out: list[Change]) -> None:
         self._heard(cell, r.device_id, r.received_ms, out)
-        if r.ts_ms < self.clock_ms - self.limits.lateness_ms:
+        if r.ts_ms < self.clocks[cell.domain] - self.limits.lateness_ms:
             return  # later than the allowed lateness: stored by the telemetry store, but decides nothing
         battery = r.values.get("battery_v")
         device = self.devices.get(r.device_id)
@@ -409,10 +418,11 @@ class Engine:
         return case
 
     def _prune(self, cell: CellState) -> None:
-        keep_from = self.clock_ms - rain.LONGEST_WINDOW_MS - self.limits.lateness_ms
+        clock = self.clocks.get(cell.domain, 0)
+        keep_from = clock - rain.LONGEST_WINDOW_MS - self.limits.lateness_ms
         for series in cell.rain.values():
             series.prune(keep_from)
-        crowd_from = self.clock_ms - self.limits.crowd.sustain_ms - self.limits.lateness_ms
+        crowd_from = clock - self.limits.crowd.sustain_ms - self.limits.lateness_ms
         for series in cell.crowd.values():
             series.prune(crowd_from)
 

@@ -19,7 +19,6 @@ def test_help_lists_the_subcommands_of_the_design() -> None:
     (["detect", "run"], 5),
     (["detect", "offline"], 5),
     (["detect", "eval"], 5),
-    (["simulate", "cameras"], 5),
     (["bench", "streams"], 4),
     (["bench", "e2e"], 4),
     (["bench", "detect"], 5),
