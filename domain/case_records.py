@@ -88,10 +88,12 @@ def case_from_doc(doc: dict[str, Any]) -> Case:
             ),
             history=history,
         )
+        if case.version != int(doc.get("version", case.version)):
+            raise CaseRecordFormatError(f"case {case.id}: version {doc.get('version')} but {case.version} events")
+    except CaseRecordFormatError:
+        raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CaseRecordFormatError(f"not a case document: {exc!r}") from None
-    if case.version != int(doc.get("version", case.version)):
-        raise CaseRecordFormatError(f"case {case.id}: version {doc.get('version')} but {case.version} events")
     return case
 
 

@@ -95,6 +95,8 @@ def decode_detection(data: bytes) -> Detection:
         if doc.get("v") != FORMAT_VERSION:
             raise DetectionFormatError(f"unsupported detection format version {doc.get('v')!r}")
         bbox = doc.get("bbox")
+        if isinstance(doc["confidence"], bool):
+            raise DetectionFormatError("confidence must be a number, not a boolean")
         confidence = float(doc["confidence"])
         if not 0.0 <= confidence <= 1.0:
             raise DetectionFormatError(f"confidence {confidence} is outside 0..1")

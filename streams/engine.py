@@ -18,6 +18,7 @@ own pace: a partition read ahead must not make the devices of one read behind lo
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -89,6 +90,7 @@ class DeviceHealth:
     last_heard_ms: int = 0  # receive time of its latest message
     offline: bool = False
     battery_low: bool = False
+    battery_ts_ms: int = 0  # measurement time of the battery value that decided `battery_low`
 
 
 @dataclass(slots=True)
@@ -100,6 +102,8 @@ class CellState:
     crowd: dict[str, Series] = field(default_factory=dict)
     devices: dict[str, DeviceHealth] = field(default_factory=dict)
     cases: dict[str, Case] = field(default_factory=dict)  # open cases by correlation key
+    finished: dict[str, int] = field(default_factory=dict)  # ids of closed or voided cases → when opened
+    manhole: dict[str, Series] = field(default_factory=dict)  # which manhole reports were decided on
     last_evidence_ms: dict[str, int] = field(default_factory=dict)  # "case id|source" → event time
     clock_ms: int = 0  # the ingest clock of its domain when the cell last heard from a device
     domain: int = 0
@@ -160,14 +164,17 @@ class Engine:
                             f"{where} ({detection.phase.value}, confidence {detection.confidence:.2f})",
                             detection.snapshot)
         case = cell.cases.get(key)
+        confident = detection.confidence >= self.limits.camera_autofile_confidence
         if case is None and detection.phase is Phase.START:
-            auto = detection.confidence >= self.limits.camera_autofile_confidence
             self._open(cell, key, category, Source.CAMERA, detection.at_ms, evidence, out,
-                       title=f"{where}", file=auto)
-            self.dirty.add(cell.grid_code)
-        elif case is not None and (detection.phase is not Phase.UPDATE or self._evidence_due(cell, case, evidence)):
-            self._attach(cell, key, evidence, out)
-            self.dirty.add(cell.grid_code)
+                       title=f"{where}", file=confident)
+        elif case is not None and evidence not in case.evidence:  # a redelivered phase is already there
+            if detection.phase is not Phase.UPDATE or self._evidence_due(cell, case, evidence):
+                self._attach(cell, key, evidence, out)
+            if confident and cell.cases[key].state is CaseState.REPORTED:
+                self._push(cell, key, cell.cases[key].file(evidence.at, ACTOR, "filed: a confident detection"), out)
+                self._dispatch(cell, key, evidence.at, out)
+        self.dirty.add(cell.grid_code)
         return out
 
     def apply_command(self, command: CaseCommand) -> list[Change]:
@@ -247,9 +254,10 @@ class Engine:
             self._heard(cell, status.device_id, status.ts_ms, out)
             return
         state = cell.devices.setdefault(status.device_id, DeviceHealth())
+        stale = status.ts_ms < state.last_heard_ms  # a redelivered will from before the device's latest message
         state.last_heard_ms = max(state.last_heard_ms, status.ts_ms)
         self._advance_clock(cell, status.ts_ms)
-        if not state.offline:
+        if not state.offline and not stale:
             state.offline = True
             self._signal(cell, correlation_key(DEVICE_OFFLINE), DEVICE_OFFLINE, status.ts_ms,
                          Evidence(_time(status.ts_ms), status.device_id,
@@ -286,6 +294,9 @@ class Engine:
 
     def _battery(self, cell: CellState, r: Reading, volts: float, floor: float, out: list[Change]) -> None:
         state = cell.devices[r.device_id]
+        if r.ts_ms <= state.battery_ts_ms:
+            return  # only a newer measurement can change what the battery is known to be
+        state.battery_ts_ms = r.ts_ms
         if not state.battery_low and health.battery_low(volts, floor):
             state.battery_low = True
             self._signal(cell, correlation_key(LOW_BATTERY), LOW_BATTERY, r.ts_ms,
@@ -304,7 +315,12 @@ class Engine:
         if not series.add(r.ts_ms, float(mm)):
             return
         latest = max(s.ts[-1] for s in cell.rain.values() if len(s))
-        for at_ms in sorted({r.ts_ms, latest}):
+        instants = {r.ts_ms, latest}
+        if r.ts_ms < latest:  # a late sample counts in every window after it, up to the longest one
+            until = min(latest, r.ts_ms + rain.LONGEST_WINDOW_MS)
+            for gauge in cell.rain.values():
+                instants.update(t for t in gauge.ts[bisect_left(gauge.ts, r.ts_ms):bisect_right(gauge.ts, until)])
+        for at_ms in sorted(instants):
             window = rain.rainfall_at(cell.rain.values(), at_ms)
             colour = rain.rain_colour(window, self.limits.rain)
             if colour is rain.RainColour.NONE:
@@ -338,13 +354,16 @@ class Engine:
                     break
 
     def _manhole(self, cell: CellState, r: Reading, out: list[Change]) -> None:
+        # A redelivered report must not be decided again: rain that arrived since could decide it differently.
+        if not cell.manhole.setdefault(r.device_id, Series()).add(r.ts_ms, 1.0):
+            return
         displaced = manhole.cover_displaced(r.values, self.limits.manhole)
         if displaced and r.component_id:
             try:
                 category = parse_component_id(r.component_id).taxonomy_code
             except ComponentIdError:
                 category = ""
-            if category in self.routing:
+            if category:
                 self._signal(cell, correlation_key(category, r.component_id), category, r.ts_ms,
                              Evidence(r.ts, r.device_id, f"component {r.component_id}: {displaced}"), out,
                              severity="urgent", urgent=True)
@@ -376,7 +395,10 @@ class Engine:
     def _open(self, cell: CellState, key: str, category: str, source: Source, at_ms: int, evidence: Evidence,
               out: list[Change], *, title: str, file: bool, severity: str = "normal", urgent: bool = False) -> None:
         at = _time(at_ms)
-        case = report(case_id(cell.grid_code, key, at_ms), grid_code=cell.grid_code, category=category,
+        new_id = case_id(cell.grid_code, key, at_ms)
+        if new_id in cell.finished:
+            return  # the signal that opened a case since closed or voided, delivered again
+        case = report(new_id, grid_code=cell.grid_code, category=category,
                       source=source, at=at, actor=ACTOR, severity=severity, urgent=urgent, title=title)
         self._push(cell, key, case, out)
         self._attach(cell, key, evidence, out)
@@ -412,6 +434,7 @@ class Engine:
             cell.cases[key] = case
         else:
             cell.cases.pop(key, None)
+            cell.finished[case.id] = int(case.reported_at.timestamp() * 1000)
             for evidence_key in [k for k in cell.last_evidence_ms if k.startswith(f"{case.id}|")]:
                 del cell.last_evidence_ms[evidence_key]
         out.append(Change(case, case.history[-1]))
@@ -425,6 +448,11 @@ class Engine:
         crowd_from = clock - self.limits.crowd.sustain_ms - self.limits.lateness_ms
         for series in cell.crowd.values():
             series.prune(crowd_from)
+        for series in cell.manhole.values():
+            series.prune(clock - self.limits.lateness_ms)
+        for finished_id, opened_ms in list(cell.finished.items()):
+            if opened_ms < keep_from:  # older than any signal that could still arrive
+                del cell.finished[finished_id]
 
 
 def _escalated_since(case: Case, moment: datetime | None) -> bool:
@@ -444,8 +472,11 @@ def cell_doc(cell: CellState) -> dict[str, Any]:
         "clock_ms": cell.clock_ms,
         "rain": {device: series.samples() for device, series in cell.rain.items()},
         "crowd": {device: series.samples() for device, series in cell.crowd.items()},
-        "devices": {device: [h.last_heard_ms, h.offline, h.battery_low] for device, h in cell.devices.items()},
+        "manhole": {device: series.ts for device, series in cell.manhole.items()},
+        "devices": {device: [h.last_heard_ms, h.offline, h.battery_low, h.battery_ts_ms]
+                    for device, h in cell.devices.items()},
         "cases": {key: case_doc(case) for key, case in cell.cases.items()},
+        "finished": dict(cell.finished),
         "last_evidence_ms": dict(cell.last_evidence_ms),
     }
 
@@ -457,7 +488,10 @@ def cell_from_doc(doc: Mapping[str, Any]) -> CellState:
         clock_ms=int(doc["clock_ms"]),
         rain={device: Series([(int(t), float(v)) for t, v in samples]) for device, samples in doc["rain"].items()},
         crowd={device: Series([(int(t), float(v)) for t, v in samples]) for device, samples in doc["crowd"].items()},
-        devices={device: DeviceHealth(int(h[0]), bool(h[1]), bool(h[2])) for device, h in doc["devices"].items()},
+        manhole={device: Series([(int(t), 1.0) for t in times]) for device, times in doc["manhole"].items()},
+        devices={device: DeviceHealth(int(h[0]), bool(h[1]), bool(h[2]), int(h[3]))
+                 for device, h in doc["devices"].items()},
         cases={key: case_from_doc(case) for key, case in doc["cases"].items()},
+        finished={case_id: int(ms) for case_id, ms in doc["finished"].items()},
         last_evidence_ms={k: int(v) for k, v in doc["last_evidence_ms"].items()},
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
 
+MICRO = 1_000_000  # totals are kept in integer millionths, so a window's total never depends on what came before
+
 
 class Series:
     """Samples of one device sorted by time, one value per timestamp, with running sums for window totals."""
@@ -14,7 +16,7 @@ class Series:
     def __init__(self, samples: list[tuple[int, float]] | None = None) -> None:
         self.ts: list[int] = []
         self.values: list[float] = []
-        self._cum: list[float] = []
+        self._cum: list[int] = []
         for ts, value in sorted(samples or ()):
             self.add(ts, value)
 
@@ -23,7 +25,7 @@ class Series:
         if not self.ts or ts > self.ts[-1]:  # the common case: in order
             self.ts.append(ts)
             self.values.append(value)
-            self._cum.append((self._cum[-1] if self._cum else 0.0) + value)
+            self._cum.append((self._cum[-1] if self._cum else 0) + round(value * MICRO))
             return True
         i = bisect_left(self.ts, ts)
         if i < len(self.ts) and self.ts[i] == ts:
@@ -33,7 +35,7 @@ class Series:
         else:
             self.ts.insert(i, ts)
             self.values.insert(i, value)
-        self._cum = list(accumulate(self.values))
+        self._cum = list(accumulate(round(v * MICRO) for v in self.values))
         return True
 
     def total(self, after: int, until: int) -> float:
@@ -41,7 +43,7 @@ class Series:
         i, j = bisect_right(self.ts, after), bisect_right(self.ts, until)
         if j <= i:
             return 0.0
-        return self._cum[j - 1] - (self._cum[i - 1] if i else 0.0)
+        return (self._cum[j - 1] - (self._cum[i - 1] if i else 0)) / MICRO
 
     def any_within(self, after: int, until: int) -> bool:
         """True when a sample has `after` < ts ≤ `until`."""
@@ -53,7 +55,7 @@ class Series:
         if i:
             del self.ts[:i], self.values[:i], self._cum[:i]
             if self._cum:
-                base = self.values[0] - self._cum[0]
+                base = round(self.values[0] * MICRO) - self._cum[0]
                 self._cum = [c + base for c in self._cum]
 
     def samples(self) -> list[tuple[int, float]]:

@@ -1,0 +1,213 @@
+"""Cases as JSON: whole-case documents (the worker's snapshots) and the gridhub.case-events and
+gridhub.case-commands record formats, with rejection of anything else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from domain.case_records import (
+    CaseCommand,
+    CaseRecordFormatError,
+    Command,
+    case_doc,
+    case_from_doc,
+    decode_case_event,
+    decode_command,
+    encode_case_event,
+    encode_command,
+    event_doc,
+)
+from domain.cases import Case, CaseState, Evidence, Source, Tier, report
+from domain.sla import SlaCalendar, parse_term
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MONDAY = datetime(2025, 9, 22, 9, 0, tzinfo=SHANGHAI)
+M = timedelta(minutes=1)
+
+
+def json_trip(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as it comes back from JSON bytes."""
+    back: dict[str, Any] = orjson.loads(orjson.dumps(doc))
+    return back
+
+
+def closed_loop(calendar: SlaCalendar) -> Iterator[Case]:
+    """A sensor case through every kind of step, yielded after each one."""
+    case = report("310104003001007-0406-20250922T010000000", grid_code="310104003001007", category="0406",
+                  source=Source.SENSOR, at=MONDAY, actor="gridhub-streams", severity="short_heavy_rain",
+                  title="rain short_heavy_rain: 21.0 mm/1h")
+    yield case
+    steps: list[Callable[[Case], Case]] = [
+        lambda c: c.attach(Evidence(MONDAY, "rain-0004", "21.0 mm in 1 h", "evidence/r.json"), "gridhub-streams"),
+        lambda c: c.file(MONDAY + M, "gridhub-streams", "filed automatically"),
+        lambda c: c.dispatch(MONDAY + 2 * M, "gridhub-streams", department="水务", tier=Tier.COMMUNITY,
+                             term=parse_term("4h working"), calendar=calendar),
+        lambda c: c.upgrade(MONDAY + 3 * M, "gridhub-streams", severity="orange", urgent=True, note="orange"),
+        lambda c: c.suspend(MONDAY + 4 * M, "dept-lead", reason="pumps on the way", calendar=calendar),
+        lambda c: c.extend(MONDAY + 5 * M, "dept-lead", by=parse_term("30min natural"), calendar=calendar,
+                           reason="crane"),
+        lambda c: c.resume(MONDAY + 60 * M, "dept-lead", calendar=calendar),
+        lambda c: c.extend(MONDAY + 61 * M, "dept-lead", by=parse_term("1h working"), calendar=calendar,
+                           reason="more water"),
+        lambda c: c.send_back(MONDAY + 62 * M, "水务", reason="needs the street's pumps"),
+        lambda c: c.dispatch(MONDAY + 63 * M, "operator-1", department="水务", term=parse_term("4h working"),
+                             calendar=calendar),
+        lambda c: c.reassign(MONDAY + 64 * M, "operator-1", department="排水公司"),
+        lambda c: c.escalate(MONDAY + 9 * 60 * M, "gridhub-streams", reason="overdue"),
+        lambda c: c.handle(MONDAY + 10 * 60 * M, "officer-3", note="pumped dry"),
+        lambda c: c.verify(MONDAY + 10 * 60 * M + 5 * M, "inspector-7", passed=False, note="still 10 cm"),
+        lambda c: c.handle(MONDAY + 11 * 60 * M, "officer-3", note="drain cleared"),
+        lambda c: c.verify(MONDAY + 11 * 60 * M + 5 * M, "inspector-7", passed=True),
+        lambda c: c.rate(MONDAY + 12 * 60 * M, "citizen", satisfied=True, note="quick"),
+    ]
+    for step in steps:
+        case = step(case)
+        yield case
+
+
+def test_a_case_survives_a_json_round_trip_after_every_step_of_its_closed_loop(calendar: SlaCalendar) -> None:
+    cases = list(closed_loop(calendar))
+    assert cases[-1].state is CaseState.CLOSED
+    assert (cases[-1].rework_count, cases[-1].extension_count, cases[-1].escalation_count) == (1, 2, 1)
+    for case in cases:
+        assert case_from_doc(json_trip(case_doc(case))) == case, case.history[-1].action
+
+
+def test_a_voided_case_survives_a_json_round_trip(case_in: Callable[..., Case]) -> None:
+    voided = case_in(CaseState.VOIDED)
+    assert case_from_doc(json_trip(case_doc(voided))) == voided
+
+
+def test_a_document_without_history_leaves_the_timeline_out(case_in: Callable[..., Case]) -> None:
+    doc = case_doc(case_in(CaseState.DISPATCHED), with_history=False)
+    assert "history" not in doc
+    assert doc["version"] == 3
+
+
+def test_a_case_document_with_a_version_other_than_its_timeline_is_rejected(case_in: Callable[..., Case]) -> None:
+    doc = json_trip(case_doc(case_in(CaseState.FILED)))
+    doc["version"] = 7
+    with pytest.raises(CaseRecordFormatError, match="version 7 but 2 events"):
+        case_from_doc(doc)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("state", "lost"), ("source", "rumour"), ("tier", "galaxy"), ("reported_at", "yesterday"),
+    ("term", {"seconds": 60}), ("history", None), ("evidence", [{"at": "2025-09-22T09:00:00+08:00"}]),
+])
+def test_a_case_document_with_a_bad_field_is_rejected(case_in: Callable[..., Case], field: str, value: Any) -> None:
+    doc = json_trip(case_doc(case_in(CaseState.DISPATCHED)))
+    doc[field] = value
+    with pytest.raises(CaseRecordFormatError):
+        case_from_doc(doc)
+
+
+def test_a_case_document_missing_a_field_is_rejected(case_in: Callable[..., Case]) -> None:
+    doc = json_trip(case_doc(case_in(CaseState.DISPATCHED)))
+    del doc["deadline_at"]
+    with pytest.raises(CaseRecordFormatError, match="deadline_at"):
+        case_from_doc(doc)
+
+
+@pytest.mark.parametrize("version", ["three", None])
+def test_a_case_document_with_a_non_integer_version_is_rejected(case_in: Callable[..., Case], version: Any) -> None:
+    doc = json_trip(case_doc(case_in(CaseState.FILED)))
+    doc["version"] = version
+    with pytest.raises(CaseRecordFormatError):
+        case_from_doc(doc)
+
+
+def test_a_case_event_record_decodes_to_the_case_and_the_event(calendar: SlaCalendar) -> None:
+    for case in closed_loop(calendar):
+        event = case.history[-1]
+        decoded_case, decoded_event = decode_case_event(encode_case_event(case, event))
+        assert decoded_case == json_trip(case_doc(case, with_history=False))
+        assert decoded_event == json_trip(event_doc(event))
+
+
+def test_a_case_event_record_carries_the_format_version(case_in: Callable[..., Case]) -> None:
+    case = case_in(CaseState.FILED)
+    assert orjson.loads(encode_case_event(case, case.history[-1]))["v"] == 1
+
+
+def event_record(case_in: Callable[..., Case], **changes: Any) -> bytes:
+    """A dispatched case's latest record with top-level `changes` ({"case": {...}} patches the case)."""
+    case = case_in(CaseState.DISPATCHED)
+    doc = orjson.loads(encode_case_event(case, case.history[-1]))
+    for key, value in changes.items():
+        doc[key] = {**doc[key], **value} if isinstance(value, dict) and key in ("case", "event") else value
+    return orjson.dumps(doc)
+
+
+@pytest.mark.parametrize("changes", [
+    pytest.param({"v": 2}, id="unknown format version"),
+    pytest.param({"case": {"version": 2}}, id="case version is not the event's"),
+    pytest.param({"event": {"version": 4}}, id="event version is not the case's"),
+    pytest.param({"event": {"action": "teleport"}}, id="unknown action"),
+    pytest.param({"event": {"at": "09:10"}}, id="event time without a date"),
+    pytest.param({"case": {"state": "lost"}}, id="unknown state"),
+    pytest.param({"case": {"urgent": None, "category": None, "reported_at": 5}}, id="wrong types"),
+    pytest.param({"case": None}, id="no case"),
+])
+def test_a_malformed_case_event_record_is_rejected(case_in: Callable[..., Case], changes: dict[str, Any]) -> None:
+    with pytest.raises(CaseRecordFormatError):
+        decode_case_event(event_record(case_in, **changes))
+
+
+@pytest.mark.parametrize("data", [b"", b"{", b"null", b"[]", b'"case"', b'{"v": 1}', b'{"v": 1, "case": {}}'])
+def test_bytes_that_are_not_a_case_event_record_are_rejected(data: bytes) -> None:
+    with pytest.raises(CaseRecordFormatError):
+        decode_case_event(data)
+
+
+CONFIRM = CaseCommand("310104003001002-0501-20250922T010000000", "310104003001002", Command.CONFIRM, "operator-3",
+                      MONDAY, "seen on camera")
+
+
+def test_a_command_round_trips() -> None:
+    assert decode_command(encode_command(CONFIRM)) == CONFIRM
+    dismiss = CaseCommand(CONFIRM.case_id, CONFIRM.grid_code, Command.DISMISS, "operator-3", MONDAY)
+    assert decode_command(encode_command(dismiss)) == dismiss
+
+
+def test_a_command_without_a_note_gets_an_empty_one() -> None:
+    doc = orjson.loads(encode_command(CONFIRM))
+    del doc["note"]
+    assert decode_command(orjson.dumps(doc)).note == ""
+
+
+def test_a_command_time_without_an_offset_is_rejected() -> None:
+    doc = orjson.loads(encode_command(CONFIRM))
+    doc["at"] = "2025-09-22T09:00:00"
+    with pytest.raises(CaseRecordFormatError, match="UTC offset"):
+        decode_command(orjson.dumps(doc))
+
+
+@pytest.mark.parametrize("changes", [
+    pytest.param({"v": 2}, id="unknown format version"),
+    pytest.param({"command": "approve"}, id="unknown command"),
+    pytest.param({"at": "soon"}, id="not a time"),
+    pytest.param({"at": None}, id="no time"),
+])
+def test_a_malformed_command_is_rejected(changes: dict[str, Any]) -> None:
+    with pytest.raises(CaseRecordFormatError):
+        decode_command(orjson.dumps(orjson.loads(encode_command(CONFIRM)) | changes))
+
+
+def test_a_command_without_a_case_id_is_rejected() -> None:
+    doc = orjson.loads(encode_command(CONFIRM))
+    del doc["case_id"]
+    with pytest.raises(CaseRecordFormatError, match="case_id"):
+        decode_command(orjson.dumps(doc))
+
+
+@pytest.mark.parametrize("data", [b"", b"not json", b"null", b"[]", b'{"v": 1}'])
+def test_bytes_that_are_not_a_command_are_rejected(data: bytes) -> None:
+    with pytest.raises(CaseRecordFormatError):
+        decode_command(data)
