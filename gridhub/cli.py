@@ -208,15 +208,39 @@ def bench_gateway(messages: int, devices: int, broker: str, protocol: str, as_js
 
 
 @bench.command("streams")
-def bench_streams() -> None:
+@click.option("--readings", "-n", default=200_000, show_default=True, help="Readings to preload.")
+@click.option("--rate", default=10_000, show_default=True,
+              help="Readings per second of the simulated gateway that packed them (sets readings per record).")
+@click.option("--linger-ms", default=20, show_default=True, help="The simulated gateway's batch linger.")
+@click.option("--partitions", default=6, show_default=True, help="Partitions of gridhub.telemetry.")
+@click.option("--json", "as_json", is_flag=True, help="Also print one JSON object as the last line.")
+def bench_streams(readings: int, rate: int, linger_ms: int, partitions: int, as_json: bool) -> None:
     """Rules throughput of one worker against a bare aiokafka consumer."""
-    _not_built("gridhub bench streams", 4)
+    from gridhub.bench import environment
+    from gridhub.bench.streams import run
+
+    logging.basicConfig(level=logging.WARNING)
+    _print_bench(run(readings, rate, linger_ms, partitions), environment("tansu (embedded)"), as_json)
 
 
 @bench.command("e2e")
-def bench_e2e() -> None:
-    """MQTT publish to case in the database: p50 and p99 under background load."""
-    _not_built("gridhub bench e2e", 4)
+@click.option("--probes", default=60, show_default=True, help="Manhole covers to open, one case each.")
+@click.option("--interval", default=0.5, show_default=True, help="Seconds between probes.")
+@click.option("--background", default=1000, show_default=True, help="Background readings per second.")
+@click.option("--json", "as_json", is_flag=True, help="Also print one JSON object as the last line.")
+def bench_e2e(probes: int, interval: float, background: int, as_json: bool) -> None:
+    """MQTT publish to case readable through the API: p50 and p99 under background load."""
+    from gridhub import localbrokers
+    from gridhub.bench import environment, mosquitto_version
+    from gridhub.bench.e2e import run
+
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        result = run(probes, interval, background)
+    except (ValueError, RuntimeError) as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    _print_bench(result, environment(f"{mosquitto_version(localbrokers.mosquitto_binary())} + tansu (embedded)"),
+                 as_json)
 
 
 from gridhub.devices_cli import devices  # noqa: E402 (it imports config_option and _settings from here)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
 
 TELEMETRY = "gridhub.telemetry"
 DETECTIONS = "gridhub.detections"
@@ -10,6 +11,12 @@ CASE_EVENTS = "gridhub.case-events"
 CASE_COMMANDS = "gridhub.case-commands"  # operators' decisions, applied by the stream worker that owns the cell
 DEADLETTER = "gridhub.deadletter"
 TOPICS = (TELEMETRY, DETECTIONS, CASE_EVENTS, CASE_COMMANDS, DEADLETTER)
+
+
+def partition_of(grid_code: str, partitions: int) -> int:
+    """A grid cell's partition: Kafka's default partitioner (murmur2, as aiokafka and the Java client) on its code."""
+    digest: int = murmur2(grid_code.encode())
+    return (digest & 0x7FFFFFFF) % partitions
 
 
 async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -> list[str]:

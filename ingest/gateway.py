@@ -1,10 +1,11 @@
 """The MQTT ingestion gateway: broker → validate → per-cell batches → Kafka → PUBACK.
 
 paho's network thread validates each message as it arrives and queues the outcome; the asyncio
-thread packs the queue into one `TelemetryBatch` per grid cell every few milliseconds, produces the
-batches and the dead letters, and only when Kafka has acknowledged a record are the MQTT messages in
-it acknowledged to the broker (in arrival order). A gateway killed at any moment has acknowledged
-nothing that Kafka does not hold; the broker redelivers the rest to the same persistent session.
+thread packs the queue into one `TelemetryBatch` per grid cell every few milliseconds, one record per
+partition (each cell has its partition, `kafka.partition_of`), produces the records and the dead letters,
+and only when Kafka has acknowledged a record are the MQTT messages in it acknowledged to the broker (in
+arrival order). A gateway killed at any moment has acknowledged nothing that Kafka does not hold; the
+broker redelivers the rest to the same persistent session.
 
 When Kafka is slow or down, records are retried and nothing new is acknowledged; the broker stops
 sending once the session's in-flight window (the broker's `max_inflight_messages`, or the MQTT 5
@@ -32,7 +33,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from domain.registry import Registry
-from domain.telemetry import Reading, StatusChange, TelemetryBatch, encode_batch
+from domain.telemetry import Reading, StatusChange, TelemetryBatch, encode_record
 from gridhub import kafka, metrics
 from gridhub.runtime import mark_ready, stop_event
 from gridhub.settings import Settings
@@ -110,6 +111,7 @@ class Gateway:
         self._received = self._duplicates = 0
         self._counted = (0, 0)
         self._stalled_since: float | None = None
+        self._partitions = 1  # of gridhub.telemetry, read from Kafka once the producer is up
 
     # --- MQTT side (paho's thread) -------------------------------------------------------------
 
@@ -205,6 +207,7 @@ class Gateway:
                                     max_batch_size=1_048_576, request_timeout_ms=10_000,
                                     retry_backoff_ms=200)
         await _start_producer(producer, bootstrap, stop)
+        self._partitions = len(await producer.partitions_for(kafka.TELEMETRY))
         try:
             await asyncio.to_thread(self._connect)
             linger = self.settings.gateway.batch_linger_ms / 1000
@@ -236,23 +239,29 @@ class Gateway:
         self._watch_kafka()
         if not self.queue:
             return
-        cells: dict[str, list[Received]] = {}
+        partitions: dict[int, dict[str, list[Received]]] = {}
         for _ in range(len(self.queue)):
             item = self.queue.popleft()
             if isinstance(item.outcome, Rejection):
                 key = (item.outcome.device_id or item.topic[:200]).encode()
                 self._send(producer, kafka.DEADLETTER, key, _dead_letter(item), [item])
             else:
-                cells.setdefault(item.outcome.grid_code, []).append(item)
-        for grid_code, items in cells.items():
-            readings = tuple(i.outcome for i in items if isinstance(i.outcome, Reading))
-            statuses = tuple(i.outcome for i in items if isinstance(i.outcome, StatusChange))
-            value = encode_batch(TelemetryBatch(grid_code, readings, statuses))
-            self._send(producer, kafka.TELEMETRY, grid_code.encode(), value, items)
+                partition = kafka.partition_of(item.outcome.grid_code, self._partitions)
+                partitions.setdefault(partition, {}).setdefault(item.outcome.grid_code, []).append(item)
+        for partition, cells in partitions.items():
+            batches = [
+                TelemetryBatch(grid_code,
+                               tuple(i.outcome for i in items if isinstance(i.outcome, Reading)),
+                               tuple(i.outcome for i in items if isinstance(i.outcome, StatusChange)))
+                for grid_code, items in cells.items()
+            ]
+            value = encode_record(batches)
+            self._send(producer, kafka.TELEMETRY, None, value, [i for items in cells.values() for i in items],
+                       partition=partition)
 
-    def _send(self, producer: AIOKafkaProducer, topic: str, key: bytes, value: bytes, items: list[Received],
-              attempt: int = 0) -> None:
-        task = asyncio.ensure_future(producer.send_and_wait(topic, value, key=key))
+    def _send(self, producer: AIOKafkaProducer, topic: str, key: bytes | None, value: bytes, items: list[Received],
+              attempt: int = 0, partition: int | None = None) -> None:
+        task = asyncio.ensure_future(producer.send_and_wait(topic, value, key=key, partition=partition))
         self._sending.add(task)
 
         def done(future: asyncio.Future[object]) -> None:
@@ -264,7 +273,7 @@ class Gateway:
                                 topic, error)
                 delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
                 assert self._loop is not None
-                self._loop.call_later(delay, self._send, producer, topic, key, value, items, attempt + 1)
+                self._loop.call_later(delay, self._send, producer, topic, key, value, items, attempt + 1, partition)
                 return
             if attempt > 0:
                 log.info("Kafka took the %s record after %d retries", topic, attempt)

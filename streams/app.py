@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+import orjson
 from faust.types import TP, EventT, StreamT
 from sqlalchemy import Engine as Database
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -30,7 +31,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from domain.case_records import CaseRecordFormatError, decode_command, encode_case_event
 from domain.city import City
 from domain.detections import DetectionFormatError, decode_detection
-from domain.telemetry import TelemetryFormatError, decode_batch
+from domain.telemetry import TelemetryFormatError, decode_record
 from gridhub import kafka
 from gridhub.devices import load_registry
 from gridhub.metrics import (
@@ -43,8 +44,8 @@ from gridhub.metrics import (
 )
 from gridhub.runtime import mark_ready
 from gridhub.settings import Settings
-from streams.checkpoint import load_cell, partition_of, save_cells, saved_cells
-from streams.engine import Change, Engine, cell_doc, limits_from
+from streams.checkpoint import load_cell, save_cells, saved_cells
+from streams.engine import Change, Engine, limits_from
 from streams.sink import CaseSink, write_with_retry
 
 log = logging.getLogger("gridhub.streams")
@@ -127,28 +128,31 @@ class StreamWorker:
     def apply(self, topic: str, tp: TP | None, value: bytes | None) -> list[Change]:
         """Decode one record and feed it to the engine; an undecodable record is logged, counted and skipped."""
         STREAMS_RECORDS.labels(topic=topic).inc()
+        changes: list[Change] = []
         try:
             if topic == kafka.TELEMETRY:
-                batch = decode_batch(value or b"")
-                STREAMS_READINGS.inc(len(batch))
-                grid_code, changes = batch.grid_code, self.engine.apply_telemetry(batch)
+                batches = decode_record(value or b"")
+                for batch in batches:
+                    changes.extend(self.engine.apply_telemetry(batch))
+                STREAMS_READINGS.inc(sum(len(batch) for batch in batches))
+                cells = [batch.grid_code for batch in batches]
             elif topic == kafka.DETECTIONS:
                 detection = decode_detection(value or b"")
-                grid_code, changes = detection.grid_code, self.engine.apply_detection(detection)
+                changes, cells = self.engine.apply_detection(detection), [detection.grid_code]
             else:
                 command = decode_command(value or b"")
-                grid_code, changes = command.grid_code, self.engine.apply_command(command)
+                changes, cells = self.engine.apply_command(command), [command.grid_code]
         except (TelemetryFormatError, DetectionFormatError, CaseRecordFormatError) as exc:
             STREAMS_SKIPPED.labels(topic=topic).inc()
             log.warning("skipped a record on %s that does not decode: %s", topic, exc)
-            return []
+            return changes
         if tp is not None:
-            self._cells_by_tp[tp].add(grid_code)
+            self._cells_by_tp[tp].update(cells)
         return changes
 
     def _partition_of(self, grid_code: str) -> int:
         partitions = self.app.consumer.topic_partitions(kafka.TELEMETRY) or self.settings.kafka.partitions
-        return partition_of(grid_code, partitions)
+        return kafka.partition_of(grid_code, partitions)
 
     # --- timer, checkpoint, rebalance --------------------------------------------------------------
 
@@ -174,14 +178,12 @@ class StreamWorker:
         async with self._checkpoint_lock:
             started = time.monotonic()
             held, self._held = self._held, []
-            dirty = set(self.engine.dirty)
-            self.engine.dirty.clear()
-            docs = {code: cell_doc(self.engine.cells[code]) for code in dirty if code in self.engine.cells}
+            states = {code: orjson.dumps(doc) for code, doc in self.engine.take_dirty().items()}
             await self.app.producer.flush()
             failures = 0
             while True:
                 try:
-                    await asyncio.to_thread(save_cells, self.db, docs)
+                    await asyncio.to_thread(save_cells, self.db, states)
                     break
                 except (OperationalError, InterfaceError) as exc:
                     STREAMS_CHECKPOINT_RETRIES.inc()
@@ -218,7 +220,7 @@ class StreamWorker:
         by_partition = {tp.partition: tp for tp in telemetry}
         loaded = 0
         for code in await asyncio.to_thread(saved_cells, self.db):
-            tp = by_partition.get(partition_of(code, partitions))
+            tp = by_partition.get(kafka.partition_of(code, partitions))
             if tp is not None and code not in self.engine.cells:
                 await asyncio.to_thread(self.engine.cell, code)
                 self._cells_by_tp[tp].add(code)

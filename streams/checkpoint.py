@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from aiokafka.partitioner import murmur2
 from sqlalchemy import BigInteger, Column, Engine, LargeBinary, String, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -43,18 +42,12 @@ def saved_cells(engine: Engine) -> list[str]:
         return list(conn.execute(select(cells_table.c.grid_code).order_by(cells_table.c.grid_code)).scalars())
 
 
-def partition_of(grid_code: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, as aiokafka and the Java client) gives a cell's key."""
-    digest: int = murmur2(grid_code.encode())
-    return (digest & 0x7FFFFFFF) % partitions
-
-
-def save_cells(engine: Engine, docs: Mapping[str, dict[str, Any]]) -> None:
-    """Save the state of several cells in one transaction (insert or replace)."""
-    if not docs:
+def save_cells(engine: Engine, states: Mapping[str, bytes]) -> None:
+    """Save the state of several cells (JSON of `streams.engine.cell_doc`) in one transaction."""
+    if not states:
         return
     now = int(time.time() * 1000)
-    rows = [{"grid_code": code, "state": orjson.dumps(doc), "saved_ms": now} for code, doc in docs.items()]
+    rows = [{"grid_code": code, "state": state, "saved_ms": now} for code, state in states.items()]
     insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(cells_table)
     statement = insert.on_conflict_do_update(
         index_elements=[cells_table.c.grid_code],

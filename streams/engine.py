@@ -148,7 +148,6 @@ class Engine:
             self._status(cell, status, out)
         for reading in sorted(batch.readings, key=lambda r: (r.ts_ms, r.device_id)):
             self._reading(cell, reading, out)
-        self._prune(cell)
         self.dirty.add(cell.grid_code)
         return out
 
@@ -240,6 +239,17 @@ class Engine:
             cell.domain = self._clock_domain(grid_code)
             self.clocks[cell.domain] = max(self.clocks.get(cell.domain, 0), cell.clock_ms)
         return cell
+
+    def take_dirty(self) -> dict[str, dict[str, Any]]:
+        """The changed cells' state documents (pruned first), marking them clean; serialise before yielding."""
+        docs = {}
+        for code in self.dirty:
+            cell = self.cells.get(code)
+            if cell is not None:
+                self.prune(cell)
+                docs[code] = cell_doc(cell)
+        self.dirty.clear()
+        return docs
 
     def forget(self, grid_codes: Iterable[str]) -> None:
         """Drop cells from memory (their partitions moved to another worker)."""
@@ -440,7 +450,8 @@ class Engine:
         out.append(Change(case, case.history[-1]))
         return case
 
-    def _prune(self, cell: CellState) -> None:
+    def prune(self, cell: CellState) -> None:
+        """Forget samples and finished cases older than any window or late reading can reach."""
         clock = self.clocks.get(cell.domain, 0)
         keep_from = clock - rain.LONGEST_WINDOW_MS - self.limits.lateness_ms
         for series in cell.rain.values():
@@ -466,12 +477,12 @@ def _time(ms: int) -> datetime:
 # --- snapshots -------------------------------------------------------------------------------------
 
 def cell_doc(cell: CellState) -> dict[str, Any]:
-    """The cell's state as a JSON-ready mapping (the worker's checkpoint)."""
+    """The cell's state as a JSON-ready mapping (the worker's checkpoint); the lists are the live ones."""
     return {
         "grid_code": cell.grid_code,
         "clock_ms": cell.clock_ms,
-        "rain": {device: series.samples() for device, series in cell.rain.items()},
-        "crowd": {device: series.samples() for device, series in cell.crowd.items()},
+        "rain": {device: [series.ts, series.values] for device, series in cell.rain.items()},
+        "crowd": {device: [series.ts, series.values] for device, series in cell.crowd.items()},
         "manhole": {device: series.ts for device, series in cell.manhole.items()},
         "devices": {device: [h.last_heard_ms, h.offline, h.battery_low, h.battery_ts_ms]
                     for device, h in cell.devices.items()},
@@ -486,8 +497,8 @@ def cell_from_doc(doc: Mapping[str, Any]) -> CellState:
     return CellState(
         grid_code=str(doc["grid_code"]),
         clock_ms=int(doc["clock_ms"]),
-        rain={device: Series([(int(t), float(v)) for t, v in samples]) for device, samples in doc["rain"].items()},
-        crowd={device: Series([(int(t), float(v)) for t, v in samples]) for device, samples in doc["crowd"].items()},
+        rain={device: Series(list(zip(ts, values, strict=True))) for device, (ts, values) in doc["rain"].items()},
+        crowd={device: Series(list(zip(ts, values, strict=True))) for device, (ts, values) in doc["crowd"].items()},
         manhole={device: Series([(int(t), 1.0) for t in times]) for device, times in doc["manhole"].items()},
         devices={device: DeviceHealth(int(h[0]), bool(h[1]), bool(h[2]), int(h[3]))
                  for device, h in doc["devices"].items()},

@@ -19,8 +19,6 @@ def test_help_lists_the_subcommands_of_the_design() -> None:
     (["detect", "run"], 5),
     (["detect", "offline"], 5),
     (["detect", "eval"], 5),
-    (["bench", "streams"], 4),
-    (["bench", "e2e"], 4),
     (["bench", "detect"], 5),
 ])
 def test_unbuilt_subcommand_says_so_and_exits_non_zero(argv: list[str], issue: int) -> None:

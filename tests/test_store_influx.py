@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from domain.registry import DeviceKind
-from domain.telemetry import Reading, TelemetryBatch, encode_batch
+from domain.telemetry import Reading, TelemetryBatch, encode_record
 from ingest.store.base import ReadingRow, SeriesRequest, StatusRow, StoreBatch, StoreUnavailable, Window
 from ingest.store.influx import InfluxTelemetryStore, flux_series
 from ingest.store.writer import StoreWriter
@@ -247,7 +247,7 @@ def test_offsets_advance_only_after_influxdb_accepted_the_points(kafka_bootstrap
         await producer.start()
         for seq in range(1, 6):
             batch = TelemetryBatch(GRID, (dataclasses.replace(reading, seq=seq, ts_ms=T0 + seq),))
-            await producer.send_and_wait(topic, encode_batch(batch), key=GRID.encode())
+            await producer.send_and_wait(topic, encode_record([batch]), key=GRID.encode())
         await producer.stop()
 
         stub.refuse = 10**6

@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer
 from paho.mqtt.enums import CallbackAPIVersion
 
-from domain.telemetry import decode_batch
+from domain.telemetry import decode_record
 from gridhub import kafka, localbrokers
 from gridhub.bench import BenchResult, mosquitto_version
 
@@ -168,7 +168,8 @@ async def _produce_span(bootstrap: str, since_ms: int) -> tuple[int, int, int]:
             idle = 0 if batches else idle + 1
             for records in batches.values():
                 for record in records:
-                    readings = [r for r in decode_batch(record.value).readings if r.received_ms >= since_ms]
+                    readings = [r for batch in decode_record(record.value) for r in batch.readings
+                                if r.received_ms >= since_ms]
                     if readings:
                         count += len(readings)
                         first = min(first, *(r.received_ms for r in readings))

@@ -32,7 +32,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_h
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from domain.telemetry import TelemetryFormatError, decode_batch
+from domain.telemetry import TelemetryFormatError, decode_record
 from gridhub import kafka
 from gridhub.db import connect, init_db
 from gridhub.metrics import (
@@ -234,20 +234,21 @@ class StoreWriter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
         pending.last[tp.partition] = record
         where = f"{tp.topic}[{tp.partition}]@{record.offset}"
         try:
-            batch = decode_batch(record.value)
+            batches = decode_record(record.value)
         except TelemetryFormatError as exc:
             pending.skipped.append(("undecodable_record", f"record {where}: {exc}"))
             return
-        for reading in batch.readings:
-            try:
-                pending.readings.append(reading_row(reading))
-            except TelemetryFormatError as exc:
-                pending.skipped.append(("invalid_reading", f"a reading in {where}: {exc}"))
-        for status in batch.statuses:
-            try:
-                pending.statuses.append(status_row(status))
-            except TelemetryFormatError as exc:
-                pending.skipped.append(("invalid_status", f"a status change in {where}: {exc}"))
+        for batch in batches:
+            for reading in batch.readings:
+                try:
+                    pending.readings.append(reading_row(reading))
+                except TelemetryFormatError as exc:
+                    pending.skipped.append(("invalid_reading", f"a reading in {where}: {exc}"))
+            for status in batch.statuses:
+                try:
+                    pending.statuses.append(status_row(status))
+                except TelemetryFormatError as exc:
+                    pending.skipped.append(("invalid_status", f"a status change in {where}: {exc}"))
 
     async def _flush(self, stop: asyncio.Event) -> None:
         pending, self._pending = self._pending, _Pending()

@@ -1,4 +1,4 @@
-"""The telemetry batch format on gridhub.telemetry: round trip and rejection of anything else."""
+"""The telemetry record format on gridhub.telemetry: round trip and rejection of anything else."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from domain.telemetry import (
     StatusChange,
     TelemetryBatch,
     TelemetryFormatError,
-    decode_batch,
-    encode_batch,
+    decode_record,
+    encode_record,
 )
 
 CELL = "310104003001001"
@@ -28,10 +28,12 @@ def manhole_reading(seq: int = 7) -> Reading:
                    late=False, component_id="3101040103000012", well_depth_cm=180.0)
 
 
-def test_a_batch_round_trips() -> None:
+def test_a_record_of_several_cells_round_trips() -> None:
     batch = TelemetryBatch(CELL, (manhole_reading(), manhole_reading(8)),
                            (StatusChange("rain-0001", DeviceKind.RAIN, CELL, 1_763_800_001_000, False),))
-    assert decode_batch(encode_batch(batch)) == batch
+    other = TelemetryBatch("310104003001002", (), (StatusChange("rain-0002", DeviceKind.RAIN, "310104003001002",
+                                                                1_763_800_001_000, True),))
+    assert decode_record(encode_record([batch, other])) == (batch, other)
     assert len(batch) == 3
 
 
@@ -49,25 +51,27 @@ def test_reading_time_is_utc() -> None:
 )
 def test_any_reading_round_trips(kind: DeviceKind, seq: int, ts_ms: int, value: float, late: bool) -> None:
     reading = Reading("dev-1", kind, CELL, ts_ms, ts_ms + 5, seq, {"x": value}, late=late, zone_area_m2=300.0)
-    assert decode_batch(encode_batch(TelemetryBatch(CELL, (reading,)))).readings == (reading,)
+    assert decode_record(encode_record([TelemetryBatch(CELL, (reading,))]))[0].readings == (reading,)
 
 
 @pytest.mark.parametrize("data", [
     b"not json",
     b"[]",
-    b'{"v": 2, "grid_code": "x", "readings": [], "statuses": []}',
-    b'{"v": 1, "readings": [], "statuses": []}',
-    b'{"v": 1, "grid_code": "x", "readings": [{"device_id": "d"}], "statuses": []}',
-    b'{"v": 1, "grid_code": "x", "readings": [], "statuses": [{"device_id": "d", "kind": "lamp", "ts_ms": 1, '
-    b'"online": true}]}',
+    b'{"v": 1, "grid_code": "x", "readings": [], "statuses": []}',
+    b'{"v": 2, "cells": [{"readings": [], "statuses": []}]}',
+    b'{"v": 2, "cells": [{"grid_code": "x", "readings": [{"device_id": "d"}], "statuses": []}]}',
+    b'{"v": 2, "cells": [{"grid_code": "x", "readings": [], "statuses": [{"device_id": "d", "kind": "lamp", '
+    b'"ts_ms": 1, "online": true}]}]}',
+    b'{"v": 2}',
 ])
 def test_anything_else_is_a_format_error(data: bytes) -> None:
     with pytest.raises(TelemetryFormatError):
-        decode_batch(data)
+        decode_record(data)
 
 
 def test_wire_names_are_stable() -> None:
-    doc = orjson.loads(encode_batch(TelemetryBatch(CELL, (manhole_reading(),))))
-    assert set(doc) == {"v", "grid_code", "readings", "statuses"}
-    assert set(doc["readings"][0]) == {"device_id", "kind", "ts_ms", "received_ms", "seq", "values", "late",
+    doc = orjson.loads(encode_record([TelemetryBatch(CELL, (manhole_reading(),))]))
+    assert set(doc) == {"v", "cells"}
+    assert set(doc["cells"][0]) == {"grid_code", "readings", "statuses"}
+    assert set(doc["cells"][0]["readings"][0]) == {"device_id", "kind", "ts_ms", "received_ms", "seq", "values", "late",
                                        "component_id", "well_depth_cm", "zone_area_m2"}

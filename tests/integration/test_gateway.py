@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from paho.mqtt.enums import CallbackAPIVersion
 
-from domain.telemetry import Reading, StatusChange, decode_batch
+from domain.telemetry import Reading, StatusChange, decode_record
 from gridhub import kafka
 from tests import brokers
 
@@ -91,9 +91,9 @@ def collect(bootstrap: str, until: Callable[[list[Reading], list[StatusChange], 
                         if partition.topic == kafka.DEADLETTER:
                             dead.append(orjson.loads(record.value))
                         else:
-                            batch = decode_batch(record.value)
-                            readings.extend(batch.readings)
-                            statuses.extend(batch.statuses)
+                            for batch in decode_record(record.value):
+                                readings.extend(batch.readings)
+                                statuses.extend(batch.statuses)
         finally:
             await consumer.stop()
         return readings, statuses, dead

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, create_engine, func, select
 
 from domain.registry import DeviceKind
-from domain.telemetry import Reading, TelemetryBatch, encode_batch
+from domain.telemetry import Reading, TelemetryBatch, encode_record
 from gridhub import kafka
 from gridhub.db import connect, init_db
 from gridhub.metrics import MULTIPROC_ENV
@@ -43,7 +43,7 @@ def record(i: int, readings_per_record: int = 1) -> tuple[bytes, bytes, set[Iden
                 {"rain_mm": 0.2, "battery_v": 3.7})
         for n in range(readings_per_record)
     ))
-    return cell.encode(), encode_batch(batch), {(r.device_id, r.ts_ms, r.seq) for r in batch.readings}
+    return cell.encode(), encode_record([batch]), {(r.device_id, r.ts_ms, r.seq) for r in batch.readings}
 
 
 class Producer:

@@ -24,7 +24,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import Engine, update
 
-from domain.telemetry import decode_batch
+from domain.telemetry import decode_record
 from gridhub import kafka
 from gridhub.city import load_city
 from gridhub.db import connect, init_db
@@ -201,7 +201,7 @@ async def _reproduce_all_telemetry(bootstrap: str) -> int:
         for record in records:
             await producer.send(kafka.TELEMETRY, record.value, key=record.key)
         await producer.flush()
-        return sum(len(decode_batch(record.value)) for record in records)
+        return sum(len(batch) for record in records for batch in decode_record(record.value))
     finally:
         await consumer.stop()
         await producer.stop()

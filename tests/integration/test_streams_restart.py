@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select
 
 from domain.registry import DeviceKind
-from domain.telemetry import Reading, TelemetryBatch, encode_batch
+from domain.telemetry import Reading, TelemetryBatch, encode_record
 from gridhub import kafka
 from gridhub.city import load_city
 from gridhub.db import connect, init_db
@@ -83,7 +83,7 @@ async def _produce(bootstrap: str, batches: list[TelemetryBatch]) -> dict[int, i
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
     await producer.start()
     try:
-        futures = [await producer.send(kafka.TELEMETRY, encode_batch(b), key=b.grid_code.encode()) for b in batches]
+        futures = [await producer.send(kafka.TELEMETRY, encode_record([b]), key=b.grid_code.encode()) for b in batches]
         ends: dict[int, int] = {}
         for future in futures:
             meta = await future

@@ -1,0 +1,216 @@
+"""`gridhub bench e2e`: from an MQTT publish to the case readable through the API, under background load.
+
+Mosquitto, the embedded Kafka, one gateway, one stream worker and the API run as in production, each in
+its own process, on a fresh database. C publishers (`mosquitto_pub -l`) send a paced background load of
+ordinary readings. Every `interval` seconds a probe publishes a manhole report with the cover open (a
+different cover each time), and the case it must open — its id is known in advance, cases ids being
+deterministic — is polled on `GET /api/v1/cases/{id}` until it answers. The baseline is the round trip
+of the same probe message from the publisher back to a plain MQTT subscriber on the same broker: the
+floor that any pipeline behind the broker adds to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from api.auth import issue_tokens
+from domain.registry import Device, DeviceKind
+from gridhub import kafka, localbrokers
+from gridhub.bench import BenchResult
+from gridhub.city import load_city
+from gridhub.settings import Settings
+from streams.engine import case_id, correlation_key
+
+TARGET_P99_S = 1.0
+MOSQUITTO_CONFIG = "allow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\n"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class BackgroundLoad:
+    """`rate` ordinary readings per second from the city's rain gauges and crowd counters, paced in 10 ms ticks."""
+
+    def __init__(self, port: int, rate: int, devices: list[Device]) -> None:
+        self.rate, self.devices = rate, devices
+        self.processes = [
+            subprocess.Popen(["mosquitto_pub", "-p", str(port), "-q", "1", "-l",
+                              "-t", f"gridhub/v1/{d.kind.value}/{d.id}/telemetry"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for d in devices
+        ]
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> BackgroundLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for process in self.processes:
+            assert process.stdin is not None
+            process.stdin.close()
+            process.wait(10)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        seq = 0
+        while not self._stop.is_set():
+            due = int((time.monotonic() - started) * self.rate)
+            while self.sent < due:
+                index = self.sent % len(self.devices)
+                device, process = self.devices[index], self.processes[index]
+                seq += 1
+                values = {"rain_mm": 0.0} if device.kind is DeviceKind.RAIN else {"count": 10}
+                assert process.stdin is not None
+                process.stdin.write(orjson.dumps({"ts": round(time.time(), 3), "seq": seq, **values}) + b"\n")
+                process.stdin.flush()
+                self.sent += 1
+            time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def _service(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "gridhub", *argv], env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+        try:
+            yield process
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
+def _wait(condition: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if condition():  # type: ignore[operator]
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"gave up waiting for {what}")
+
+
+def _mqtt_round_trip(port: int, probes: int) -> list[float]:
+    """Publish → delivery to a plain subscriber on the same broker, `probes` times."""
+    arrived: dict[int, float] = {}
+    got = threading.Event()
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        arrived[int(message.payload)] = time.perf_counter()
+        got.set()
+
+    subscriber = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gridhub-bench-e2e-floor")
+    subscriber.on_message = on_message
+    subscriber.connect("127.0.0.1", port)
+    subscriber.subscribe("gridhub-bench/floor", qos=1)
+    subscriber.loop_start()
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gridhub-bench-e2e-floor-pub")
+    publisher.connect("127.0.0.1", port)
+    publisher.loop_start()
+    time.sleep(0.5)
+    latencies = []
+    try:
+        for n in range(probes):
+            got.clear()
+            sent = time.perf_counter()
+            publisher.publish("gridhub-bench/floor", str(n), qos=1)
+            if got.wait(5) and n in arrived:
+                latencies.append(arrived[n] - sent)
+            time.sleep(0.05)
+    finally:
+        for client in (publisher, subscriber):
+            client.loop_stop()
+            client.disconnect()
+    return latencies
+
+
+def run(probes: int, interval_s: float, background_rate: int) -> BenchResult:
+    """Start the pipeline, run the background load and the probes, and report the latencies."""
+    city = load_city(Settings())
+    devices = sorted(city.registry.devices.values(), key=lambda d: d.id)
+    covers = [d for d in devices if d.kind is DeviceKind.MANHOLE][:probes]
+    if len(covers) < probes:
+        raise ValueError(f"the demo city has {len(covers)} manhole covers; ask for at most that many probes")
+    background = [d for d in devices if d.kind in (DeviceKind.RAIN, DeviceKind.CROWD)][:10]
+    with tempfile.TemporaryDirectory(prefix="gridhub-bench-e2e-") as tmp, localbrokers.tansu() as bootstrap, \
+            localbrokers.mosquitto(Path(tmp), MOSQUITTO_CONFIG) as mqtt_port:
+        directory = Path(tmp)
+        state = directory / "state"
+        asyncio.run(kafka.ensure_topics(bootstrap, Settings().kafka.partitions))
+        token = issue_tokens(state / "tokens.json")["viewer"]
+        api_port = localbrokers.free_port()
+        env = dict(os.environ, GRIDHUB_STATE_DIR=str(state), GRIDHUB_KAFKA__BOOTSTRAP=bootstrap,
+                   GRIDHUB_MQTT__HOST="127.0.0.1", GRIDHUB_MQTT__PORT=str(mqtt_port), GRIDHUB_LOG_LEVEL="warning",
+                   GRIDHUB_API__PORT=str(api_port))
+        floor = _mqtt_round_trip(mqtt_port, 50)
+        with _service(["gateway"], env, directory / "gateway.log"), \
+                _service(["worker"], {**env, "GRIDHUB_READY_FILE": str(directory / "worker.ready")},
+                         directory / "worker.log"), \
+                _service(["api"], env, directory / "api.log"), \
+                httpx.Client(base_url=f"http://127.0.0.1:{api_port}",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=5) as api:
+            _wait(lambda: (directory / "worker.ready").exists(), 90, "the worker's partitions")
+            _wait(lambda: api.get("/healthz").status_code == 200, 60, "the API")
+            publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gridhub-bench-e2e-probe")
+            publisher.connect("127.0.0.1", mqtt_port)
+            publisher.loop_start()
+            latencies: list[float] = []
+            try:
+                with BackgroundLoad(mqtt_port, background_rate, background) as load:
+                    time.sleep(3)  # let the load settle
+                    for cover in covers:
+                        latencies.append(_probe(publisher, api, cover))
+                        time.sleep(interval_s)
+                    sent = load.sent
+            finally:
+                publisher.loop_stop()
+                publisher.disconnect()
+    p50, p99 = statistics.median(latencies), _percentile(latencies, 0.99)
+    return BenchResult(
+        name="e2e", value=p99 * 1000, unit="ms p99", baseline=_percentile(floor, 0.99) * 1000,
+        target=f"p99 <= {TARGET_P99_S * 1000:.0f} ms at {background_rate:,} msg/s background load",
+        met=p99 <= TARGET_P99_S,
+        details={"p50_ms": round(p50 * 1000, 1), "p99_ms": round(p99 * 1000, 1),
+                 "max_ms": round(max(latencies) * 1000, 1), "probes": len(latencies),
+                 "background_msgs_per_s": background_rate, "background_sent": sent,
+                 "mqtt_floor_p50_ms": round(statistics.median(floor) * 1000, 2),
+                 "measured_to": "GET /api/v1/cases/{id} answers 200"},
+    )
+
+
+def _probe(publisher: mqtt.Client, api: httpx.Client, cover: Device) -> float:
+    """Open `cover`, return the seconds until its case answers on the API."""
+    assert cover.component_id is not None
+    ts = round(time.time(), 3)
+    expected = case_id(cover.grid_code, correlation_key(cover.component_id.taxonomy_code, str(cover.component_id)),
+                       int(ts * 1000))
+    payload = orjson.dumps({"ts": ts, "seq": 1, "tilt_deg": 2.0, "cover_open": True, "water_level_cm": 10.0})
+    sent = time.perf_counter()
+    publisher.publish(f"gridhub/v1/manhole/{cover.id}/telemetry", payload, qos=1)
+    deadline = sent + 30
+    while time.perf_counter() < deadline:
+        if api.get(f"/api/v1/cases/{expected}").status_code == 200:
+            return time.perf_counter() - sent
+        time.sleep(0.005)
+    raise RuntimeError(f"case {expected} never appeared")
