@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import faust
 import orjson
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, EventT, StreamT
 from sqlalchemy import Engine as Database
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -52,6 +53,31 @@ log = logging.getLogger("gridhub.streams")
 
 REGISTRY_REFRESH_S = 30.0
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+FETCH_MAX_WAIT_MS = 100
+
+
+class _ShortFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread with a short fetch wait.
+
+    Faust fixes aiokafka's `fetch_max_wait_ms` at 1,500 ms. The embedded Kafka (Tansu) answers a fetch that
+    found nothing only when that wait ends, even if records arrive meanwhile: measured here, a record waited
+    485 ms (median) to be fetched with 1,500 ms and 14 ms with 100 ms. Two such hops (decide, sink) made a
+    case appear a second after its reading. A broker that answers early (Apache Kafka) is unaffected.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start()
+        return consumer
+
+
+class _ShortFetchConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ShortFetchThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _ShortFetchTransport(faust_aiokafka.Transport):
+    Consumer = _ShortFetchConsumer
 
 
 class StreamWorker:
@@ -92,6 +118,7 @@ class StreamWorker:
             stream_wait_empty=False,
             producer_acks=-1,
         )
+        self.app.transport = _ShortFetchTransport(self.app.conf.broker_consumer, self.app)
         self.inputs = self.app.topic(kafka.TELEMETRY, kafka.DETECTIONS, kafka.CASE_COMMANDS,
                                      key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         self.case_events = self.app.topic(kafka.CASE_EVENTS, key_type=bytes, value_type=bytes,
