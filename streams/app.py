@@ -91,12 +91,12 @@ class StreamWorker:
         self.engine = Engine(
             limits=limits_from(conf), routing=city.routing, calendar=city.calendar,
             devices=load_registry(db, city).devices, load_cell=lambda code: load_cell(db, code),
-            clock_domain=self._partition_of,
         )
         self.sink = CaseSink(db)
         self.stopping = asyncio.Event()
         self._held: list[tuple[faust.Stream[Any], EventT[Any]]] = []
         self._cells_by_tp: dict[TP, set[str]] = defaultdict(set)
+        self._assigned: set[TP] = set()
         self._checkpoint_lock = asyncio.Lock()
         self._last_checkpoint = time.monotonic()
         self._last_escalation_check = 0.0
@@ -136,10 +136,12 @@ class StreamWorker:
         stream = cast(faust.Stream[Any], faust_stream)  # noack_take is on the class, not the interface
         conf = self.settings.streams
         async for events in stream.noack_take(conf.batch_max, within=conf.linger_ms / 1000):
+            # Records fetched before a rebalance took their partition away belong to its new owner now.
+            owned = [event for event in events if event.message.tp in self._assigned]
             changes: list[Change] = []
-            for event in events:
+            for event in owned:
                 changes.extend(self.apply(event.message.topic, event.message.tp, event.message.value))
-            self._held.extend((stream, event) for event in events)
+            self._held.extend((stream, event) for event in owned)
             await self._publish(changes)
             if time.monotonic() - self._last_checkpoint >= conf.checkpoint_interval_s:
                 await self.checkpoint()
@@ -155,20 +157,21 @@ class StreamWorker:
     def apply(self, topic: str, tp: TP | None, value: bytes | None) -> list[Change]:
         """Decode one record and feed it to the engine; an undecodable record is logged, counted and skipped."""
         STREAMS_RECORDS.labels(topic=topic).inc()
+        domain = tp.partition if tp is not None else 0
         changes: list[Change] = []
         try:
             if topic == kafka.TELEMETRY:
                 batches = decode_record(value or b"")
                 for batch in batches:
-                    changes.extend(self.engine.apply_telemetry(batch))
+                    changes.extend(self.engine.apply_telemetry(batch, domain))
                 STREAMS_READINGS.inc(sum(len(batch) for batch in batches))
                 cells = [batch.grid_code for batch in batches]
             elif topic == kafka.DETECTIONS:
                 detection = decode_detection(value or b"")
-                changes, cells = self.engine.apply_detection(detection), [detection.grid_code]
+                changes, cells = self.engine.apply_detection(detection, domain), [detection.grid_code]
             else:
                 command = decode_command(value or b"")
-                changes, cells = self.engine.apply_command(command), [command.grid_code]
+                changes, cells = self.engine.apply_command(command, domain), [command.grid_code]
         except (TelemetryFormatError, DetectionFormatError, CaseRecordFormatError) as exc:
             STREAMS_SKIPPED.labels(topic=topic).inc()
             log.warning("skipped a record on %s that does not decode: %s", topic, exc)
@@ -176,10 +179,6 @@ class StreamWorker:
         if tp is not None:
             self._cells_by_tp[tp].update(cells)
         return changes
-
-    def _partition_of(self, grid_code: str) -> int:
-        partitions = self.app.consumer.topic_partitions(kafka.TELEMETRY) or self.settings.kafka.partitions
-        return kafka.partition_of(grid_code, partitions)
 
     # --- timer, checkpoint, rebalance --------------------------------------------------------------
 
@@ -235,27 +234,32 @@ class StreamWorker:
 
     async def _on_assigned(self, _app: Any, *args: Any, **_: Any) -> None:
         assigned: set[TP] = args[0]
+        self._assigned = set(assigned)
         loaded = await self._load_cells({tp for tp in assigned if tp.topic == kafka.TELEMETRY})
         log.info("assigned %d partitions; loaded the saved state of %d grid cells", len(assigned), loaded)
         mark_ready()
 
     async def _load_cells(self, telemetry: set[TP]) -> int:
         """Load the saved cells of these partitions now: a silent cell must be watched before it speaks again."""
+        if not telemetry:
+            return 0
         partitions = self.app.consumer.topic_partitions(kafka.TELEMETRY)
-        if not partitions or not telemetry:
+        if not partitions:
+            log.warning("partition count of %s unknown: cells load when their records arrive", kafka.TELEMETRY)
             return 0
         by_partition = {tp.partition: tp for tp in telemetry}
         loaded = 0
         for code in await asyncio.to_thread(saved_cells, self.db):
             tp = by_partition.get(kafka.partition_of(code, partitions))
             if tp is not None and code not in self.engine.cells:
-                await asyncio.to_thread(self.engine.cell, code)
+                await asyncio.to_thread(self.engine.cell, code, tp.partition)
                 self._cells_by_tp[tp].add(code)
                 loaded += 1
         return loaded
 
     async def _on_revoked(self, _app: Any, *args: Any, **_: Any) -> None:
         revoked: set[TP] = args[0]
+        self._assigned -= revoked
         await self.checkpoint()
         for tp in revoked:
             self.engine.forget(self._cells_by_tp.pop(tp, set()))

@@ -12,8 +12,8 @@ therefore yields the same cases and the same events again, which consumers drop 
 Two things run on a clock instead: silence (a device offline) runs on the ingest clock — the latest
 receive time the worker has seen — so that a stalled pipeline does not look like a city of dead sensors;
 escalation of overdue cases (督办) runs on wall-clock time, passed in by the worker's timer. The ingest
-clock is kept per clock domain — the worker's Kafka partitions — because partitions are consumed at their
-own pace: a partition read ahead must not make the devices of one read behind look silent.
+clock is kept per clock domain — the Kafka partition a cell's records come from — because partitions are
+consumed at their own pace: a partition read ahead must not make the devices of one read behind look silent.
 """
 
 from __future__ import annotations
@@ -126,7 +126,6 @@ class Engine:
     def __init__(
         self, *, limits: Limits, routing: RoutingTable, calendar: SlaCalendar, devices: Mapping[str, Device],
         load_cell: Callable[[str], dict[str, Any] | None] = lambda _code: None,
-        clock_domain: Callable[[str], int] = lambda _code: 0,
     ) -> None:
         self.limits = limits
         self.routing = routing
@@ -135,14 +134,13 @@ class Engine:
         self._load_cell = load_cell
         self.cells: dict[str, CellState] = {}
         self.dirty: set[str] = set()
-        self._clock_domain = clock_domain
         self.clocks: dict[int, int] = {}  # the ingest clock of each clock domain
 
     # --- inputs ------------------------------------------------------------------------------------
 
-    def apply_telemetry(self, batch: TelemetryBatch) -> list[Change]:
-        """Feed one grid cell's batch of readings and status changes."""
-        cell = self.cell(batch.grid_code)
+    def apply_telemetry(self, batch: TelemetryBatch, domain: int = 0) -> list[Change]:
+        """Feed one grid cell's batch of readings and status changes, read from clock domain `domain`."""
+        cell = self.cell(batch.grid_code, domain)
         out: list[Change] = []
         for status in sorted(batch.statuses, key=lambda s: s.ts_ms):
             self._status(cell, status, out)
@@ -151,9 +149,9 @@ class Engine:
         self.dirty.add(cell.grid_code)
         return out
 
-    def apply_detection(self, detection: Detection) -> list[Change]:
+    def apply_detection(self, detection: Detection, domain: int = 0) -> list[Change]:
         """Feed one phase of a camera detection."""
-        cell = self.cell(detection.grid_code)
+        cell = self.cell(detection.grid_code, domain)
         out: list[Change] = []
         category = detection.category
         key = correlation_key(category)
@@ -176,9 +174,9 @@ class Engine:
         self.dirty.add(cell.grid_code)
         return out
 
-    def apply_command(self, command: CaseCommand) -> list[Change]:
+    def apply_command(self, command: CaseCommand, domain: int = 0) -> list[Change]:
         """Apply an operator's decision on a reported case; a stale or unknown case id changes nothing."""
-        cell = self.cell(command.grid_code)
+        cell = self.cell(command.grid_code, domain)
         key = next((k for k, c in cell.cases.items() if c.id == command.case_id), None)
         if key is None or cell.cases[key].state is not CaseState.REPORTED:
             return []
@@ -229,15 +227,16 @@ class Engine:
 
     # --- state -------------------------------------------------------------------------------------
 
-    def cell(self, grid_code: str) -> CellState:
+    def cell(self, grid_code: str, domain: int = 0) -> CellState:
         """The cell's state, loaded on first sight (a restart or a rebalance brings the snapshot back)."""
         cell = self.cells.get(grid_code)
         if cell is None:
             doc = self._load_cell(grid_code)
             cell = cell_from_doc(doc) if doc else CellState(grid_code)
             self.cells[grid_code] = cell
-            cell.domain = self._clock_domain(grid_code)
-            self.clocks[cell.domain] = max(self.clocks.get(cell.domain, 0), cell.clock_ms)
+        if cell.domain != domain or domain not in self.clocks:
+            cell.domain = domain
+            self.clocks[domain] = max(self.clocks.get(domain, 0), cell.clock_ms)
         return cell
 
     def take_dirty(self) -> dict[str, dict[str, Any]]:

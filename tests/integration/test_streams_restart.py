@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -140,22 +142,27 @@ class Run:
                       for c in list_cases(self.db, limit=500).items)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def batches() -> list[TelemetryBatch]:
     return scripted_city_hour(int(time.time() * 1000))
 
 
-def test_a_worker_killed_mid_stream_ends_with_the_same_cases_as_one_that_ran_through(
-    tmp_path_factory: pytest.TempPathFactory, batches: list[TelemetryBatch],
-) -> None:
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory: pytest.TempPathFactory, batches: list[TelemetryBatch]) -> list[Case]:
+    """The cases one worker opens when it runs through the scripted hour without a fault."""
     with brokers.tansu() as bootstrap:
         clean = Run(tmp_path_factory.mktemp("clean"), bootstrap, batches)
         worker = clean.start()
-        expected = clean.finish()
+        cases = clean.finish()
         worker.terminate()
         assert worker.wait(30) == 0
-    assert {case[1] for case in expected} >= {"0406", "0404", "0101", "0102", "0103", "9901", "9902", "9903"}
+    assert {case[1] for case in cases} >= {"0406", "0404", "0101", "0102", "0103", "9901", "9902", "9903"}
+    return cases
 
+
+def test_a_worker_killed_mid_stream_ends_with_the_same_cases_as_one_that_ran_through(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[TelemetryBatch], expected: list[Case],
+) -> None:
     with brokers.tansu() as bootstrap:
         faulty = Run(tmp_path_factory.mktemp("faulty"), bootstrap, batches)
         total = sum(case[7] for case in expected)
@@ -171,3 +178,20 @@ def test_a_worker_killed_mid_stream_ends_with_the_same_cases_as_one_that_ran_thr
             worker.terminate()
             worker.wait(30)
 
+
+def test_two_workers_split_the_partitions_and_end_with_the_same_cases_as_one(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[TelemetryBatch], expected: list[Case],
+) -> None:
+    with brokers.tansu() as bootstrap:
+        pair = Run(tmp_path_factory.mktemp("pair"), bootstrap, batches)
+        logs = [pair.state / f"worker-{n}.log" for n in (1, 2)]
+        workers = [subprocess.Popen([sys.executable, "-m", "gridhub", "worker"], env=pair.env,
+                                    stdout=log.open("wb"), stderr=subprocess.STDOUT) for log in logs]
+        try:
+            assert pair.finish() == expected
+            assignments = [re.findall(r"assigned (\d+) partitions", log.read_text()) for log in logs]
+            assert all(found and int(found[-1]) > 0 for found in assignments), assignments  # both took a share
+        finally:
+            for worker in workers:
+                worker.terminate()
+                worker.wait(30)
