@@ -271,7 +271,7 @@ def serve(settings: Settings, city: City, db: Database) -> int:
     faust_worker = faust.Worker(worker.app, loglevel=settings.log_level.upper(), quiet=True)
     if settings.log_level != "debug":
         # Faust and mode narrate every service start and stop at INFO; their warnings are what an operator needs.
-        for name in ("faust", "mode", "aiokafka"):
+        for name in ("faust", "mode", "aiokafka", __name__):  # __name__: the Faust subclasses here
             logging.getLogger(name).setLevel(logging.WARNING)
 
     @worker.app.on_before_shutdown.connect  # type: ignore[arg-type]  # as in StreamWorker.__init__

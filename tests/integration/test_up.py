@@ -274,3 +274,26 @@ def test_a_reading_from_mosquitto_pub_is_queryable_within_two_seconds(hub: Hub) 
     else:
         raise AssertionError(f"not visible within 2 s: {body}")
     assert next(w for w in body["windows"] if w["tilt_deg_max"] == 179.5)["cover_open"] is True
+
+
+def test_an_open_cover_becomes_a_case_on_the_api_within_five_seconds(hub: Hub) -> None:
+    secret = demo_secret("manhole-0009")
+    payload = orjson.dumps({"ts": int(time.time()), "seq": 1, "tilt_deg": 2.0, "cover_open": True,
+                            "water_level_cm": 12})
+    subprocess.run(["mosquitto_pub", "-h", hub.ready["mqtt_host"], "-p", str(hub.ready["mqtt_port"]), "-q", "1",
+                    "-u", "manhole-0009", "-P", secret, "-t", "gridhub/v1/manhole/manhole-0009/telemetry",
+                    "-m", payload.decode()], check=True, timeout=10)
+    published = time.monotonic()
+    headers = {"Authorization": f"Bearer {hub.ready['tokens']['viewer']}"}
+    while time.monotonic() - published < 5.0:
+        response = httpx.get(f"{hub.ready['api_url']}/api/v1/cases",
+                             params={"grid": "310104003001009", "category": "0103"}, headers=headers, timeout=2)
+        assert response.status_code == 200, response.text
+        # The component's case: this report opened it, or attached to it if the demo fleet opened it first.
+        cases = [c for c in response.json()["items"] if "-3101040103000009-" in c["id"]]
+        if cases:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("no case for the open cover within 5 s")
+    assert (cases[0]["department"], cases[0]["urgent"], cases[0]["state"]) == ("水务", True, "dispatched")
