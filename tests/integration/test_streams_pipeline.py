@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,6 +24,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import Engine, update
 
+from domain.case_records import CaseCommand, Command, encode_command
+from domain.detections import Detection, DetectionKind, Phase, encode_detection
+from domain.registry import ZoneKind
 from domain.telemetry import decode_record
 from gridhub import kafka
 from gridhub.city import load_city
@@ -204,4 +207,29 @@ async def _reproduce_all_telemetry(bootstrap: str) -> int:
         return sum(len(batch) for record in records for batch in decode_record(record.value))
     finally:
         await consumer.stop()
+        await producer.stop()
+
+
+def test_a_camera_detection_waits_for_an_operator_and_the_confirmation_files_it(pipeline: Pipeline) -> None:
+    cell, now_ms = "310104004001007", int(time.time() * 1000)
+    detection = Detection("cam-hunan-02/7", Phase.START, "cam-hunan-02", "crossing", ZoneKind.NO_VENDING,
+                          DetectionKind.STALL, cell, now_ms - 60_000, now_ms, 0.6, (40, 260, 80, 60), "snap/1.jpg")
+    asyncio.run(_produce(pipeline.bootstrap, kafka.DETECTIONS, cell, encode_detection(detection)))
+    reported = eventually(lambda: pipeline.cases(cell), what="the reported stall case")[0]
+    assert (reported.category, reported.state, reported.source) == ("0501", "reported", "camera")
+
+    confirm = CaseCommand(reported.id, cell, Command.CONFIRM, "operator-7", datetime.now(UTC), "stall seen")
+    asyncio.run(_produce(pipeline.bootstrap, kafka.CASE_COMMANDS, cell, encode_command(confirm)))
+    filed = eventually(lambda: [c for c in pipeline.cases(cell) if c.state == "dispatched"], what="the dispatch")[0]
+    assert (filed.id, filed.department, filed.tier) == (reported.id, "城管执法", "community")
+    _, timeline = get_case(pipeline.db, filed.id) or ({}, [])
+    assert [e["actor"] for e in timeline if e["action"] == "file"] == ["operator-7"]
+
+
+async def _produce(bootstrap: str, topic: str, grid_code: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=grid_code.encode())
+    finally:
         await producer.stop()
