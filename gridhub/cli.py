@@ -17,7 +17,6 @@ from gridhub.settings import ConfigError, Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_CONFIG = 2
-EXIT_NOT_BUILT = 3
 
 
 def config_option(func: F) -> F:
@@ -51,10 +50,6 @@ def _serve_metrics(port: int | None) -> None:
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"gridhub: {message}", err=True)
     sys.exit(code)
-
-
-def _not_built(what: str, issue: int) -> NoReturn:
-    _fail(f"{what} is not built yet (issue #{issue})", EXIT_NOT_BUILT)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-import click
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
 
-from gridhub.cli import _not_built
+import click
+import yaml
+
+from domain.registry import Camera, RegistryError, camera_from_mapping
+from gridhub.city import CityError, load_city
+from gridhub.cli import EXIT_CONFIG, _fail, _settings, config_option
+
+EXIT_SOURCE = 4  # the video source cannot be opened or decoded
 
 
 @click.group()
@@ -13,24 +23,124 @@ def detect() -> None:
 
 
 @detect.command("run")
-def detect_run() -> None:
-    """Run the detectors on the configured cameras."""
-    _not_built("gridhub detect run", 5)
+@config_option
+@click.option("--camera", "camera_files", multiple=True, type=click.Path(path_type=Path),
+              help="Camera YAML (one camera or a list); repeatable. Default: the city's cameras.")
+def detect_run(config_file: Path | None, camera_files: tuple[Path, ...]) -> None:
+    """Run the detectors on the configured cameras and produce detections to Kafka."""
+    from detectors.evidence import DirectoryEvidence
+    from detectors.runner import run
+    from gridhub.runtime import mark_ready, stop_event
+
+    settings = _settings(config_file)
+    if camera_files:
+        cameras = [camera for path in camera_files for camera in _read_cameras(path)]
+    else:
+        try:
+            cameras = list(load_city(settings).registry.cameras.values())
+        except CityError as exc:
+            _fail(f"city error: {exc}", EXIT_CONFIG)
+    if not cameras:
+        _fail("no cameras configured", EXIT_CONFIG)
+    bootstrap = settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.port}"
+    evidence = DirectoryEvidence(settings.detect.evidence_dir or settings.state_dir / "evidence")
+
+    async def main() -> None:
+        await run(cameras, bootstrap, evidence, stop_event(), ready=mark_ready)
+
+    asyncio.run(main())
+    logging.getLogger("gridhub.detect").info("detectors stopped")
 
 
 @detect.command("offline")
-def detect_offline() -> None:
+@click.option("--camera", "camera_file", required=True, type=click.Path(path_type=Path),
+              help="Camera YAML (DESIGN.md §4): id, source, grid_code, fps, zones.")
+@click.option("--camera-id", help="Which camera, when the YAML lists several.")
+@click.option("--source", "clip", help="Video file to analyse (default: the camera's source).")
+@click.option("--events", "events_file", required=True, type=click.Path(path_type=Path),
+              help="Where to write one JSON line per detection.")
+def detect_offline(camera_file: Path, camera_id: str | None, clip: str | None, events_file: Path) -> None:
     """Run the detectors over a clip and write one JSON line per detection."""
-    _not_built("gridhub detect offline", 5)
+    from detectors.offline import detect_clip, write_jsonl
+    from detectors.sources import SourceError
+
+    cameras = _read_cameras(camera_file)
+    chosen = [c for c in cameras if camera_id in (None, c.id)]
+    if len(chosen) != 1:
+        _fail(f"{camera_file}: " + (f"no camera {camera_id}" if camera_id else
+                                   "lists several cameras; choose one with --camera-id"), EXIT_CONFIG)
+    camera = chosen[0]
+    source = clip or camera.source
+    if not source or source.startswith("sim://"):
+        _fail(f"camera {camera.id}: offline analysis needs a video file (--source)", EXIT_CONFIG)
+    try:
+        detections = detect_clip(camera, source)
+    except SourceError as exc:
+        _fail(f"cannot analyse the clip: {exc}", EXIT_SOURCE)
+    write_jsonl(detections, events_file)
+    click.echo(f"{len(detections)} detection(s) written to {events_file}", err=True)
 
 
 @detect.command("eval")
-def detect_eval() -> None:
+@click.option("--truth", "truth", multiple=True, required=True, type=click.Path(exists=True, path_type=Path),
+              help="Truth JSON (a list of events or {events: [...]}) or a directory of them; repeatable.")
+@click.option("--events", "events", multiple=True, required=True, type=click.Path(exists=True, path_type=Path),
+              help="Detections JSONL from `detect offline`, or a directory of them; repeatable, paired in order.")
+@click.option("--json", "as_json", is_flag=True, help="Also print one JSON object as the last line.")
+def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool) -> None:
     """Score detections against ground truth: precision, recall, alert delay."""
-    _not_built("gridhub detect eval", 5)
+    import orjson
+    from rich.console import Console
+    from rich.table import Table
+
+    from detectors.evaluate import EvalInputError, evaluate, pair_files, read_events
+
+    try:
+        pairs = pair_files(truth, events)
+        scores = evaluate((read_events(t, clip), read_events(e, clip)) for clip, (t, e) in enumerate(pairs))
+    except EvalInputError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    table = Table(title=f"gridhub detect eval ({len(pairs)} clip(s))")
+    for column in ("kind", "truth", "detections", "matched", "precision", "recall", "mean alert delay (s)"):
+        table.add_column(column, justify="left" if column == "kind" else "right")
+    for score in scores.values():
+        table.add_row(score.kind, str(score.truth), str(score.detections), str(score.matched),
+                      _figure(score.precision), _figure(score.recall), _figure(score.mean_delay_s, 1))
+    Console().print(table)
+    if as_json:
+        document = {"clips": len(pairs), "kinds": {kind: score.as_dict() for kind, score in scores.items()}}
+        click.echo(orjson.dumps(document).decode())
 
 
 @click.command("detect")
-def bench_detect() -> None:
-    """Detector pipeline frames per second against bare decode + MOG2."""
-    _not_built("gridhub bench detect", 5)
+@click.option("--seconds", default=30.0, show_default=True, help="Length of the generated 640×360 clip (25 fps).")
+@click.option("--json", "as_json", is_flag=True, help="Also print one JSON object as the last line.")
+def bench_detect(seconds: float, as_json: bool) -> None:
+    """Detector pipeline frames per second per core against bare decode + MOG2."""
+    from gridhub.bench import environment
+    from gridhub.bench.detect import run
+    from gridhub.cli import _print_bench  # defined after this module is imported by gridhub.cli
+
+    logging.basicConfig(level=logging.WARNING)
+    result = run(seconds)
+    _print_bench(result, environment(), as_json)
+
+
+def _read_cameras(path: Path) -> list[Camera]:
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        _fail(f"{path}: cannot read: {exc.strerror}", EXIT_CONFIG)
+    except yaml.YAMLError as exc:
+        _fail(f"{path}: invalid YAML: {exc}", EXIT_CONFIG)
+    entries = data if isinstance(data, list) else [data]
+    if not entries or not all(isinstance(entry, dict) for entry in entries):
+        _fail(f"{path}: expected a camera mapping or a list of them", EXIT_CONFIG)
+    try:
+        return [camera_from_mapping(entry) for entry in entries]
+    except RegistryError as exc:
+        _fail(f"{path}: {exc}", EXIT_CONFIG)
+
+
+def _figure(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"

@@ -2,9 +2,9 @@
 
 Order: Kafka (embedded Tansu unless `kafka.bootstrap` is set) → database (tables, devices, broker
 password and ACL files) → MQTT (embedded amqtt unless `mqtt.host` is set) → gateway, telemetry store
-writer, stream worker and API together → (with `--demo`) the sensor fleet. Children get the resolved
-endpoints as `GRIDHUB_*` environment variables, so each of them loads the same settings the supervisor
-did. Once everything answers, `ready.json` is written to the state directory.
+writer, stream worker, camera detectors and API together → (with `--demo`) the sensor fleet. Children
+get the resolved endpoints as `GRIDHUB_*` environment variables, so each of them loads the same settings
+the supervisor did. Once everything answers, `ready.json` is written to the state directory.
 """
 
 from __future__ import annotations
@@ -155,9 +155,17 @@ async def _start_all(
     api_host = LOOPBACK if settings.api.host == "0.0.0.0" else settings.api.host
     api_url = f"http://{api_host}:{api_port}"
 
-    # The gateway, store writer, stream worker and API depend only on the brokers and the database: start together.
+    cameras = [Service(
+        name="detect",
+        argv=[sys.executable, "-m", "gridhub", "detect", "run"],
+        env=child_env,
+        probe=lambda: file_probe(ready_dir / "detect.ready"),
+        ready_file=ready_dir / "detect.ready",
+    )] if city.registry.cameras else []
+    # The gateway, store writer, stream worker, detectors and API depend only on the brokers and the database.
     await _start_together(
         supervisor,
+        *cameras,
         Service(
             name="gateway",
             argv=[sys.executable, "-m", "gridhub", "gateway"],
@@ -334,8 +342,8 @@ def _ready_banner(endpoints: Endpoints, city: City, state_dir: Path, demo: bool,
         f"  Logs      {state_dir / 'logs'}/",
     ]
     if demo:
-        lines.append(f"  Demo      the sensor fleet publishes at {DEMO_SPEED}× speed (log: {state_dir / 'logs'}/"
-                     "simulator.log); camera simulator: issue 5")
+        lines.append(f"  Demo      the sensor fleet publishes at {DEMO_SPEED}× speed; {len(city.registry.cameras)} "
+                     f"cameras watch simulated scenes (logs: simulator.log, detect.log)")
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
 

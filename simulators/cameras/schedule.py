@@ -32,6 +32,8 @@ from simulators.cameras.zones import DUST_DWELL_S, VENDING_KINDS, clear_of, sign
 EPOCH_S = 900.0
 ZONE_MARGIN = 12.0 / 360  # stalls and plumes keep this share of the frame height from zone edges, inside or out
 DWELL_MARGIN_S = 15.0  # stays are this much longer or shorter than the dwell time, never borderline
+PLUME_PEAK_ALPHA = (0.55, 0.9)  # a plume worth a 0302 case is dense at its core; fainter ones no one could see
+PLUME_LIFT = 50  # a plume's colour is at least this much brighter (HSV value) than the bare ground under it
 MAX_TRAVEL_M = 25.0  # a stall wheeled in from further than this appears at this distance
 
 
@@ -248,7 +250,9 @@ class Planner:
         life = rise + hold + fade
         radius = float(rng.uniform(4, 10))
         growth = min(float(rng.uniform(0.02, 0.1)), (18 - radius) / life)
-        colour = hsv_colour(rng, (10, 22), (25, 80), (165, 225))
+        # Sunlit dust scatters light: a plume is a veil clearly lighter than the ground it rises from.
+        ground_value = max(self.layout.pavement)  # HSV value is the largest channel
+        colour = hsv_colour(rng, (10, 22), (25, 80), (min(max(165, ground_value + PLUME_LIFT), 235), 256))
         for _ in range(25):
             if zone is None:
                 ground = self._visible_ground(rng)
@@ -262,7 +266,8 @@ class Planner:
             heading, speed = float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.05, 0.5))
             plume = Plume(visible_start - rise / 2, rise, hold, fade, ground,
                           (math.cos(heading) * speed, math.sin(heading) * speed), radius, growth,
-                          float(rng.uniform(0.35, 0.8)), colour, int(rng.integers(0, 4)), zone.id if zone else None)
+                          float(rng.uniform(*PLUME_PEAK_ALPHA)), colour, int(rng.integers(0, 4)),
+                          zone.id if zone else None)
             moments = (plume.visible_s[0], sum(plume.visible_s) / 2, plume.visible_s[1])
             spots = [self._plume_footprint(plume, t) for t in moments]
             if zone is None:

@@ -1,0 +1,175 @@
+"""The dust detector (0302, `construction` zones): a haze score over the site against its clear baseline.
+
+Airborne dust veils the scene: I = J·t + A·(1 − t), with A the dust's colour and t < 1 its transmission. Two
+cues follow, measured per cell of a grid and each compared with the cell's clear baseline:
+- contrast loss: the veil scales local contrast by t whatever A is. Measured as the coefficient of variation
+  (local std / local mean) and the texture energy (|Laplacian| / local mean), both ratios to the local mean,
+  hence blind to a change of illumination. Only cells with structure in clear air can show it;
+- airlight: the veil adds (1 − t)·A, so a cell under dust over darker ground gets brighter than the rest of the
+  frame, without gaining contrast. Brightness is taken relative to the frame's upper-quartile change, which is
+  the sunlit clear ground under an exposure jump (global), a cloud's shadow (it darkens what it covers and
+  leaves the upper quartile alone) or a slow drift of light.
+The clear baseline of a cell is the median of its measures over the last minutes in which it was not hazy:
+walkers and vehicles crossing it are brief, and dust does not teach it. A cell is dusty when it has been hazy
+most of the last few seconds (walkers pass on); the zone's score is the share of its cells that are dusty, and
+an event needs the score above its threshold, with short gaps allowed, for the zone's dwell time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from detectors.arrays import f32
+from detectors.events import Observation
+from detectors.zones import ZoneArea
+from domain.detections import DetectionKind
+from domain.registry import ZoneKind
+
+Image = npt.NDArray[np.float32]
+Cells = npt.NDArray[np.bool_]
+
+CELL = 12  # working pixels per cell side
+STEP_S = 0.5  # the score is computed this often (dust is slow)
+SMOOTH_S = 2.0  # time constant of each cell's measures
+SAMPLE_S = 2.0  # the clear baseline takes a sample this often...
+SAMPLES = 120  # ...and is the median of this many (four minutes)
+DUSTY_S = 5.0  # time constant of "hazy lately"...
+DUSTY_SHARE = 0.6  # ...and how much of it makes a cell dusty
+MIN_CV, MIN_TEXTURE = 0.03, 0.02  # cells flatter than this in clear air cannot show a loss of contrast
+OVEREXPOSED = 235.0  # cells brighter than this lose texture to clipping, not to dust
+HAZY = 0.3  # a loss of this share of the baseline contrast is haze
+AIRLIGHT = 0.035  # a brightening (log) beyond the frame's upper quartile this large is airlight...
+AIRLIGHT_MAX_CONTRAST = 1.05  # ...when contrast did not grow with it (a bright object has edges)
+AIRLIGHT_MAX = 0.25  # a veil over the ground brightens it less than this; more is light (a cloud moving off)
+REFERENCE_QUANTILE = 75.0
+SCORE_ON, SCORE_OFF = 0.03, 0.015  # share of dusty cells that starts an episode / that it needs to go on
+MIN_CELLS = 3  # and at least this many cells: a plume, not a parked wheelbarrow
+GAP_S = 8.0  # the score may dip below its threshold this long without breaking an episode
+
+
+@dataclass
+class _Episode:
+    since_t: float
+    seen_t: float
+    peak: float
+
+
+class _ZoneDust:
+    """Score and persistence state of one construction zone."""
+
+    def __init__(self, area: ZoneArea, cells: Cells) -> None:
+        self.area = area
+        self.cells = cells
+        self.episode: _Episode | None = None
+        self.number = 0
+
+
+class DustDetector:
+    """Dust over construction zones, from frames at the working resolution."""
+
+    def __init__(self, areas: Sequence[ZoneArea], shape: tuple[int, int]) -> None:
+        self._grid = (max(1, shape[1] // CELL), max(1, shape[0] // CELL))
+        self._zones = []
+        for area in areas:
+            if area.zone.kind is ZoneKind.CONSTRUCTION:
+                coverage = cv2.resize(area.mask.astype(np.float32), self._grid, interpolation=cv2.INTER_AREA)
+                self._zones.append(_ZoneDust(area, coverage >= 0.5))
+        self._t: float | None = None
+        self._smooth = np.empty((0,), np.float32)  # (rows, cols, 3): cv, texture, log brightness
+        self._samples = np.empty((0,), np.float32)  # (SAMPLES, rows, cols, 3), a ring
+        self._baseline = np.empty((0,), np.float32)
+        self._dusty = np.empty((0,), np.float32)
+        self._sample_t = 0.0
+        self._count = 0
+        self.scores: dict[str, float] = {}
+
+    def update(self, frame: Image, t: float) -> list[Observation]:
+        """Feed one frame (BGR float32 at the working resolution); observations due now."""
+        if not self._zones:
+            return []
+        if self._t is None or t - self._t >= STEP_S:
+            self._measure(frame, t)
+        return [obs for zone in self._zones if (obs := self._observe(zone)) is not None]
+
+    def _measures(self, frame: Image) -> tuple[Image, Image]:
+        """Per cell: coefficient of variation, texture energy and log brightness; and the cell means."""
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        mean = f32(cv2.resize(gray, self._grid, interpolation=cv2.INTER_AREA))
+        square = cv2.resize(gray * gray, self._grid, interpolation=cv2.INTER_AREA)
+        # Texture of a slightly smoothed image: the structure of the scene rather than its sensor noise.
+        detail = np.abs(cv2.Laplacian(cv2.GaussianBlur(gray, (5, 5), 1.0), cv2.CV_32F))
+        texture = cv2.resize(detail, self._grid, interpolation=cv2.INTER_AREA)
+        denominator = mean + np.float32(1)
+        cv = np.sqrt(np.maximum(square - mean * mean, 0)) / denominator
+        return f32(np.dstack([cv, texture / denominator, np.log(denominator)])), mean
+
+    def _measure(self, frame: Image, t: float) -> None:
+        measures, mean = self._measures(frame)
+        if self._t is None:
+            self._smooth = measures
+            self._samples = np.full((SAMPLES, *measures.shape), np.nan, np.float32)
+            self._samples[0] = measures
+            self._baseline, self._sample_t, self._count = measures.copy(), t, 1
+            self._dusty = np.zeros(measures.shape[:2], np.float32)
+            self._t = t
+            return
+        dt = t - self._t
+        self._t = t
+        self._smooth += (measures - self._smooth) * np.float32(1 - math.exp(-dt / SMOOTH_S))
+        exposed = mean < OVEREXPOSED
+        hazy = self._hazy(exposed)
+        self._dusty += (hazy.astype(np.float32) - self._dusty) * np.float32(1 - math.exp(-dt / DUSTY_S))
+        dusty = self._dusty >= DUSTY_SHARE
+        if t - self._sample_t >= SAMPLE_S:
+            self._sample(hazy | (self._dusty > 0.3), t)
+        for zone in self._zones:
+            cells = zone.cells & exposed
+            count = int((dusty & cells).sum())
+            score = count / max(int(cells.sum()), 1)
+            self.scores[zone.area.zone.id] = score
+            self._persist(zone, score if count >= MIN_CELLS else 0.0, t)
+
+    def _hazy(self, exposed: Cells) -> Cells:
+        """Cells that look veiled now: contrast lost, or brighter than the frame's light explains."""
+        ratio = self._smooth[..., :2] / np.maximum(self._baseline[..., :2], np.float32(1e-6))
+        contrast = np.sqrt(np.clip(ratio[..., 0], 0, None) * np.clip(ratio[..., 1], 0, None))
+        structured = (self._baseline[..., 0] >= MIN_CV) & (self._baseline[..., 1] >= MIN_TEXTURE)
+        brightening = self._smooth[..., 2] - self._baseline[..., 2]
+        reference = float(np.percentile(brightening[exposed], REFERENCE_QUANTILE)) if exposed.any() else 0.0
+        lighter = brightening - reference
+        airlight = (lighter >= AIRLIGHT) & (lighter <= AIRLIGHT_MAX) & (contrast <= AIRLIGHT_MAX_CONTRAST)
+        return exposed & ((structured & (contrast <= 1 - HAZY)) | airlight)
+
+    def _sample(self, unclear: Cells, t: float) -> None:
+        """Add the clear cells' measures to the baseline's samples (the others keep theirs) and update it."""
+        slot = self._count % SAMPLES
+        self._samples[slot] = np.where(unclear[..., None], self._samples[slot - 1], self._smooth)
+        self._count += 1
+        self._sample_t = t
+        self._baseline = np.nanmedian(self._samples, axis=0).astype(np.float32)
+
+    def _persist(self, zone: _ZoneDust, score: float, t: float) -> None:
+        episode = zone.episode
+        confirmed = episode is not None and episode.seen_t - episode.since_t >= zone.area.zone.dwell_s
+        if score >= (SCORE_OFF if confirmed else SCORE_ON):
+            if episode is None:
+                zone.number += 1
+                zone.episode = _Episode(t, t, score)
+            else:
+                episode.seen_t, episode.peak = t, max(episode.peak, score)
+        elif episode is not None and t - episode.seen_t > GAP_S:
+            zone.episode = None
+
+    def _observe(self, zone: _ZoneDust) -> Observation | None:
+        episode = zone.episode
+        if episode is None or episode.seen_t - episode.since_t < zone.area.zone.dwell_s:
+            return None
+        confidence = 0.6 + 0.4 * min(1.0, episode.peak / 0.2)
+        return Observation(f"dust-{zone.area.zone.id}-{zone.number}", zone.area.zone, DetectionKind.DUST,
+                           episode.since_t, episode.seen_t, round(min(confidence, 0.99), 3))

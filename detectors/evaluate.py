@@ -1,0 +1,176 @@
+"""`gridhub detect eval`: precision, recall and mean alert delay of detections against ground truth, per kind.
+
+Matching (issue #5): a detection matches a truth event of the same clip, camera, zone and kind when their
+intervals [start_s, end_s] overlap and the detection was raised (its `alert_s`, else its `start_s`) no later
+than the truth's end + 10 s; each truth event matches at most one detection and each detection at most one
+truth event. Among the allowed pairs the assignment is a maximum one-to-one matching (augmenting paths),
+trying pairs in order of decreasing overlap, so a detection that could serve two truth events takes the one
+it overlaps most unless that would leave the other unmatched.
+
+Precision = matched detections / detections; recall = matched truth events / truth events; alert delay of a
+match = the detection's `alert_s` − the truth's `start_s`, averaged over the matches of the kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+LATE_ALERT_S = 10.0
+KINDS = ("stall", "dust")
+
+
+class EvalInputError(ValueError):
+    """A truth or events file that cannot be read as events."""
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A truth event or a detection, reduced to what matching needs."""
+
+    clip: int
+    camera_id: str
+    zone_id: str
+    kind: str
+    start_s: float
+    end_s: float
+    alert_s: float
+
+    @property
+    def key(self) -> tuple[int, str, str, str]:
+        """What must be equal for two intervals to match."""
+        return (self.clip, self.camera_id, self.zone_id, self.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class KindScore:
+    """The figures of one kind."""
+
+    kind: str
+    truth: int
+    detections: int
+    matched: int
+    mean_delay_s: float | None
+
+    @property
+    def precision(self) -> float | None:
+        """Matched detections over detections (None without detections)."""
+        return self.matched / self.detections if self.detections else None
+
+    @property
+    def recall(self) -> float | None:
+        """Matched truth events over truth events (None without truth events)."""
+        return self.matched / self.truth if self.truth else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """For `--json`."""
+        return {"truth": self.truth, "detections": self.detections, "matched": self.matched,
+                "precision": _round(self.precision), "recall": _round(self.recall),
+                "mean_alert_delay_s": _round(self.mean_delay_s)}
+
+
+def read_events(path: Path, clip: int) -> list[Interval]:
+    """Events of a file: JSON lines (`.jsonl`), else a JSON list or an object with an `events` list."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EvalInputError(f"{path}: cannot read: {exc.strerror}") from None
+    records: Any
+    try:
+        if path.suffix == ".jsonl":
+            records = [orjson.loads(line) for line in data.splitlines() if line.strip()]
+        else:
+            document: Any = orjson.loads(data)
+            records = document.get("events") if isinstance(document, dict) else document
+    except orjson.JSONDecodeError as exc:
+        raise EvalInputError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(records, list):
+        raise EvalInputError(f"{path}: expected a list of events or an object with an 'events' list")
+    return [_interval(record, path, clip, number) for number, record in enumerate(records, 1)]
+
+
+def _interval(record: Any, path: Path, clip: int, number: int) -> Interval:
+    try:
+        start, end = float(record["start_s"]), float(record["end_s"])
+        alert = record.get("alert_s")
+        return Interval(clip, str(record["camera_id"]), str(record["zone_id"]), str(record["kind"]), start, end,
+                        float(alert) if alert is not None else start)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise EvalInputError(f"{path}: event {number}: missing or invalid field ({exc!r})") from None
+
+
+def pair_files(truth: Sequence[Path], events: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """Pair truth and events files, one pair per clip: directories expand to their sorted `*.json` (truth)
+    and `*.jsonl` (events) files, searched recursively, and the n-th truth file goes with the n-th events file."""
+    truth_files = _expand(truth, "*.json")
+    event_files = _expand(events, "*.jsonl")
+    if len(truth_files) != len(event_files):
+        raise EvalInputError(f"{len(truth_files)} truth file(s) but {len(event_files)} events file(s); "
+                             "give one events file per truth file")
+    if not truth_files:
+        raise EvalInputError("no truth files found")
+    return list(zip(truth_files, event_files, strict=True))
+
+
+def _expand(paths: Sequence[Path], pattern: str) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.rglob(pattern)) if path.is_dir() else [path])
+    return files
+
+
+def evaluate(clips: Iterable[tuple[list[Interval], list[Interval]]]) -> dict[str, KindScore]:
+    """Scores per kind over (truth, detections) of each clip."""
+    truth: list[Interval] = []
+    detections: list[Interval] = []
+    for clip_truth, clip_detections in clips:
+        truth.extend(clip_truth)
+        detections.extend(clip_detections)
+    pairs = match(truth, detections)
+    scores = {}
+    for kind in sorted({*KINDS, *(i.kind for i in truth), *(i.kind for i in detections)}):
+        delays = [detections[d].alert_s - truth[t].start_s for t, d in pairs if truth[t].kind == kind]
+        scores[kind] = KindScore(kind, sum(1 for i in truth if i.kind == kind),
+                                 sum(1 for i in detections if i.kind == kind), len(delays),
+                                 sum(delays) / len(delays) if delays else None)
+    return scores
+
+
+def match(truth: Sequence[Interval], detections: Sequence[Interval]) -> list[tuple[int, int]]:
+    """A maximum one-to-one matching as (truth index, detection index) pairs."""
+    candidates: list[list[int]] = []
+    for event in truth:
+        allowed = [(overlap, index) for index, detection in enumerate(detections)
+                   if (overlap := _overlap(event, detection)) is not None]
+        candidates.append([index for _, index in sorted(allowed, key=lambda pair: -pair[0])])
+    owner: dict[int, int] = {}  # detection → truth
+
+    def augment(t: int, visited: set[int]) -> bool:
+        for d in candidates[t]:
+            if d in visited:
+                continue
+            visited.add(d)
+            if d not in owner or augment(owner[d], visited):
+                owner[d] = t
+                return True
+        return False
+
+    for t in range(len(truth)):
+        augment(t, set())
+    return sorted((t, d) for d, t in owner.items())
+
+
+def _overlap(event: Interval, detection: Interval) -> float | None:
+    """How long the two overlap, or None if they may not match."""
+    if event.key != detection.key or detection.alert_s > event.end_s + LATE_ALERT_S:
+        return None
+    overlap = min(event.end_s, detection.end_s) - max(event.start_s, detection.start_s)
+    return overlap if overlap >= 0 else None
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None

@@ -1,0 +1,77 @@
+"""Evidence snapshots: a JPEG of the frame with the detection drawn, kept in a pluggable store.
+
+The embedded profile keeps them in a directory; another store (S3, the case database) only has to implement
+`EvidenceStore.put`. A detection carries the store's reference to its snapshot, not the image.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from detectors.events import ZoneEvent
+
+JPEG_QUALITY = 85
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class EvidenceStore(Protocol):
+    """Somewhere to keep snapshots."""
+
+    def put(self, name: str, jpeg: bytes) -> str:
+        """Store the JPEG under `name` (a relative path); return the reference to put in the detection."""
+        ...
+
+
+class DirectoryEvidence:
+    """Snapshots as files under a directory; the reference is the path relative to it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def put(self, name: str, jpeg: bytes) -> str:
+        """Write the file atomically (a reader never sees half a JPEG) and return its relative path."""
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(jpeg)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return name
+
+
+def snapshot_name(camera_id: str, event: ZoneEvent) -> str:
+    """Where an event phase's snapshot goes: one folder per camera, one file per event and phase time."""
+    stem = _UNSAFE.sub("_", f"{event.event_id}-{event.phase.value}-{round(event.at_t * 1000)}")
+    return f"{_UNSAFE.sub('_', camera_id)}/{stem}.jpg"
+
+
+def render_snapshot(image: npt.NDArray[np.uint8], event: ZoneEvent) -> bytes:
+    """The frame as JPEG with the zone outlined and the stall's box (or the dusty zone) drawn and labelled."""
+    canvas = image.copy()
+    zone = np.round(np.array(event.zone.polygon)).astype(np.int32)
+    colour = (0, 0, 255)
+    cv2.polylines(canvas, [zone], True, (0, 255, 255) if event.bbox is not None else colour, 2)
+    anchor = (int(zone[:, 0].min()), int(zone[:, 1].min()))
+    if event.bbox is not None:
+        x, y, w, h = event.bbox
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, 2)
+        anchor = (x, y)
+    label = f"{event.kind.value} {event.zone.id} {event.confidence:.2f}"
+    cv2.putText(canvas, label, (anchor[0], max(12, anchor[1] - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1,
+                cv2.LINE_AA)
+    ok, encoded = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ValueError("the snapshot could not be encoded as JPEG")
+    return encoded.tobytes()

@@ -1,0 +1,231 @@
+"""`gridhub detect run`: many cameras in one process, their detections produced to `gridhub.detections`.
+
+One `LiveSource` thread per camera decodes and keeps the latest frame; one worker thread per camera samples it
+at the camera's fps and runs its pipeline (OpenCV releases the GIL in its kernels, so cameras share the cores).
+A camera whose pipeline raises logs the error and goes on with the next frame; a source that fails retries on
+its own with backoff; the watchdog restarts a reader that stopped delivering without saying why. Detections
+go through one asyncio producer, keyed by the camera's grid cell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+from aiokafka import AIOKafkaProducer
+
+from detectors.events import ZoneEvent
+from detectors.evidence import EvidenceStore, render_snapshot, snapshot_name
+from detectors.pipeline import CameraPipeline
+from detectors.sources import LiveSource, SimCapture
+from domain.detections import Detection, Phase, encode_detection
+from domain.registry import Camera
+from gridhub import kafka
+
+log = logging.getLogger("gridhub.detect")
+
+STUCK_AFTER_S = 20.0  # a reader that delivered nothing this long without reporting an error is restarted
+WATCHDOG_EVERY_S = 2.0
+QUEUE_LIMIT = 10_000  # detections waiting for Kafka; beyond this the oldest are dropped (and counted)
+RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+
+Sink = Callable[[Detection], None]
+
+
+def source_for(camera: Camera) -> LiveSource:
+    """The live source of a camera: the simulator for `sim://`, else OpenCV on the file or URL."""
+    if camera.source.startswith("sim://"):
+        return LiveSource(camera.source, lambda: SimCapture.open(camera), name=camera.id)
+    return LiveSource(camera.source, name=camera.id)
+
+
+class CameraWorker:
+    """Runs one camera's pipeline on the latest frames of its source at the camera's fps."""
+
+    def __init__(self, camera: Camera, source: LiveSource, sink: Sink, evidence: EvidenceStore) -> None:
+        self.camera = camera
+        self.source = source
+        self._sink = sink
+        self._evidence = evidence
+        self._pipeline = CameraPipeline(camera)
+        self._snapshots: dict[str, str] = {}  # event id → reference of its latest snapshot
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"camera-{camera.id}", daemon=True)
+        self.processed = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        """Start the source and the worker."""
+        self.source.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop both and end the camera's open events."""
+        self._stop.set()
+        self.source.stop()
+        self._thread.join(timeout=5)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread is running."""
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        period = 1.0 / self.camera.fps
+        seq = 0
+        image: npt.NDArray[np.uint8] | None = None
+        while not self._stop.is_set():
+            began = time.monotonic()
+            frame = self.source.next_frame(seq, timeout=1.0)
+            if frame is None:
+                continue
+            seq, image = frame.seq, frame.image
+            try:
+                self._emit(self._pipeline.process(frame.image, frame.t), frame.image)
+                self.processed += 1
+            except Exception:  # one camera's failure must not stop it for good, nor the others
+                self.failures += 1
+                log.exception("camera %s: the pipeline failed on a frame; going on with the next", self.camera.id)
+            # Sample at the camera's rate: the source keeps decoding meanwhile and we take its latest frame.
+            self._stop.wait(max(0.0, period - (time.monotonic() - began)))
+        if image is not None:
+            self._emit(self._pipeline.close(), image)
+
+    def _emit(self, events: Iterable[ZoneEvent], image: npt.NDArray[np.uint8]) -> None:
+        for event in events:
+            if event.phase is Phase.END:
+                snapshot = self._snapshots.pop(event.event_id, "")
+            else:
+                snapshot = self._snapshot(event, image)
+                self._snapshots[event.event_id] = snapshot
+            self._sink(to_detection(self.camera, event, snapshot))
+
+    def _snapshot(self, event: ZoneEvent, image: npt.NDArray[np.uint8]) -> str:
+        try:
+            return self._evidence.put(snapshot_name(self.camera.id, event), render_snapshot(image, event))
+        except (OSError, ValueError) as exc:  # no evidence is better than no detection
+            log.warning("camera %s: snapshot not stored: %s", self.camera.id, exc)
+            return ""
+
+
+def to_detection(camera: Camera, event: ZoneEvent, snapshot: str) -> Detection:
+    """The Kafka record of an event phase."""
+    return Detection(
+        event_id=event.event_id, phase=event.phase, camera_id=camera.id, zone_id=event.zone.id,
+        zone_kind=event.zone.kind, kind=event.kind, grid_code=camera.grid_code,
+        start_ms=round(event.start_t * 1000), at_ms=round(event.at_t * 1000), confidence=event.confidence,
+        bbox=event.bbox, snapshot=snapshot,
+    )
+
+
+class Fleet:
+    """All cameras of the process, with the watchdog that restarts stuck readers and dead workers."""
+
+    def __init__(self, cameras: Sequence[Camera], sink: Sink, evidence: EvidenceStore,
+                 source_factory: Callable[[Camera], LiveSource] = source_for) -> None:
+        self._sink = sink
+        self._evidence = evidence
+        self._source_factory = source_factory
+        self.workers = {camera.id: CameraWorker(camera, source_factory(camera), sink, evidence) for camera in cameras}
+
+    def start(self) -> None:
+        """Start every camera."""
+        for worker in self.workers.values():
+            worker.start()
+
+    def stop(self) -> None:
+        """Stop every camera, ending their open events."""
+        for worker in self.workers.values():
+            worker.stop()
+
+    def watchdog(self, stuck_after_s: float = STUCK_AFTER_S) -> None:
+        """Restart readers that went silent and workers that died."""
+        now = time.monotonic()
+        for camera_id, worker in list(self.workers.items()):
+            if not worker.alive:
+                log.error("camera %s: its worker stopped; starting a new one", camera_id)
+                worker.source.stop()
+                fresh = CameraWorker(worker.camera, self._source_factory(worker.camera), self._sink, self._evidence)
+                self.workers[camera_id] = fresh
+                fresh.start()
+            elif not worker.source.last_error and now - worker.source.last_frame_at > stuck_after_s:
+                worker.source.restart()
+
+
+async def produce(bootstrap: str, queue: asyncio.Queue[Detection], stop: asyncio.Event) -> None:
+    """Send queued detections to Kafka, keyed by grid cell, retrying each until Kafka takes it."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, request_timeout_ms=10_000)
+    await _start(producer, bootstrap, stop)
+    try:
+        while not (stop.is_set() and queue.empty()):
+            try:
+                detection = await asyncio.wait_for(queue.get(), 0.5)
+            except TimeoutError:
+                continue
+            for attempt in range(1_000_000):
+                try:
+                    await producer.send_and_wait(kafka.DETECTIONS, encode_detection(detection),
+                                                 key=detection.grid_code.encode())
+                    break
+                except Exception as exc:
+                    if attempt == 0:
+                        log.warning("Kafka did not take detection %s (%s); retrying", detection.event_id, exc)
+                    if stop.is_set() and attempt >= len(RETRY_BACKOFF_S):
+                        log.error("giving up on detection %s at shutdown", detection.event_id)
+                        break
+                    await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
+    finally:
+        await producer.stop()
+
+
+async def _start(producer: AIOKafkaProducer, bootstrap: str, stop: asyncio.Event) -> None:
+    """Start the producer, waiting for Kafka as long as it takes (the broker may start after us)."""
+    attempt = 0
+    while True:
+        try:
+            await producer.start()
+            return
+        except Exception as exc:
+            if stop.is_set():
+                raise
+            if attempt == 0:
+                log.warning("Kafka at %s is not reachable (%s); retrying", bootstrap, exc)
+            await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
+            attempt += 1
+
+
+async def run(cameras: Sequence[Camera], bootstrap: str, evidence: EvidenceStore, stop: asyncio.Event,
+              ready: Callable[[], None] = lambda: None) -> None:
+    """Run the cameras and produce their detections until `stop` is set."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Detection] = asyncio.Queue()
+
+    def enqueue(detection: Detection) -> None:
+        if queue.qsize() >= QUEUE_LIMIT:
+            dropped = queue.get_nowait()
+            log.warning("detection queue full (Kafka down?); dropped %s %s", dropped.event_id, dropped.phase)
+        queue.put_nowait(detection)
+
+    def emit(detection: Detection) -> None:
+        loop.call_soon_threadsafe(enqueue, detection)
+
+    fleet = Fleet(cameras, emit, evidence)
+    producing = asyncio.create_task(produce(bootstrap, queue, stop))
+    fleet.start()
+    log.info("detecting on %d camera(s): %s", len(cameras), ", ".join(c.id for c in cameras))
+    ready()
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), WATCHDOG_EVERY_S)
+            fleet.watchdog()
+    finally:
+        await asyncio.to_thread(fleet.stop)  # ends open events, which the producer still sends
+        stop.set()
+        await producing

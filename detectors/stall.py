@@ -1,0 +1,374 @@
+"""The stall detector (0501 in `no_vending` zones, 0504 in `shopfront` zones): objects that arrived and stayed.
+
+Two backgrounds, the abandoned-object approach: the long-term background learns only what is not foreground,
+so an arrived object stays foreground in it, while the motion gate's short-term average absorbs the object
+within a couple of seconds of it stopping. A pixel that is foreground against the long-term background and
+no longer moving accumulates stationary time; walkers never do, a person pausing does for a few seconds,
+a stall for as long as it stays. Passers-by occluding a stall do not interrupt its count.
+
+Lighting: images are compared as log intensities, so a change of illumination is an additive offset. A coarse
+gain field (the median offset over large cells) removes global and large-scale changes, sudden or gradual;
+what is left is judged by its chromaticity change and by its change of log-gradient (texture and edges),
+both blind to a local gain such as a shadow, plus only large changes of brightness.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from detectors.arrays import f32, u8
+from detectors.events import Box, Observation
+from detectors.zones import STALL_ZONES, ZoneArea
+from domain.detections import DetectionKind
+
+Image = npt.NDArray[np.float32]
+Mask = npt.NDArray[np.bool_]
+
+BOOTSTRAP_S = 4.0  # the first background is the median of this much video, so walkers at start leave no ghosts
+LONG_TERM_S = 60.0  # time constant of the long-term background where it sees background
+LOG_OFFSET = 16.0  # keeps log intensities of dark, noisy pixels tame
+GAIN_GRID = (8, 5)  # cells of the coarse gain field (columns, rows)
+CHROMA_MIN, GRADIENT_MIN = 0.10, 0.22  # thresholds never go below these (log units)
+NOISE_FACTOR = 4.0  # thresholds are this × the median of each measure over the frame (its noise level)
+BRIGHTNESS_CHANGE = 0.7  # a change of log brightness beyond this is an object whatever its colour or texture
+SHADOW_MIN, SHADOW_MAX = 0.03, 1.2  # a darkening (log) in this range without a change of chroma is a shadow
+STATIONARY_ON_S = 2.0  # pixels stationary this long form candidate blobs
+MISS_RESET_S = 1.0  # a pixel seen as background this long loses its stationary time
+MIN_AREA_SHARE = 0.0006  # smallest blob, as a share of the frame
+RESET_SHARE = 0.6  # this much foreground means the camera moved or the light failed: relearn the background
+TRACK_GRACE_S = 4.0  # a track unseen this long has left...
+CONFIRMED_GRACE_S = 12.0  # ...or this long once reported: a stall hidden by a crowd is still the same stall
+SETTLED_OVERLAP = 0.6  # a box that overlaps where it settled less than this is an object still arriving
+GROUP_REACH = 0.25  # blobs closer than this share of their height are pieces of one object (goods, vendor, shadow)
+KNOWN_REACH = 0.75  # a new blob this close to a reported object is a part of it (an umbrella over its table)
+COMPACT = 1.6  # ...and their union box is no bigger than this × their boxes
+PERSON_ASPECT = 2.2  # a static blob this much taller than wide is a person standing, not a stall
+MAX_WIDTH_SHARE = 0.3  # a blob wider than this share of the frame is walkers and their shadows merged, not a stall
+MIN_FILL = 0.3  # a stall is solid: its stationary pixels fill at least this share of its box (outlines do not)
+GHOST_CHECK_S = 5.0  # unreported tracks are checked this often for being a ghost (something that left)
+
+
+@dataclass
+class _Track:
+    id: int
+    box: tuple[int, int, int, int]  # working pixels
+    since_t: float
+    seen_t: float
+    area: ZoneArea | None
+    fill: float
+    anchor: tuple[int, int, int, int]  # the box when it last settled: a stall stands still
+    ghost_checked_t: float = 0.0  # the last check for being a ghost: a track starts ghost-free
+    confirmed: bool = False  # reported once: reported until it leaves, even if its blob wavers meanwhile
+
+    def resettle(self, box: tuple[int, int, int, int], t: float) -> None:
+        """Restart the dwell clock if the object left the box where it settled: it is still on its way.
+        Something joining it (its vendor, a customer) or hiding part of it keeps the overlap high."""
+        if _overlap(box, self.anchor) < SETTLED_OVERLAP:
+            self.since_t, self.anchor = t - STATIONARY_ON_S, box
+
+
+class StallDetector:
+    """Stationary objects in stall zones, from frames at the working resolution."""
+
+    def __init__(self, areas: Sequence[ZoneArea], shape: tuple[int, int], to_source: float) -> None:
+        self.areas = [area for area in areas if area.zone.kind in STALL_ZONES]
+        self._shape = shape
+        self._to_source = to_source
+        self._bootstrap: list[Image] = []
+        self._bootstrap_t: float | None = None
+        self._background: Image | None = None
+        self._log_background: Image | None = None
+        self._stationary = np.zeros(shape, np.float32)  # seconds each pixel has been stationary foreground
+        self._missing = np.zeros(shape, np.float32)  # seconds each pixel has looked like background since
+        self._learn_t = 0.0
+        self._t: float | None = None
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+        self.foreground = np.zeros(shape, np.bool_)
+
+    def update(self, frame: Image, moving: Mask, t: float) -> list[Observation]:
+        """Feed one frame (BGR float32 at the working resolution) and its motion mask; observations due now."""
+        if not self.areas:
+            return []
+        if self._background is None:
+            self._learn_first_background(frame, t)
+            self._t = t
+            return []
+        dt = min(max(t - (self._t or t), 0.0), 1.0)
+        self._t = t
+        self.foreground = self._foreground(frame, moving)
+        if cv2.countNonZero(self.foreground.view(np.uint8)) > RESET_SHARE * self.foreground.size:
+            self._relearn(frame)
+            return []
+        self._accumulate(self.foreground, moving, dt)
+        self._learn(frame, moving, t)
+        self._track(frame, t)
+        return self._observations(t)
+
+    # --- backgrounds -----------------------------------------------------------------------------
+
+    def _learn_first_background(self, frame: Image, t: float) -> None:
+        if self._bootstrap_t is None:
+            self._bootstrap_t = t
+        self._bootstrap.append(frame)
+        if t - self._bootstrap_t >= BOOTSTRAP_S:
+            step = max(1, len(self._bootstrap) // 15)
+            self._set_background(np.median(np.stack(self._bootstrap[::step]), axis=0).astype(np.float32))
+            self._bootstrap = []
+            self._learn_t = t
+
+    def _set_background(self, background: Image) -> None:
+        self._background = background
+        self._log_background = f32(cv2.log(background + np.float32(LOG_OFFSET)))
+
+    def _relearn(self, frame: Image) -> None:
+        self._set_background(frame.copy())
+        self._stationary[:] = 0
+        self._missing[:] = 0
+
+    def _learn(self, frame: Image, moving: Mask, t: float) -> None:
+        """Blend background pixels into the long-term background, once a second (it changes slowly)."""
+        if t - self._learn_t < 1.0 or self._background is None:
+            return
+        alpha = 1.0 - math.exp(-(t - self._learn_t) / LONG_TERM_S)
+        # Pixels of a stationary object stay out even when they briefly look like background.
+        quiet = (~self.foreground & ~moving & (self._stationary == 0)).view(np.uint8)
+        for track in self._tracks:  # nor does any of an object's box, or its edges would be learned as background
+            x, y, w, h = _grown(track.box)
+            quiet[max(y, 0):y + h, max(x, 0):x + w] = 0
+        cv2.accumulateWeighted(frame, self._background, alpha, mask=quiet)
+        self._set_background(self._background)
+        self._learn_t = t
+
+    # --- per-pixel foreground and stationary time ------------------------------------------------
+
+    def _foreground(self, frame: Image, moving: Mask) -> Mask:
+        assert self._log_background is not None
+        difference = f32(cv2.log(frame + np.float32(LOG_OFFSET))) - self._log_background
+        difference -= self._gain_field(difference, moving)
+        brightness = f32(cv2.transform(difference, _MEAN))
+        # |d − mean(d)|² over the channels = Σd² − 3·mean², the part of the change a gain cannot explain.
+        squares = f32(cv2.transform(difference * difference, _SUM))
+        chroma = f32(cv2.sqrt(np.maximum(squares - 3 * brightness * brightness, 0)))
+        gradient = f32(cv2.magnitude(cv2.Sobel(brightness, cv2.CV_32F, 1, 0, ksize=3),
+                                 cv2.Sobel(brightness, cv2.CV_32F, 0, 1, ksize=3))) * np.float32(0.25)
+        chroma_limit = max(CHROMA_MIN, NOISE_FACTOR * _noise(chroma))
+        gradient_limit = max(GRADIENT_MIN, NOISE_FACTOR * _noise(gradient))
+        # A shadow darkens every channel alike: no chroma change, and its edges are edges of light, not of a thing.
+        shadow = (brightness < -SHADOW_MIN) & (brightness > -SHADOW_MAX) & (chroma <= chroma_limit)
+        changed = (chroma > chroma_limit) | (((gradient > gradient_limit) | (np.abs(brightness) > BRIGHTNESS_CHANGE))
+                                             & ~shadow)
+        changed_u8 = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, _SMALL)
+        return u8(cv2.morphologyEx(changed_u8, cv2.MORPH_CLOSE, _CLOSE)).view(np.bool_)
+
+    def _gain_field(self, difference: Image, moving: Mask) -> Image:
+        """The illumination change per pixel: the mean log change of large cells, from what is background
+        (the last foreground and what moves are left out, or a big stall would pass for a change of light)."""
+        excluded = cv2.dilate((self.foreground | moving).view(np.uint8), _CLOSE)
+        weight = np.float32(1) - excluded.astype(np.float32)
+        if cv2.countNonZero(weight) < 0.2 * weight.size:  # almost everything changed: take the whole frame
+            weight[:] = 1
+        overall = f32(cv2.mean(difference, mask=(weight > 0).view(np.uint8))[:3])
+        sums = cv2.resize(difference * weight[..., None], GAIN_GRID, interpolation=cv2.INTER_AREA)
+        weights = cv2.resize(weight, GAIN_GRID, interpolation=cv2.INTER_AREA)[..., None]
+        field = np.where(weights > 0.25, sums / np.maximum(weights, np.float32(1e-6)), overall).astype(np.float32)
+        field = f32(cv2.GaussianBlur(field, (3, 3), 0))
+        return f32(cv2.resize(field, (self._shape[1], self._shape[0]), interpolation=cv2.INTER_LINEAR))
+
+    def _accumulate(self, foreground: Mask, moving: Mask, dt: float) -> None:
+        still = foreground & ~moving
+        # Occluded by passers-by: keep counting what was already stationary.
+        counting = still | (foreground & moving & (self._stationary > 0))
+        self._stationary[counting] += dt
+        self._missing[foreground] = 0
+        # Looking like the long-term background again, moving or not, means the object is gone.
+        self._missing[~foreground] += dt
+        gone = self._missing >= MISS_RESET_S
+        self._stationary[gone] = 0
+
+    # --- blobs, tracks and ghosts ----------------------------------------------------------------
+
+    def _track(self, frame: Image, t: float) -> None:
+        static = (self._stationary >= STATIONARY_ON_S).view(np.uint8)
+        static = u8(cv2.morphologyEx(static, cv2.MORPH_CLOSE, _CLOSE))
+        count, _, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
+        min_area = MIN_AREA_SHARE * self._shape[0] * self._shape[1]
+        blobs = [(int(x), int(y), int(w), int(h), int(area))
+                 for x, y, w, h, area in stats[1:count] if area >= min_area]
+        seen: dict[int, tuple[tuple[int, int, int, int], int]] = {}
+        for box, area in _group(blobs):
+            track = self._match(box)
+            if track is None:
+                if self._near_known(box):
+                    continue  # a piece of a reported object (goods, a customer): not another object
+                track = _Track(self._next_id, box, t - STATIONARY_ON_S, t, None, 0.0, box, t)
+                self._next_id += 1
+                self._tracks.append(track)
+            if track.id in seen and seen[track.id][1] >= area:  # two objects now match one track: keep the larger
+                continue
+            seen[track.id] = (box, area)
+        for track in self._tracks:
+            if track.id not in seen:
+                continue
+            box, area = seen[track.id]
+            if not track.confirmed:
+                track.resettle(box, t)
+            track.box, track.seen_t = box, t
+            track.fill = area / float(box[2] * box[3])
+            if not track.confirmed:
+                track.area = self._area_of(box)
+            if not track.confirmed and t - track.ghost_checked_t >= GHOST_CHECK_S:
+                track.ghost_checked_t = t
+                if self._is_ghost(frame, box):
+                    self._absorb(frame, box)
+                    track.seen_t = -math.inf
+        self._tracks = [track for track in self._tracks
+                        if t - track.seen_t <= (CONFIRMED_GRACE_S if track.confirmed else TRACK_GRACE_S)]
+
+    def _near_known(self, box: tuple[int, int, int, int]) -> bool:
+        """Whether the box touches an object already reported."""
+        return any(track.confirmed and track.box != box and _overlap(box, _grown(track.box, KNOWN_REACH)) > 0
+                   for track in self._tracks)
+
+    def _match(self, box: tuple[int, int, int, int]) -> _Track | None:
+        best, best_overlap = None, 0.0
+        for track in self._tracks:
+            overlap = _overlap(box, track.box)
+            if overlap > best_overlap:
+                best, best_overlap = track, overlap
+        return best if best_overlap >= 0.3 else None
+
+    def _area_of(self, box: tuple[int, int, int, int]) -> ZoneArea | None:
+        x, y, w, h = self._source_box(box)
+        return next((area for area in self.areas if area.contains(x + w / 2, y + h)), None)
+
+    def _is_ghost(self, frame: Image, box: tuple[int, int, int, int]) -> bool:
+        """Whether the blob is where something left rather than arrived: its outline is an edge of the background,
+        not of the frame."""
+        assert self._background is not None
+        x, y, w, h = box
+        pad = 2
+        y0, x0 = max(0, y - pad), max(0, x - pad)
+        y1, x1 = y + h + pad, x + w + pad
+        mask = (self._stationary[y0:y1, x0:x1] >= STATIONARY_ON_S).view(np.uint8)
+        mask = u8(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _CLOSE))
+        outline = (cv2.dilate(mask, _SMALL) - cv2.erode(mask, _SMALL)).view(np.bool_)
+        if not outline.any():
+            return False
+        now = _edges(frame[y0:y1, x0:x1])[outline].mean()
+        before = _edges(self._background[y0:y1, x0:x1])[outline].mean()
+        return bool(before > 1.3 * now)
+
+    def _absorb(self, frame: Image, box: tuple[int, int, int, int]) -> None:
+        assert self._background is not None
+        x, y, w, h = box
+        self._background[y:y + h, x:x + w] = frame[y:y + h, x:x + w]
+        self._set_background(self._background)
+        self._stationary[y:y + h, x:x + w] = 0
+
+    def _observations(self, t: float) -> list[Observation]:
+        observations = []
+        for track in sorted(self._tracks, key=lambda track: -track.box[2] * track.box[3]):
+            if track.area is None:
+                continue
+            dwell = track.area.zone.dwell_s
+            stationary_s = track.seen_t - track.since_t
+            if not track.confirmed and (stationary_s < dwell or not self._plausible(track)
+                                        or self._near_known(track.box)):
+                continue
+            track.confirmed = True
+            confidence = 0.5 + 0.3 * min(1.0, stationary_s / (2 * dwell) if dwell else 1.0) + 0.2 * track.fill
+            observations.append(Observation(
+                f"stall-{track.id}", track.area.zone, DetectionKind.STALL, track.since_t, track.seen_t,
+                round(min(confidence, 0.99), 3), self._source_box(track.box),
+            ))
+        return observations
+
+    def _plausible(self, track: _Track) -> bool:
+        """Whether the track is shaped like one object rather than a merge of shadows and passers-by."""
+        w = track.box[2]
+        return w <= MAX_WIDTH_SHARE * self._shape[1] and track.fill >= MIN_FILL and not _person_shaped(track.box)
+
+    def _source_box(self, box: tuple[int, int, int, int]) -> Box:
+        s = self._to_source
+        x, y, w, h = box
+        return (round(x * s), round(y * s), round(w * s), round(h * s))
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over the smaller box: a stall whose blob grows or shrinks stays the same track."""
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    return width * height / min(a[2] * a[3], b[2] * b[3])
+
+
+def _noise(measure: Image) -> float:
+    """The median of a measure over the frame, on every other pixel (the median is the costly part)."""
+    return float(np.median(measure[::2, ::2]))
+
+
+def _grown(box: tuple[int, int, int, int], reach: float = GROUP_REACH) -> tuple[int, int, int, int]:
+    """The box with a margin of `reach` × its height (and at least two pixels) on every side."""
+    x, y, w, h = box
+    margin = max(2, round(reach * h))
+    return (x - margin, y - margin, w + 2 * margin, h + 2 * margin)
+
+
+def _group(blobs: list[tuple[int, int, int, int, int]]) -> list[tuple[tuple[int, int, int, int], int]]:
+    """Blobs (x, y, w, h, area) merged into objects where their grown boxes meet and their union is compact
+    (side by side, not two objects diagonally apart): (union box, total area)."""
+    groups = [((x, y, w, h), area) for x, y, w, h, area in blobs]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                a, b = groups[i][0], groups[j][0]
+                box = _union([a, b])
+                if (_overlap(_grown(a), _grown(b)) > 0 and box[2] * box[3] <= COMPACT * (a[2] * a[3] + b[2] * b[3])
+                        and (_side_by_side(a, b) or not (_person_shaped(a) or _person_shaped(b)))):
+                    groups[i] = (box, groups[i][1] + groups[j][1])
+                    del groups[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return groups
+
+
+def _person_shaped(box: tuple[int, int, int, int]) -> bool:
+    return box[3] > PERSON_ASPECT * box[2]
+
+
+def _side_by_side(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether the boxes share at least half the smaller height: standing on the same ground (a vendor by
+    the stall), not one above the other (a passer-by in front of a stall farther away)."""
+    shared = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return shared >= 0.5 * min(a[3], b[3])
+
+
+def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    x0 = min(b[0] for b in boxes)
+    y0 = min(b[1] for b in boxes)
+    x1 = max(b[0] + b[2] for b in boxes)
+    y1 = max(b[1] + b[3] for b in boxes)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _edges(image: Image) -> Image:
+    gray = cv2.log(cv2.transform(image, _MEAN) + np.float32(LOG_OFFSET))
+    return f32(cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)))
+
+
+_MEAN = np.full((1, 3), 1 / 3, np.float32)
+_SUM = np.ones((1, 3), np.float32)
+_SMALL = np.ones((2, 2), np.uint8)
+_CLOSE = np.ones((5, 5), np.uint8)

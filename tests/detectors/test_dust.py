@@ -1,0 +1,27 @@
+"""The dust detector on short generated construction-site clips."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from detectors.offline import detect_clip
+from tests.detectors.conftest import site_camera, walkers
+from tests.detectors.scenes import Scene
+
+
+def test_a_dust_plume_that_persists_is_a_dust_detection_over_its_zone(plume_clip: Path) -> None:
+    [detection] = detect_clip(site_camera(str(plume_clip)), str(plume_clip))
+    assert (detection.zone_id, detection.kind, detection.bbox) == ("site", "dust", None)
+    assert 20 <= detection.start_s <= 40  # rises from 20 s
+    assert detection.alert_s >= detection.start_s + 20  # raised after the zone's dwell time
+    assert 70 <= detection.end_s <= 95  # settled by 85 s
+
+
+def test_a_plume_shorter_than_the_dwell_time_is_not_reported(plume_clip: Path) -> None:
+    assert detect_clip(site_camera(str(plume_clip), dwell_s=90), str(plume_clip)) == []
+
+
+def test_a_clear_site_with_workers_and_changes_of_light_has_no_dust(clips: Callable[[str, Scene], Path]) -> None:
+    clip = clips("clear-site", Scene(seconds=90, walkers=walkers(90, 6.0), gain=[(25, 0.6), (55, 1.3)], seed=5))
+    assert detect_clip(site_camera(str(clip)), str(clip)) == []

@@ -1,0 +1,110 @@
+"""`gridhub detect eval`: precision, recall and mean alert delay by the issue's matching rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from detectors.evaluate import Interval, evaluate, match
+from gridhub.cli import EXIT_CONFIG, cli
+
+
+def _event(kind: str, start: float, end: float, zone: str = "z1", alert: float | None = None,
+           camera: str = "cam") -> dict[str, Any]:
+    record: dict[str, Any] = {"camera_id": camera, "zone_id": zone, "kind": kind, "start_s": start, "end_s": end,
+                              "bbox": None}
+    if alert is not None:
+        record["alert_s"] = alert
+    return record
+
+
+def _interval(kind: str, start: float, end: float, alert: float | None = None, zone: str = "z1") -> Interval:
+    return Interval(0, "cam", zone, kind, start, end, start if alert is None else alert)
+
+
+def _write(tmp_path: Path, name: str, truth: list[dict[str, Any]], events: list[dict[str, Any]],
+           wrap: bool = False) -> tuple[Path, Path]:
+    directory = tmp_path / name
+    directory.mkdir()
+    truth_path = directory / "truth.json"
+    truth_path.write_bytes(orjson.dumps({"camera_id": "cam", "events": truth} if wrap else truth))
+    events_path = directory / "events.jsonl"
+    events_path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return truth_path, events_path
+
+
+def test_eval_prints_precision_recall_and_mean_alert_delay_per_kind(tmp_path: Path) -> None:
+    truth = [_event("stall", 100, 300), _event("stall", 500, 700), _event("dust", 50, 200)]
+    events = [_event("stall", 98, 310, alert=160),  # delay 60
+              _event("stall", 505, 690, alert=570),  # delay 70
+              _event("stall", 900, 990, alert=960),  # nothing there: a false positive
+              _event("dust", 60, 150, alert=90)]  # delay 40
+    truth_path, events_path = _write(tmp_path, "clip", truth, events)
+    result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(truth_path), "--events", str(events_path),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    kinds = orjson.loads(result.output.splitlines()[-1])["kinds"]
+    assert kinds["stall"] == {"truth": 2, "detections": 3, "matched": 2, "precision": 0.667, "recall": 1.0,
+                              "mean_alert_delay_s": 65.0}
+    assert kinds["dust"] == {"truth": 1, "detections": 1, "matched": 1, "precision": 1.0, "recall": 1.0,
+                             "mean_alert_delay_s": 40.0}
+    assert "0.667" in result.output
+
+
+def test_each_truth_event_matches_at_most_one_detection() -> None:
+    truth = [_interval("stall", 100, 300)]
+    detections = [_interval("stall", 100, 200, alert=160), _interval("stall", 210, 300, alert=270)]
+    [score] = [s for s in evaluate([(truth, detections)]).values() if s.kind == "stall"]
+    assert (score.matched, score.precision, score.recall) == (1, 0.5, 1.0)
+    assert score.mean_delay_s == 60.0  # the one that overlaps most is the match
+
+
+def test_the_matching_is_one_to_one_and_maximal() -> None:
+    # Greedy by overlap would give the long detection to the first truth event and leave the second unmatched.
+    truth = [_interval("stall", 0, 100), _interval("stall", 150, 200)]
+    detections = [_interval("stall", 0, 180), _interval("stall", 10, 60)]
+    assert sorted(match(truth, detections)) == [(0, 1), (1, 0)]
+
+
+@pytest.mark.parametrize(("detection", "matches"), [
+    (_interval("stall", 250, 400, alert=309), True),  # raised 9 s after the truth ended
+    (_interval("stall", 250, 400, alert=311), False),  # raised more than 10 s after
+    (_interval("stall", 301, 400, alert=301), False),  # no overlap
+    (_interval("dust", 100, 300), False),  # another kind
+    (_interval("stall", 100, 300, zone="z2"), False),  # another zone
+])
+def test_a_detection_matches_only_its_camera_zone_and_kind_overlapping_and_raised_in_time(
+        detection: Interval, matches: bool) -> None:
+    assert bool(match([_interval("stall", 100, 300)], [detection])) is matches
+
+
+def test_clips_are_scored_together_and_never_matched_across(tmp_path: Path) -> None:
+    first = _write(tmp_path, "a", [_event("dust", 0, 100)], [], wrap=True)
+    second = _write(tmp_path, "b", [], [_event("dust", 0, 100, alert=30)], wrap=True)
+    result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(tmp_path), "--events", str(tmp_path),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    document = orjson.loads(result.output.splitlines()[-1])
+    assert document["clips"] == 2 and first[0].parent.name == "a" and second[0].parent.name == "b"
+    assert document["kinds"]["dust"] == {"truth": 1, "detections": 1, "matched": 0, "precision": 0.0,
+                                         "recall": 0.0, "mean_alert_delay_s": None}
+
+
+def test_unpaired_files_are_refused(tmp_path: Path) -> None:
+    truth_path, events_path = _write(tmp_path, "a", [], [])
+    result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(truth_path), "--truth", str(truth_path),
+                                      "--events", str(events_path)])
+    assert result.exit_code == EXIT_CONFIG
+    assert "2 truth file(s) but 1 events file(s)" in result.output
+
+
+def test_a_truth_file_that_is_not_events_is_refused(tmp_path: Path) -> None:
+    truth_path, events_path = _write(tmp_path, "a", [], [])
+    truth_path.write_text('[{"camera_id": "cam"}]', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(truth_path), "--events", str(events_path)])
+    assert result.exit_code == EXIT_CONFIG
+    assert "event 1: missing or invalid field" in result.output

@@ -1,0 +1,63 @@
+"""`gridhub detect offline`: the DESIGN.md §4 output format, and failing clearly on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import yaml
+from click.testing import CliRunner
+
+from gridhub.cli import EXIT_CONFIG, cli
+from gridhub.cli_detect import EXIT_SOURCE
+from tests.detectors.conftest import SIDEWALK
+
+
+def _camera_yaml(tmp_path: Path, source: str) -> Path:
+    path = tmp_path / "camera.yaml"
+    path.write_text(yaml.safe_dump({"id": "cam-street", "source": source, "grid_code": "310104003001002", "fps": 5,
+                                    "zones": [{"id": "sidewalk", "kind": "no_vending", "polygon": SIDEWALK,
+                                               "dwell_s": 20}]}), encoding="utf-8")
+    return path
+
+
+def test_offline_writes_one_json_line_per_detection_in_the_design_format(stall_clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    result = CliRunner().invoke(cli, ["detect", "offline", "--camera", str(_camera_yaml(tmp_path, "unused.avi")),
+                                      "--source", str(stall_clip), "--events", str(out)])
+    assert result.exit_code == 0, result.output
+    [line] = out.read_bytes().splitlines()
+    record = orjson.loads(line)
+    assert list(record) == ["camera_id", "zone_id", "kind", "start_s", "end_s", "confidence", "bbox", "alert_s"]
+    assert (record["camera_id"], record["zone_id"], record["kind"]) == ("cam-street", "sidewalk", "stall")
+    assert 0 < record["confidence"] <= 1 and len(record["bbox"]) == 4
+
+
+def test_offline_reads_the_camera_source_when_no_clip_is_given(stall_clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    result = CliRunner().invoke(cli, ["detect", "offline", "--camera", str(_camera_yaml(tmp_path, str(stall_clip))),
+                                      "--events", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_bytes().splitlines()) == 1
+
+
+def test_offline_on_garbage_bytes_fails_with_a_clear_message(tmp_path: Path) -> None:
+    garbage = tmp_path / "clip.mp4"
+    garbage.write_bytes(np.random.default_rng(2).bytes(100_000))
+    result = CliRunner().invoke(cli, ["detect", "offline", "--camera", str(_camera_yaml(tmp_path, str(garbage))),
+                                      "--events", str(tmp_path / "events.jsonl")])
+    assert result.exit_code == EXIT_SOURCE
+    assert "cannot analyse the clip" in result.output and "clip.mp4" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "events.jsonl").exists()
+
+
+def test_offline_with_an_invalid_camera_yaml_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "camera.yaml"
+    path.write_text("id: cam\nzones: [{id: z, kind: parking, polygon: [[0, 0], [1, 0], [1, 1]]}]\n",
+                    encoding="utf-8")
+    result = CliRunner().invoke(cli, ["detect", "offline", "--camera", str(path), "--source", "x.avi",
+                                      "--events", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == EXIT_CONFIG
+    assert "kind must be no_vending, shopfront or construction" in result.output

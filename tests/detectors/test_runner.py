@@ -1,0 +1,79 @@
+"""`gridhub detect run`'s cameras: detections with snapshots, and one broken camera not stopping the others."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from detectors.evidence import DirectoryEvidence
+from detectors.runner import Fleet
+from detectors.sources import LiveSource, SimCapture
+from domain.detections import Detection, DetectionKind, Phase
+from domain.registry import Camera, camera_from_mapping
+from tests.detectors.scenes import ground
+
+BOX_AT_S = 5.0
+
+
+def _camera(camera_id: str, source: str) -> Camera:
+    return camera_from_mapping({"id": camera_id, "source": source, "grid_code": "310104003001002", "fps": 10,
+                                "zones": [{"id": "sidewalk", "kind": "no_vending",
+                                           "polygon": [[0, 90], [320, 90], [320, 180], [0, 180]], "dwell_s": 1}]})
+
+
+def _scene(t: float, background: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Empty pavement; from 5 s on, a crate stands on it."""
+    frame = background.copy()
+    if t >= BOX_AT_S:
+        cv2.rectangle(frame, (140, 120), (190, 165), (40, 60, 200), -1)
+    noise = np.random.default_rng(int(t * 100)).normal(0, 2, frame.shape)
+    return np.clip(frame + noise, 0, 255).astype(np.uint8)
+
+
+def _sources(camera: Camera) -> LiveSource:
+    if camera.source == "synthetic":
+        background = ground((320, 180), 1)
+        return LiveSource("synthetic", lambda: SimCapture(lambda t: _scene(t, background), 20.0), name=camera.id)
+    return LiveSource(camera.source, name=camera.id)
+
+
+def test_a_camera_reports_a_stall_with_a_snapshot_while_a_broken_camera_retries(tmp_path: Path) -> None:
+    garbage = tmp_path / "broken.mp4"
+    garbage.write_bytes(np.random.default_rng(3).bytes(50_000))
+    received: list[Detection] = []
+    fleet = Fleet([_camera("cam-good", "synthetic"), _camera("cam-broken", str(garbage))], received.append,
+                  DirectoryEvidence(tmp_path / "evidence"), source_factory=_sources)
+    fleet.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.2)
+        broken = fleet.workers["cam-broken"]
+        assert broken.alive and "not a video FFmpeg can decode" in broken.source.last_error
+    finally:
+        fleet.stop()
+    start = received[0]
+    assert (start.phase, start.camera_id, start.zone_id, start.kind) == (Phase.START, "cam-good", "sidewalk",
+                                                                        DetectionKind.STALL)
+    assert start.grid_code == "310104003001002" and start.at_ms - start.start_ms >= 1000
+    assert (tmp_path / "evidence" / start.snapshot).read_bytes()[:2] == b"\xff\xd8"  # a JPEG
+    assert received[-1].phase is Phase.END and received[-1].event_id == start.event_id  # stopping ends it
+
+
+def test_the_watchdog_restarts_a_reader_that_went_silent(tmp_path: Path) -> None:
+    frozen = LiveSource("frozen", lambda: SimCapture(lambda t: np.zeros((90, 160, 3), np.uint8), 1e-3),
+                        name="cam-frozen")  # delivers one frame, then nothing for 1000 s
+    fleet = Fleet([_camera("cam-frozen", "frozen")], lambda _: None, DirectoryEvidence(tmp_path),
+                  source_factory=lambda _: frozen)
+    fleet.start()
+    try:
+        assert frozen.next_frame(0, timeout=5) is not None
+        time.sleep(0.3)
+        fleet.watchdog(stuck_after_s=0.2)
+        assert frozen.next_frame(1, timeout=5) is not None  # a fresh reader delivered again
+    finally:
+        fleet.stop()

@@ -1,0 +1,106 @@
+"""Camera sources: files sampled at the camera's fps, MJPEG over HTTP, reconnection, unreadable input."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detectors.sources import Frame, LiveSource, SourceError, clip_frames
+from tests.detectors.mjpeg import MjpegCamera
+
+
+def _numbered_clip(path: Path, frames: int, fps: float) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (64, 48))
+    for index in range(frames):
+        writer.write(np.full((48, 64, 3), index * 4 % 256, np.uint8))
+    writer.release()
+    return path
+
+
+def _wait_frame(source: LiveSource, after: int, timeout: float) -> Frame:
+    frame = source.next_frame(after, timeout)
+    assert frame is not None, f"no frame within {timeout} s (last error: {source.last_error!r})"
+    return frame
+
+
+def test_a_file_is_sampled_at_the_camera_fps_with_times_from_the_clip_start(tmp_path: Path) -> None:
+    clip = _numbered_clip(tmp_path / "clip.avi", frames=50, fps=25)  # 2 s
+    times = [frame.t for frame in clip_frames(str(clip), fps=5)]
+    assert times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8])
+
+
+def test_a_file_slower_than_the_camera_fps_gives_every_frame(tmp_path: Path) -> None:
+    clip = _numbered_clip(tmp_path / "clip.avi", frames=6, fps=2)
+    assert [frame.seq for frame in clip_frames(str(clip), fps=5)] == [0, 1, 2, 3, 4, 5]
+
+
+def test_garbage_bytes_are_a_clear_error(tmp_path: Path) -> None:
+    garbage = tmp_path / "broken.mp4"
+    garbage.write_bytes(np.random.default_rng(1).bytes(200_000))
+    with pytest.raises(SourceError, match=r"broken\.mp4: not a video FFmpeg can decode"):
+        list(clip_frames(str(garbage), fps=5))
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no such file"):
+        list(clip_frames(str(tmp_path / "absent.avi"), fps=5))
+
+
+def test_an_mjpeg_stream_over_http_delivers_its_latest_frames() -> None:
+    with MjpegCamera() as camera:
+        source = LiveSource(camera.url, name="mjpeg")
+        source.start()
+        try:
+            first = _wait_frame(source, 0, timeout=15)
+            time.sleep(0.5)
+            later = _wait_frame(source, first.seq, timeout=5)
+        finally:
+            source.stop()
+    assert later.seq > first.seq + 1  # frames in between were dropped: only the latest is kept
+    assert later.image.shape == (90, 160, 3)
+
+
+def test_a_dropped_stream_is_reconnected_when_it_comes_back() -> None:
+    with MjpegCamera() as camera:
+        source = LiveSource(camera.url, name="flaky")
+        source.start()
+        try:
+            before = _wait_frame(source, 0, timeout=15)
+            camera.drop(down_s=1.5)
+            time.sleep(1.0)
+            assert source.last_error  # it noticed
+            after = _wait_frame(source, before.seq + 5, timeout=30)
+        finally:
+            source.stop()
+    assert camera.connections >= 2
+    assert source.reconnects >= 1 and after.seq > before.seq
+    assert source.last_error == ""
+
+
+def test_a_live_file_source_plays_in_real_time(tmp_path: Path) -> None:
+    clip = _numbered_clip(tmp_path / "clip.avi", frames=100, fps=10)
+    source = LiveSource(str(clip), name="file")
+    source.start()
+    try:
+        first = _wait_frame(source, 0, timeout=5)
+        time.sleep(1.0)
+        later = _wait_frame(source, first.seq, timeout=5)
+    finally:
+        source.stop()
+    assert 5 <= later.seq - first.seq <= 15  # about ten frames a second, not decoded flat out
+
+
+def test_a_stuck_reader_is_replaced_on_restart(tmp_path: Path) -> None:
+    clip = _numbered_clip(tmp_path / "clip.avi", frames=100, fps=10)
+    source = LiveSource(str(clip), name="file")
+    source.start()
+    try:
+        frame = _wait_frame(source, 0, timeout=5)
+        source.restart()
+        assert _wait_frame(source, frame.seq, timeout=5).seq > frame.seq
+    finally:
+        source.stop()

@@ -1,0 +1,50 @@
+"""The stall detector on short generated street clips."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from detectors.offline import ClipDetection, detect_clip
+from tests.detectors.conftest import street_camera, walkers
+from tests.detectors.scenes import Scene, Stall, Walker
+
+
+def _detect(clip: Path, dwell_s: float = 20) -> list[ClipDetection]:
+    return detect_clip(street_camera(str(clip), dwell_s), str(clip))
+
+
+def test_a_stall_that_stays_past_the_dwell_time_is_one_detection_from_its_arrival_to_its_departure(
+        stall_clip: Path) -> None:
+    [detection] = _detect(stall_clip)
+    assert (detection.zone_id, detection.kind) == ("sidewalk", "stall")
+    assert 14 <= detection.start_s <= 21  # it stops at 18 s
+    assert detection.start_s + 20 <= detection.alert_s <= detection.start_s + 22  # raised after the dwell time
+    assert 62 <= detection.end_s <= 70  # carried off from 65 s
+    x, y, w, h = detection.bbox or (0, 0, 0, 0)
+    assert 100 <= x + w / 2 <= 190 and 150 <= y + h <= 180  # the table's bottom centre is (155, 165)
+
+
+def test_a_stall_shorter_than_the_dwell_time_is_not_reported(stall_clip: Path) -> None:
+    assert _detect(stall_clip, dwell_s=60) == []
+
+
+def test_a_person_pausing_for_a_few_seconds_is_not_a_stall(clips: Callable[[str, Scene], Path]) -> None:
+    people = [*walkers(60), Walker(5, 160, 30, (50, 50, 160), height=40, pause_x=150, pause_s=12),
+              Walker(20, 150, 20, (200, 200, 40), height=34, pause_x=60, pause_s=8)]
+    assert _detect(clips("pause", Scene(seconds=60, walkers=people))) == []
+
+
+@pytest.mark.parametrize("gain", [[(30.0, 0.6)], [(30.0, 1.35)], [(20.0, 0.8), (30.0, 0.65), (40.0, 0.5)]],
+                         ids=["sudden-darker", "sudden-brighter", "dusk"])
+def test_a_change_of_lighting_is_not_a_stall(clips: Callable[[str, Scene], Path],
+                                             gain: list[tuple[float, float]]) -> None:
+    clip = clips(f"light-{gain}", Scene(seconds=75, walkers=walkers(75), gain=gain, seed=3))
+    assert _detect(clip, dwell_s=15) == []
+
+
+def test_a_stall_outside_every_zone_is_not_reported(clips: Callable[[str, Scene], Path]) -> None:
+    clip = clips("outside", Scene(seconds=60, walkers=walkers(60), stalls=[Stall(10, 60, 150, 80, width=50)]))
+    assert _detect(clip, dwell_s=15) == []
