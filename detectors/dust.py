@@ -11,8 +11,10 @@ cues follow, measured per cell of a grid and each compared with the cell's clear
   leaves the upper quartile alone) or a slow drift of light.
 The clear baseline of a cell is the median of its measures over the last minutes in which it was not hazy:
 walkers and vehicles crossing it are brief, and dust does not teach it. A cell is dusty when it has been hazy
-most of the last few seconds (walkers pass on); the zone's score is the share of its cells that are dusty, and
-an event needs the score above its threshold, with short gaps allowed, for the zone's dwell time.
+most of the last few seconds (walkers pass on). A plume rises from the ground, so its cloud stands over its
+source, largely above the zone's ground outline in the image: a zone's cells are its own and those of the air
+above it. The zone's score is the share of its cells that are dusty; an episode starts when its first cells went
+dusty and needs the score above its threshold, with gaps of a few seconds allowed, for the zone's dwell time.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from detectors.arrays import f32
+from detectors.arrays import f32, u8
 from detectors.events import Observation
 from detectors.zones import ZoneArea
 from domain.detections import DetectionKind
@@ -39,7 +41,7 @@ STEP_S = 0.5  # the score is computed this often (dust is slow)
 SMOOTH_S = 2.0  # time constant of each cell's measures
 SAMPLE_S = 2.0  # the clear baseline takes a sample this often...
 SAMPLES = 120  # ...and is the median of this many (four minutes)
-DUSTY_S = 5.0  # time constant of "hazy lately"...
+DUSTY_S = 3.0  # time constant of "hazy lately"...
 DUSTY_SHARE = 0.6  # ...and how much of it makes a cell dusty
 MIN_CV, MIN_TEXTURE = 0.03, 0.02  # cells flatter than this in clear air cannot show a loss of contrast
 OVEREXPOSED = 235.0  # cells brighter than this lose texture to clipping, not to dust
@@ -50,7 +52,9 @@ AIRLIGHT_MAX = 0.25  # a veil over the ground brightens it less than this; more 
 REFERENCE_QUANTILE = 75.0
 SCORE_ON, SCORE_OFF = 0.03, 0.015  # share of dusty cells that starts an episode / that it needs to go on
 MIN_CELLS = 3  # and at least this many cells: a plume, not a parked wheelbarrow
-GAP_S = 8.0  # the score may dip below its threshold this long without breaking an episode
+GAP_S = 15.0  # the score may dip below its threshold this long without breaking an episode (one plume, one event)
+BACKDATE_S = 10.0  # an episode starts when the zone's first cells went dusty, at most this long before
+AIR_RISE = 0.5  # dust rises: the air above a zone, up to this share of the zone's height, is watched with it
 
 
 @dataclass
@@ -67,6 +71,7 @@ class _ZoneDust:
         self.area = area
         self.cells = cells
         self.episode: _Episode | None = None
+        self.clear_t = 0.0  # the last time no cell of the zone was dusty
         self.number = 0
 
 
@@ -78,7 +83,8 @@ class DustDetector:
         self._zones = []
         for area in areas:
             if area.zone.kind is ZoneKind.CONSTRUCTION:
-                coverage = cv2.resize(area.mask.astype(np.float32), self._grid, interpolation=cv2.INTER_AREA)
+                coverage = cv2.resize(_with_air(area.mask).astype(np.float32), self._grid,
+                                      interpolation=cv2.INTER_AREA)
                 self._zones.append(_ZoneDust(area, coverage >= 0.5))
         self._t: float | None = None
         self._smooth = np.empty((0,), np.float32)  # (rows, cols, 3): cv, texture, log brightness
@@ -133,6 +139,8 @@ class DustDetector:
             count = int((dusty & cells).sum())
             score = count / max(int(cells.sum()), 1)
             self.scores[zone.area.zone.id] = score
+            if count == 0:
+                zone.clear_t = t
             self._persist(zone, score if count >= MIN_CELLS else 0.0, t)
 
     def _hazy(self, exposed: Cells) -> Cells:
@@ -160,7 +168,8 @@ class DustDetector:
         if score >= (SCORE_OFF if confirmed else SCORE_ON):
             if episode is None:
                 zone.number += 1
-                zone.episode = _Episode(t, t, score)
+                # The dust rose when its first cells went dusty; the thresholds only confirm it is a plume.
+                zone.episode = _Episode(max(zone.clear_t, t - BACKDATE_S), t, score)
             else:
                 episode.seen_t, episode.peak = t, max(episode.peak, score)
         elif episode is not None and t - episode.seen_t > GAP_S:
@@ -173,3 +182,14 @@ class DustDetector:
         confidence = 0.6 + 0.4 * min(1.0, episode.peak / 0.2)
         return Observation(f"dust-{zone.area.zone.id}-{zone.number}", zone.area.zone, DetectionKind.DUST,
                            episode.since_t, episode.seen_t, round(min(confidence, 0.99), 3))
+
+
+def _with_air(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The zone and the air above it: a plume rises from the ground, so in the image its cloud stands over its
+    source, much of it above the zone's ground outline."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return mask
+    rise = max(1, round(AIR_RISE * (rows[-1] - rows[0] + 1)))
+    column = np.ones((rise + 1, 1), np.uint8)
+    return u8(cv2.dilate(mask.view(np.uint8), column, anchor=(0, 0))).view(np.bool_)

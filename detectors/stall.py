@@ -51,6 +51,7 @@ COMPACT = 1.6  # ...and their union box is no bigger than this × their boxes
 PERSON_ASPECT = 2.2  # a static blob this much taller than wide is a person standing, not a stall
 MAX_WIDTH_SHARE = 0.3  # a blob wider than this share of the frame is walkers and their shadows merged, not a stall
 MIN_FILL = 0.3  # a stall is solid: its stationary pixels fill at least this share of its box (outlines do not)
+OUTSIDE_S = 10.0  # a track that stood outside every zone this long restarts its dwell on entering one
 GHOST_CHECK_S = 5.0  # unreported tracks are checked this often for being a ghost (something that left)
 
 
@@ -64,6 +65,7 @@ class _Track:
     fill: float
     anchor: tuple[int, int, int, int]  # the box when it last settled: a stall stands still
     ghost_checked_t: float = 0.0  # the last check for being a ghost: a track starts ghost-free
+    outside_t: float = math.inf  # since when the track has stood outside every zone (inf: it is in one)
     confirmed: bool = False  # reported once: reported until it leaves, even if its blob wavers meanwhile
 
     def resettle(self, box: tuple[int, int, int, int], t: float) -> None:
@@ -222,7 +224,16 @@ class StallDetector:
             track.box, track.seen_t = box, t
             track.fill = area / float(box[2] * box[3])
             if not track.confirmed:
-                track.area = self._area_of(box)
+                area_now = self._area_of(box)
+                if area_now is None:
+                    track.outside_t = min(track.outside_t, t)
+                elif t - track.outside_t >= OUTSIDE_S:
+                    # The dwell is time in the zone: something that stood beside it and that a passer-by's
+                    # blob stretches into the zone has not been standing in it.
+                    track.since_t = max(track.since_t, t - STATIONARY_ON_S)
+                if area_now is not None:
+                    track.outside_t = math.inf
+                track.area = area_now
             if not track.confirmed and t - track.ghost_checked_t >= GHOST_CHECK_S:
                 track.ghost_checked_t = t
                 if self._is_ghost(frame, box):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from detectors.offline import detect_clip
 from tests.detectors.conftest import site_camera, walkers
 from tests.detectors.scenes import Scene
@@ -25,3 +27,13 @@ def test_a_plume_shorter_than_the_dwell_time_is_not_reported(plume_clip: Path) -
 def test_a_clear_site_with_workers_and_changes_of_light_has_no_dust(clips: Callable[[str, Scene], Path]) -> None:
     clip = clips("clear-site", Scene(seconds=90, walkers=walkers(90, 6.0), gain=[(25, 0.6), (55, 1.3)], seed=5))
     assert detect_clip(site_camera(str(clip)), str(clip)) == []
+
+
+def test_a_zone_watches_the_air_above_it_and_nothing_below_or_beside() -> None:
+    from detectors.dust import _with_air
+
+    zone = np.zeros((20, 6), np.bool_)
+    zone[10:18, 2:4] = True
+    watched = _with_air(zone)
+    assert watched[6:18, 2:4].all()  # half the zone's height above it
+    assert not watched[:6].any() and not watched[18:].any() and not watched[:, [0, 1, 4, 5]].any()
