@@ -142,9 +142,10 @@ class Engine:
         """Feed one grid cell's batch of readings and status changes, read from clock domain `domain`."""
         cell = self.cell(batch.grid_code, domain)
         out: list[Change] = []
-        for status in sorted(batch.statuses, key=lambda s: s.ts_ms):
+        statuses, readings = batch.statuses, batch.readings
+        for status in sorted(statuses, key=lambda s: s.ts_ms) if len(statuses) > 1 else statuses:
             self._status(cell, status, out)
-        for reading in sorted(batch.readings, key=lambda r: (r.ts_ms, r.device_id)):
+        for reading in sorted(readings, key=lambda r: (r.ts_ms, r.device_id)) if len(readings) > 1 else readings:
             self._reading(cell, reading, out)
         self.dirty.add(cell.grid_code)
         return out
@@ -324,20 +325,22 @@ class Engine:
         if not series.add(r.ts_ms, float(mm)):
             return
         latest = max(s.ts[-1] for s in cell.rain.values() if len(s))
-        instants = {r.ts_ms, latest}
+        instants = [r.ts_ms]
         if r.ts_ms < latest:  # a late sample counts in every window after it, up to the longest one
             until = min(latest, r.ts_ms + rain.LONGEST_WINDOW_MS)
+            late = {latest}
             for gauge in cell.rain.values():
-                instants.update(t for t in gauge.ts[bisect_left(gauge.ts, r.ts_ms):bisect_right(gauge.ts, until)])
-        for at_ms in sorted(instants):
+                late.update(t for t in gauge.ts[bisect_left(gauge.ts, r.ts_ms):bisect_right(gauge.ts, until)])
+            instants = sorted(late | {r.ts_ms})
+        key = correlation_key(manhole.WATERLOGGING)
+        for at_ms in instants:
             window = rain.rainfall_at(cell.rain.values(), at_ms)
             colour = rain.rain_colour(window, self.limits.rain)
-            if colour is rain.RainColour.NONE:
+            if colour is rain.RainColour.NONE or not self._would_act(cell, key, colour.label, r.device_id, at_ms):
                 continue
             summary = (f"rain {colour.label}: {window.mm_1h:.1f} mm/1h, {window.mm_3h:.1f} mm/3h, "
                        f"{window.mm_6h:.1f} mm/6h, {window.mm_12h:.1f} mm/12h over {window.gauges} gauge(s)")
-            self._signal(cell, correlation_key(manhole.WATERLOGGING), manhole.WATERLOGGING, at_ms,
-                         Evidence(_time(at_ms), r.device_id, summary), out,
+            self._signal(cell, key, manhole.WATERLOGGING, at_ms, Evidence(_time(at_ms), r.device_id, summary), out,
                          severity=colour.label, urgent=colour >= rain.RainColour.ORANGE)
 
     def _crowd(self, cell: CellState, r: Reading, out: list[Change]) -> None:
@@ -351,13 +354,16 @@ class Engine:
         max_gap = int(self.limits.offline_factor * (device.report_interval_s if device else 60) * 1000)
         limits = self.limits.crowd
         # A late sample can complete a run that ends after it: look at the run around each affected sample.
-        for at_ms in sorted({r.ts_ms, series.ts[-1]}):
+        key = correlation_key(CROWD_GATHERING)
+        for at_ms in (r.ts_ms,) if r.ts_ms == series.ts[-1] else (r.ts_ms, series.ts[-1]):
             for threshold, level in ((limits.urgent_per_m2, CROWD_URGENT), (limits.warning_per_m2, CROWD_WARNING)):
                 since = crowd.sustained_from(series, at_ms, threshold, max_gap, limits.sustain_ms)
+                if since is not None and not self._would_act(cell, key, level, r.device_id, since):
+                    break
                 if since is not None:
                     summary = (f"{r.device_id}: ≥ {threshold:g} persons/m² for "
                                f"{limits.sustain_ms // 1000} s ({count:g} counted)")
-                    self._signal(cell, correlation_key(CROWD_GATHERING), CROWD_GATHERING, since,
+                    self._signal(cell, key, CROWD_GATHERING, since,
                                  Evidence(_time(since), r.device_id, summary), out,
                                  severity=level, urgent=level == CROWD_URGENT)
                     break
@@ -385,6 +391,14 @@ class Engine:
                                   f"{' while it rains' if rained else ' without rain'}"), out)
 
     # --- correlation and lifecycle -----------------------------------------------------------------
+
+    def _would_act(self, cell: CellState, key: str, severity: str, source_id: str, at_ms: int) -> bool:
+        """Whether `_signal` would change the case: spares building evidence that would be dropped."""
+        case = cell.cases.get(key)
+        if case is None or _SEVERITY_RANK.get(severity, 0) > _SEVERITY_RANK.get(case.severity, 0):
+            return True
+        last = cell.last_evidence_ms.get(f"{case.id}|{source_id}")
+        return last is None or at_ms >= last + self.limits.evidence_every_ms
 
     def _signal(self, cell: CellState, key: str, category: str, at_ms: int, evidence: Evidence,
                 out: list[Change], *, severity: str = "normal", urgent: bool = False) -> None:
