@@ -213,6 +213,10 @@ class StreamWorker:
                     break
                 except (OperationalError, InterfaceError) as exc:
                     STREAMS_CHECKPOINT_RETRIES.inc()
+                    if self.stopping.is_set():  # unacknowledged, the records are read again on the next start
+                        log.warning("stopping without a checkpoint (%s); %d records will be read again",
+                                    exc.orig or exc, len(held))
+                        return
                     delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
                     if failures == 0:
                         log.warning("database unavailable for the checkpoint (%s); holding %d records and "
