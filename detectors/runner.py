@@ -161,7 +161,7 @@ class Fleet:
 async def produce(bootstrap: str, queue: asyncio.Queue[Detection], stop: asyncio.Event) -> None:
     """Send queued detections to Kafka, keyed by grid cell, retrying each until Kafka takes it."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, request_timeout_ms=10_000)
-    await _start(producer, bootstrap, stop)
+    await kafka.start_producer(producer, bootstrap, stop)
     try:
         while not (stop.is_set() and queue.empty()):
             try:
@@ -182,22 +182,6 @@ async def produce(bootstrap: str, queue: asyncio.Queue[Detection], stop: asyncio
                     await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
     finally:
         await producer.stop()
-
-
-async def _start(producer: AIOKafkaProducer, bootstrap: str, stop: asyncio.Event) -> None:
-    """Start the producer, waiting for Kafka as long as it takes (the broker may start after us)."""
-    attempt = 0
-    while True:
-        try:
-            await producer.start()
-            return
-        except Exception as exc:
-            if stop.is_set():
-                raise
-            if attempt == 0:
-                log.warning("Kafka at %s is not reachable (%s); retrying", bootstrap, exc)
-            await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
-            attempt += 1
 
 
 async def run(cameras: Sequence[Camera], bootstrap: str, evidence: EvidenceStore, stop: asyncio.Event,

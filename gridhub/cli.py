@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -14,6 +14,11 @@ from gridhub import __version__
 from gridhub.bench import BenchResult
 from gridhub.city import CityError, load_city
 from gridhub.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from domain.city import City
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_CONFIG = 2
@@ -45,6 +50,21 @@ def _serve_metrics(port: int | None) -> None:
         from prometheus_client import start_http_server
 
         start_http_server(port, addr="127.0.0.1")
+
+
+def _service_setup(config_file: Path | None, metrics_port: int | None) -> tuple[Settings, City, Engine]:
+    """What a long-running service needs first: settings, the city, metrics and a database with its tables."""
+    from gridhub.db import connect, init_db
+
+    settings = _settings(config_file)
+    try:
+        city = load_city(settings)
+    except CityError as exc:
+        _fail(f"city error: {exc}", EXIT_CONFIG)
+    _serve_metrics(metrics_port)
+    engine = connect(settings.database_url)
+    init_db(engine)
+    return settings, city, engine
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -108,18 +128,10 @@ def api(config_file: Path | None) -> None:
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (when run on its own).")
 def gateway(config_file: Path | None, client_id: str | None, metrics_port: int | None) -> None:
     """MQTT ingestion gateway: validate telemetry and produce it to Kafka."""
-    from gridhub.db import connect, init_db
     from gridhub.devices import is_demo_city, load_registry, seed_devices
     from ingest.gateway import main as run_gateway
 
-    settings = _settings(config_file)
-    try:
-        city = load_city(settings)
-    except CityError as exc:
-        _fail(f"city error: {exc}", EXIT_CONFIG)
-    _serve_metrics(metrics_port)
-    engine = connect(settings.database_url)
-    init_db(engine)
+    settings, city, engine = _service_setup(config_file, metrics_port)
     seed_devices(engine, city, demo=is_demo_city(settings))
     sys.exit(run_gateway(settings, load_registry(engine, city), client_id=client_id,
                          reload_registry=lambda: load_registry(engine, city)))
@@ -130,18 +142,9 @@ def gateway(config_file: Path | None, client_id: str | None, metrics_port: int |
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (when run on its own).")
 def worker(config_file: Path | None, metrics_port: int | None) -> None:
     """Faust stream worker: turn telemetry and detections into grid cases (several split the partitions)."""
-    from gridhub.db import connect, init_db
     from streams.app import serve
 
-    settings = _settings(config_file)
-    try:
-        city = load_city(settings)
-    except CityError as exc:
-        _fail(f"city error: {exc}", EXIT_CONFIG)
-    _serve_metrics(metrics_port)
-    engine = connect(settings.database_url)
-    init_db(engine)
-    sys.exit(serve(settings, city, engine))
+    sys.exit(serve(*_service_setup(config_file, metrics_port)))
 
 
 @cli.group()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
@@ -11,6 +15,9 @@ CASE_EVENTS = "gridhub.case-events"
 CASE_COMMANDS = "gridhub.case-commands"  # operators' decisions, applied by the stream worker that owns the cell
 DEADLETTER = "gridhub.deadletter"
 TOPICS = (TELEMETRY, DETECTIONS, CASE_EVENTS, CASE_COMMANDS, DEADLETTER)
+START_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+
+log = logging.getLogger("gridhub.kafka")
 
 
 def partition_of(grid_code: str, partitions: int) -> int:
@@ -33,3 +40,19 @@ async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -
         return missing
     finally:
         await admin.close()
+
+
+async def start_producer(producer: AIOKafkaProducer, bootstrap: str, stop: asyncio.Event) -> None:
+    """Start the producer, waiting for Kafka as long as it takes (the broker may start after us)."""
+    attempt = 0
+    while True:
+        try:
+            await producer.start()
+            return
+        except Exception as exc:
+            if stop.is_set():
+                raise
+            if attempt == 0:
+                log.warning("Kafka at %s is not reachable (%s); retrying", bootstrap, exc)
+            await asyncio.sleep(START_BACKOFF_S[min(attempt, len(START_BACKOFF_S) - 1)])
+            attempt += 1

@@ -206,7 +206,7 @@ class Gateway:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                     max_batch_size=1_048_576, request_timeout_ms=10_000,
                                     retry_backoff_ms=200)
-        await _start_producer(producer, bootstrap, stop)
+        await kafka.start_producer(producer, bootstrap, stop)
         self._partitions = len(await producer.partitions_for(kafka.TELEMETRY))
         try:
             await asyncio.to_thread(self._connect)
@@ -308,23 +308,6 @@ class Gateway:
         elif self._stalled_since is not None and self._last_kafka_ack > self._stalled_since:
             log.info("Kafka acknowledges again after %.0f s", self._last_kafka_ack - self._stalled_since)
             self._stalled_since = None
-
-
-async def _start_producer(producer: AIOKafkaProducer, bootstrap: str, stop: asyncio.Event) -> None:
-    """Start the producer, waiting for Kafka as long as it takes (the broker may start after us)."""
-    attempt = 0
-    while True:
-        try:
-            await producer.start()
-            return
-        except Exception as exc:
-            if stop.is_set():
-                raise
-            delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-            if attempt == 0:
-                log.warning("Kafka at %s is not reachable (%s); retrying", bootstrap, exc)
-            attempt += 1
-            await asyncio.sleep(delay)
 
 
 def _count(topic: str, items: list[Received]) -> None:
