@@ -78,8 +78,12 @@ def start_worker(env: dict[str, str], ready: Path) -> subprocess.Popen[bytes]:
     process = subprocess.Popen([sys.executable, "-m", "gridhub", "worker"],
                                env={**env, "GRIDHUB_READY_FILE": str(ready)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    eventually(lambda: ready.exists() or process.poll() is not None, 60, "the worker's partition assignment")
-    assert process.poll() is None, "the worker exited"
+    try:
+        eventually(lambda: ready.exists() or process.poll() is not None, 60, "the worker's partition assignment")
+        assert process.poll() is None, "the worker exited"
+    except AssertionError:
+        process.kill()
+        raise
     return process
 
 

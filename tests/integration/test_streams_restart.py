@@ -153,8 +153,10 @@ def expected(tmp_path_factory: pytest.TempPathFactory, batches: list[TelemetryBa
     with brokers.tansu() as bootstrap:
         clean = Run(tmp_path_factory.mktemp("clean"), bootstrap, batches)
         worker = clean.start()
-        cases = clean.finish()
-        worker.terminate()
+        try:
+            cases = clean.finish()
+        finally:
+            worker.terminate()
         assert worker.wait(30) == 0
     assert {case[1] for case in cases} >= {"0406", "0404", "0101", "0102", "0103", "9901", "9902", "9903"}
     return cases
