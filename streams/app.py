@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -54,6 +56,8 @@ log = logging.getLogger("gridhub.streams")
 REGISTRY_REFRESH_S = 30.0
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 FETCH_MAX_WAIT_MS = 100
+STOP_CHECKPOINT_S = 8.0
+STOP_GRACE_S = 12.0  # under `gridhub up` the supervisor kills a child that has not stopped after 15 s
 
 
 class _ShortFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -269,6 +273,12 @@ class StreamWorker:
             self.engine.forget(self._cells_by_tp.pop(tp, set()))
 
 
+def _leave_now() -> None:
+    log.warning("Kafka did not let the worker stop within %.0f s; leaving without it", STOP_GRACE_S)
+    logging.shutdown()
+    os._exit(0)
+
+
 def serve(settings: Settings, city: City, db: Database) -> int:
     """Run one worker until SIGINT or SIGTERM (Faust handles the signals); 0 on a clean stop."""
     worker = StreamWorker(settings, city, db)
@@ -281,7 +291,15 @@ def serve(settings: Settings, city: City, db: Database) -> int:
     @worker.app.on_before_shutdown.connect  # type: ignore[arg-type]  # as in StreamWorker.__init__
     async def _stopping(_app: Any, *_args: Any, **_: Any) -> None:
         worker.stopping.set()
-        await worker.checkpoint()
+        # Faust's own shutdown can wait forever for a Kafka that is gone; nothing unacknowledged is lost by
+        # leaving without it (the records are read again), so a stop ends within STOP_GRACE_S regardless.
+        deadline = threading.Timer(STOP_GRACE_S, _leave_now)
+        deadline.daemon = True  # a clean stop does not wait for it
+        deadline.start()
+        try:  # Kafka or the database may be gone: a stop must not wait for them
+            await asyncio.wait_for(worker.checkpoint(), STOP_CHECKPOINT_S)
+        except TimeoutError:
+            log.warning("stopping without a final checkpoint; unacknowledged records will be read again")
 
     try:
         faust_worker.execute_from_commandline()

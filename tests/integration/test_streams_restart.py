@@ -197,3 +197,17 @@ def test_two_workers_split_the_partitions_and_end_with_the_same_cases_as_one(
             for worker in workers:
                 worker.terminate()
                 worker.wait(30)
+
+
+def test_a_worker_whose_kafka_is_gone_still_stops_on_sigterm(tmp_path: Path) -> None:
+    with brokers.tansu() as bootstrap:
+        asyncio.run(kafka.ensure_topics(bootstrap, PARTITIONS))
+        env = dict(os.environ, GRIDHUB_STATE_DIR=str(tmp_path), GRIDHUB_KAFKA__BOOTSTRAP=bootstrap)
+        worker = start_worker(env, tmp_path / "worker.ready")
+    stopping = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    try:
+        assert worker.wait(30) == 0
+    finally:
+        worker.kill()
+    assert time.monotonic() - stopping < 20
