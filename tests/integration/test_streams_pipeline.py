@@ -62,14 +62,15 @@ class Pipeline:
         return list_cases(self.db, grid_prefix=grid_code).items
 
 
-def eventually(probe: Callable[[], T | None], timeout_s: float = 60, what: str = "condition") -> T:
+def eventually(probe: Callable[[], T | None], timeout_s: float = 60, what: str = "condition",
+               poll_s: float = 0.3) -> T:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
             result = probe()
             if result:
                 return result
-        time.sleep(0.3)
+        time.sleep(poll_s)
     raise AssertionError(f"timed out waiting for {what}")
 
 

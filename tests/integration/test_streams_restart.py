@@ -167,9 +167,11 @@ def test_a_worker_killed_mid_stream_ends_with_the_same_cases_as_one_that_ran_thr
 ) -> None:
     with brokers.tansu() as bootstrap:
         faulty = Run(tmp_path_factory.mktemp("faulty"), bootstrap, batches)
+        # Small batches slow this worker down (decisions do not depend on batching), so the kill lands mid-stream.
+        faulty.env["GRIDHUB_STREAMS__BATCH_MAX"] = "10"
         total = sum(case[7] for case in expected)
         worker = faulty.start()
-        eventually(lambda: faulty.events() >= total // 10, 120, "a tenth of the case events")
+        eventually(lambda: faulty.events() >= total // 10, 120, "a tenth of the case events", poll_s=0.02)
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
         assert faulty.events() < total, "the kill came too late to test anything"
