@@ -1,11 +1,16 @@
-"""Fixtures shared across the suite: real brokers on free ports."""
+"""Fixtures shared across the suite: real brokers on free ports, and an API app with a viewer token."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
+from api.auth import issue_tokens
+from gridhub.settings import load_settings
 from tests import brokers
 
 
@@ -14,3 +19,18 @@ def kafka_bootstrap() -> Iterator[str]:
     """One in-memory Tansu broker for the session; tests use their own topics or consumer groups."""
     with brokers.tansu() as bootstrap:
         yield bootstrap
+
+
+@pytest.fixture
+def viewer(tmp_path: Path) -> dict[str, str]:
+    """Authorization header of a viewer token, issued into the test's state directory."""
+    token = issue_tokens(tmp_path / "tokens.json")["viewer"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def client(tmp_path: Path, viewer: dict[str, str]) -> Iterator[TestClient]:
+    """The API on a fresh state directory (the viewer token is issued first, so the app knows it)."""
+    settings = load_settings(overrides={"state_dir": tmp_path}, environ={})
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client

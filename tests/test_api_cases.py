@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -10,28 +9,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.auth import issue_tokens
 from domain.case_records import encode_case_event
 from domain.cases import Case, Source, report
 from domain.city import City
-from gridhub.settings import load_settings
 from streams.sink import CaseSink
 
 T0 = datetime(2024, 6, 3, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Monday, in working hours
-
-
-@pytest.fixture
-def viewer(tmp_path: Path) -> dict[str, str]:
-    token = issue_tokens(tmp_path / "tokens.json")["viewer"]
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def client(tmp_path: Path, viewer: dict[str, str]) -> Iterator[TestClient]:
-    settings = load_settings(overrides={"state_dir": tmp_path}, environ={})
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
 
 
 def steps(city: City, case_id: str, *, grid_code: str, category: str, at: datetime, source: Source,

@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.auth import issue_tokens
 from api.routes.telemetry import format_duration, parse_duration_ms
 from domain.registry import DeviceKind
-from gridhub.settings import load_settings
 from ingest.store.base import ReadingRow, SeriesRequest, StoreBatch, StoreUnavailable, Window
 from ingest.store.sql import SqlTelemetryStore
 
 GRID = "310104003001001"  # rain-0001, crowd-0016, manhole-0001 and manhole-0120 are here
 T0 = 1_717_200_000_000  # 2024-06-01T00:00:00Z
-
-
-@pytest.fixture
-def viewer(tmp_path: Path) -> dict[str, str]:
-    token = issue_tokens(tmp_path / "tokens.json")["viewer"]
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def client(tmp_path: Path, viewer: dict[str, str]) -> Iterator[TestClient]:
-    settings = load_settings(overrides={"state_dir": tmp_path}, environ={})
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
 
 
 def write(client: TestClient, *rows: ReadingRow) -> None:
