@@ -47,12 +47,25 @@ class CitySettings(_Section):
 
 
 class MqttSettings(_Section):
-    """The MQTT broker devices publish to. No host means the embedded broker (amqtt) on `bind`:`port`.
-    `auth_dir` holds the broker's password and ACL files; empty means `mqtt/` in the state directory."""
+    """The MQTT broker devices publish to. No host means the embedded broker on `bind`:`port`: Mosquitto
+    when its binary is installed (`embedded: auto`), amqtt otherwise. Devices connect to `port`, where the
+    broker uses each device's username as its client id; the hub's own accounts (gateways) connect to
+    `hub_port` (empty: `port`, for a broker without a separate hub listener). `auth_dir` holds the broker's
+    password and ACL files; empty means `mqtt/` in the state directory."""
 
     host: str | None = None
+    embedded: Literal["auto", "mosquitto", "amqtt"] = "auto"
     bind: str = "127.0.0.1"
     port: int = Field(1883, ge=0, le=65535)
+    hub_bind: str = "127.0.0.1"
+    hub_port: int | None = Field(None, ge=0, le=65535)
+    # The largest MQTT packet the broker accepts: the gateway's largest valid payload plus topic and header.
+    max_packet_bytes: int = Field(8192, ge=1024, le=268_435_455)
+    # Per persistent session (the gateway's): messages sent and not yet acknowledged, and messages queued
+    # beyond those while the session is slow or offline. Overflow is logged and counted, never silent.
+    max_inflight_messages: int = Field(5000, ge=1, le=65535)
+    max_queued_messages: int = Field(1_000_000, ge=1)
+    max_queued_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     username: str = "gridhub-gateway"
     password: SecretStr | None = None
     password_file: Path | None = None
@@ -207,6 +220,13 @@ class Settings(_Section):
     streams: StreamsSettings = StreamsSettings()
     detect: DetectSettings = DetectSettings()
 
+    @model_validator(mode="after")
+    def _packets_fit_payloads(self) -> Settings:
+        if self.mqtt.max_packet_bytes < self.gateway.max_payload_bytes + 512:
+            raise ValueError("mqtt.max_packet_bytes must exceed gateway.max_payload_bytes by at least 512 "
+                             "(topic and header)")
+        return self
+
     @property
     def database_url(self) -> str:
         """The configured database URL, or SQLite in the state directory."""
@@ -247,6 +267,8 @@ def load_settings(
         source = _source_of(error["loc"], layers)
         reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        if not key:  # a rule across sections: it names its keys itself
+            raise ConfigError(f"settings: {reason.removeprefix('Value error, ')}{more}") from None
         raise ConfigError(f"{source}: {key}: {reason}{more}") from None
 
 

@@ -123,3 +123,8 @@ def test_empty_file_means_defaults(tmp_path: Path) -> None:
 def test_several_problems_are_counted_in_the_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\(and 1 more\)$"):
         load_settings(write(tmp_path, {"api": {"port": -1, "hots": "x"}}), environ={})
+
+
+def test_a_packet_limit_below_the_largest_payload_is_refused_naming_both_keys() -> None:
+    with pytest.raises(ConfigError, match=r"^settings: mqtt.max_packet_bytes must exceed gateway.max_payload_bytes"):
+        load_settings(environ={"GRIDHUB_GATEWAY__MAX_PAYLOAD_BYTES": "100000"})
