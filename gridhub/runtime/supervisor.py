@@ -64,6 +64,16 @@ class Supervisor:
         await self._wait_ready(service, process)
         self._watchers.append(asyncio.create_task(self._watch(service.name), name=f"watch-{service.name}"))
 
+    def send_signal(self, name: str, signum: int) -> bool:
+        """Send a signal to a running service (e.g. SIGHUP to reload); False if it is not running."""
+        running = self._running.get(name)
+        if running is None or running.process.returncode is not None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            running.process.send_signal(signum)
+            return True
+        return False
+
     def log_path(self, name: str) -> Path:
         """Where the service's stdout and stderr go."""
         return self._log_dir / f"{name}.log"
