@@ -1,124 +1,123 @@
-"""amqtt plugins that hold the embedded broker to the same password and ACL files as Mosquitto.
+"""The embedded amqtt broker's accounts: the same password and ACL files Mosquitto reads, per listener.
 
-Both re-read their file when it changes on disk, so `gridhub devices add` or `rotate-secret` takes effect
-at the next CONNECT without a restart. amqtt publishes a client's will without any topic check when the
-client drops, so the will topic is checked here, at CONNECT: a client whose will it may not publish is
-refused (Mosquitto 2.0 accepts it and silently drops the will when it fires).
+Devices log in on the device listener (`passwd`, `acl`), the hub's service accounts on the hub listener
+(`hub-passwd`, `hub-acl`), so an account can only ever log in where it belongs. The files are re-read when
+they change on disk (`gridhub devices add`, `rotate-secret`, `disable`, `remove`); the broker asks
+`still_valid()` of every connected session after a change and ends the sessions whose account is gone or
+whose secret changed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Generic, TypeVar
 
-from amqtt.contexts import Action, BaseContext
-from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
-from amqtt.session import Session
-
-from gridhub.broker_auth import Access, Acl, BrokerAuthError, read_acl_file, read_password_file
+from gridhub.broker_auth import (
+    ACL_FILE,
+    HUB_ACL_FILE,
+    HUB_PASSWORD_FILE,
+    PASSWORD_FILE,
+    Access,
+    Acl,
+    BrokerAuthError,
+    read_acl_file,
+    read_password_file,
+)
 from gridhub.credentials import check_password
 
 log = logging.getLogger("gridhub.mqtt.auth")
-T = TypeVar("T")
 
 
-class WatchedFile(Generic[T]):
-    """A file's parsed content, parsed again whenever the file is replaced or modified."""
+class Listener(StrEnum):
+    """Where a client connected: devices, or the hub's own service accounts."""
 
-    def __init__(self, path: Path, parse: Callable[[Path], T]) -> None:
-        self._path = path
-        self._parse = parse
-        self._signature: tuple[int, int, int] | None = self._stat()
-        self._value = parse(path)  # a missing or malformed file stops the broker from starting
+    DEVICES = "devices"
+    HUB = "hub"
 
-    def get(self) -> T:
-        """The current content; after a failed reload, the last good one (the failure is logged once)."""
-        try:
-            signature = self._stat()
-        except OSError as exc:
-            signature = None
-            if self._signature is not None:
-                log.warning("%s: %s; keeping the rules loaded before", self._path, exc.strerror)
-        if signature is not None and signature != self._signature:
+
+@dataclass
+class _Files:
+    """One listener's password and ACL files, with what was last read from them."""
+
+    password_file: Path
+    acl_file: Path
+    passwords: dict[str, str]
+    acl: Acl
+    signature: tuple[tuple[int, int, int], ...]
+
+
+class Accounts:
+    """Logins and topic rules of both listeners, from the files in `auth_dir`."""
+
+    def __init__(self, auth_dir: Path) -> None:
+        self._files: dict[Listener, _Files] = {}
+        for listener, password_file, acl_file in (
+            (Listener.DEVICES, auth_dir / PASSWORD_FILE, auth_dir / ACL_FILE),
+            (Listener.HUB, auth_dir / HUB_PASSWORD_FILE, auth_dir / HUB_ACL_FILE),
+        ):
+            # A missing or malformed file stops the broker from starting, with the reason.
+            self._files[listener] = _Files(password_file, acl_file, read_password_file(password_file),
+                                           read_acl_file(acl_file), _signature(password_file, acl_file))
+
+    def refresh(self) -> bool:
+        """Re-read the files that changed on disk; True if any did. A bad file keeps the rules loaded before."""
+        changed = False
+        for files in self._files.values():
             try:
-                self._value = self._parse(self._path)
-                log.info("reloaded %s", self._path)
+                signature = _signature(files.password_file, files.acl_file)
+            except OSError as exc:
+                log.warning("%s; keeping the accounts loaded before", exc)
+                continue
+            if signature == files.signature:
+                continue
+            try:
+                files.passwords = read_password_file(files.password_file)
+                files.acl = read_acl_file(files.acl_file)
             except BrokerAuthError as exc:
-                log.warning("%s; keeping the rules loaded before", exc)
-        self._signature = signature
-        return self._value
+                log.warning("%s; keeping the accounts loaded before", exc)
+                continue
+            files.signature = signature
+            changed = True
+            log.info("reloaded %s and %s", files.password_file.name, files.acl_file.name)
+        return changed
 
-    def _stat(self) -> tuple[int, int, int]:
-        # os.replace gives a new inode, which catches two writes within one mtime tick
-        stat = os.stat(self._path)
-        return stat.st_mtime_ns, stat.st_size, stat.st_ino
-
-
-class PasswordFileAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
-    """Accept a CONNECT only with a username and password from the password file, and a permitted will."""
-
-    @dataclass
-    class Config:
-        """Paths of the Mosquitto password and ACL files."""
-
-        password_file: str
-        acl_file: str
-
-    def __init__(self, context: BaseContext) -> None:
-        super().__init__(context)
-        self._passwords = WatchedFile(Path(self.config.password_file), read_password_file)
-        self._acl = WatchedFile(Path(self.config.acl_file), read_acl_file)
-
-    async def authenticate(self, *, session: Session) -> bool:
-        """True for a known username with its password and, if it set a will, a will topic it may publish."""
-        username, password = session.username, session.password
+    def login(self, listener: Listener, username: str | None, password: str | None) -> str | None:
+        """The account's password hash if `username` may log in on `listener` with `password`, else None."""
         if not username or password is None:
-            log.info("refused %s: no username and password", session.client_id)
-            return False
-        hashed = self._passwords.get().get(username)
+            return None
+        hashed = self._files[listener].passwords.get(username)
         if hashed is None or not check_password(password, hashed):
-            log.info("refused %s (client %s): unknown username or wrong password", username, session.client_id)
-            return False
-        if session.will_flag and not self._acl.get().allows(
-                username, session.client_id or "", session.will_topic or "", Access.WRITE):
-            log.info("refused %s: it may not publish its will topic %s", username, session.will_topic)
-            return False
-        return True
+            return None
+        return hashed
+
+    def still_valid(self, listener: Listener, username: str, hashed: str) -> bool:
+        """Does the account still exist with the secret it logged in with?"""
+        return self._files[listener].passwords.get(username) == hashed
+
+    def allows(self, listener: Listener, username: str | None, client_id: str, topic: str, access: Access) -> bool:
+        """May this client publish (WRITE) to, or receive (READ) a message on, this topic name?"""
+        return self._files[listener].acl.allows(username, client_id, topic, access)
+
+    def may_subscribe(self, listener: Listener, username: str | None, client_id: str, topic_filter: str) -> bool:
+        """May this client subscribe to this topic filter?"""
+        return self._files[listener].acl.may_subscribe(username, client_id, topic_filter)
 
 
-class AclTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
-    """Allow publishing, subscribing and delivery only as the ACL file says; anonymous clients get nothing."""
+def will_refusal(topic: str | None) -> str | None:
+    """Why a will topic is unacceptable (empty, or a wildcard: a will is published to one topic), or None."""
+    if not topic:
+        return "an empty will topic"
+    if "+" in topic or "#" in topic:
+        return f"a wildcard in its will topic {topic!r}"
+    if topic.startswith("$"):
+        return f"a will topic starting with '$' ({topic!r})"
+    return None
 
-    @dataclass
-    class Config:
-        """Path of the Mosquitto ACL file."""
 
-        acl_file: str
-
-    def __init__(self, context: BaseContext) -> None:
-        super().__init__(context)
-        self._acl = WatchedFile(Path(self.config.acl_file), read_acl_file)
-
-    async def topic_filtering(
-        self, *, session: Session | None = None, topic: str | None = None, action: Action | None = None
-    ) -> bool:
-        """Whether the session may do `action` on `topic` (a filter for SUBSCRIBE, a topic name otherwise)."""
-        if session is None or not session.username or not topic:
-            return False
-        acl: Acl = self._acl.get()
-        client_id = session.client_id or ""
-        if action == Action.SUBSCRIBE:
-            allowed = acl.may_subscribe(session.username, client_id, topic)
-        elif action == Action.PUBLISH:
-            allowed = acl.allows(session.username, client_id, topic, Access.WRITE)
-        elif action == Action.RECEIVE:
-            allowed = acl.allows(session.username, client_id, topic, Access.READ)
-        else:
-            allowed = False
-        if not allowed:
-            log.debug("denied %s %s on %s", session.username, action, topic)
-        return allowed
+def _signature(*paths: Path) -> tuple[tuple[int, int, int], ...]:
+    # os.replace gives a new inode, which catches two writes within one mtime tick
+    stats = [os.stat(path) for path in paths]
+    return tuple((stat.st_mtime_ns, stat.st_size, stat.st_ino) for stat in stats)
