@@ -1,17 +1,31 @@
-"""Dependencies that routes declare: the caller's role, the database engine, the city."""
+"""Dependencies that routes declare: the caller's role, the database engine, the city, a registered device."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api.auth import Role, token_hash
 from domain.city import City
+from domain.registry import DeviceKind
+from gridhub.devices import devices_table
 
 _bearer = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredDevice:
+    """What the routes show of a device in the registry of record (the database)."""
+
+    id: str
+    kind: DeviceKind
+    grid_code: str
 
 
 def _role(
@@ -37,6 +51,25 @@ def _city(request: Request) -> City:
     return city
 
 
+def _device(device_id: str, engine: Annotated[Engine, Depends(_engine)]) -> RegisteredDevice:
+    """The device named in the path, 404 if the database does not hold it.
+
+    Read from the database on every request (one primary-key lookup), not from a copy loaded at start, so
+    that a device added (`gridhub devices add`) or removed while the API runs is known or unknown at once.
+    """
+    query = select(devices_table.c.kind, devices_table.c.grid_code).where(devices_table.c.id == device_id)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(query).first()
+    except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"device registry unavailable: database: {getattr(exc, 'orig', None) or exc}") from None
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown device {device_id!r:.80}")
+    return RegisteredDevice(device_id, DeviceKind(row.kind), row.grid_code)
+
+
 CurrentRole = Annotated[Role, Depends(_role)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 CityDep = Annotated[City, Depends(_city)]
+DeviceDep = Annotated[RegisteredDevice, Depends(_device)]

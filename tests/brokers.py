@@ -7,10 +7,28 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from gridhub.localbrokers import amqtt, free_port, mosquitto, mosquitto_binary, running, tansu, tansu_argv
+from gridhub.localbrokers import (
+    amqtt,
+    free_port,
+    mosquitto,
+    mosquitto_binary,
+    running,
+    tansu,
+    tansu_argv,
+    wait_for_port,
+)
 
-__all__ = ["MOSQUITTO", "CuttableProxy", "amqtt", "free_port", "mosquitto", "running", "tansu",
-           "tansu_behind_proxy"]
+__all__ = [
+    "MOSQUITTO",
+    "CuttableProxy",
+    "amqtt",
+    "free_port",
+    "mosquitto",
+    "running",
+    "tansu",
+    "tansu_behind_proxy",
+    "wait_for_port",
+]
 
 MOSQUITTO = mosquitto_binary()
 

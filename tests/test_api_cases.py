@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from domain.case_records import encode_case_event
 from domain.cases import Case, Source, report
 from domain.city import City
-from streams.sink import CaseSink
+from streams.sink import CaseCursor, CaseSink
 
 T0 = datetime(2024, 6, 3, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Monday, in working hours
 
@@ -138,7 +138,10 @@ def test_cases_need_a_bearer_token(client: TestClient, path: str) -> None:
     ({"source": "rumour"}, "Input should be 'sensor', 'camera', 'citizen' or 'patrol'"),
     ({"limit": 0}, "Input should be greater than or equal to 1"),
     ({"limit": 501}, "Input should be less than or equal to 500"),
+    ({"limit": "9" * 30}, "Input should be less than or equal to 500"),
     ({"cursor": "bm90LWEtY3Vyc29y"}, "`cursor` must be the `next_cursor` of a previous page"),
+    # a report time of 2**63 ms, past what the database's 64-bit column holds
+    ({"cursor": CaseCursor(2**63, "a").encode()}, "`cursor` must be the `next_cursor` of a previous page"),
 ])
 def test_bad_filters_are_422_with_the_reason(client: TestClient, viewer: dict[str, str], params: dict[str, str],
                                              message: str) -> None:

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
 from api.routes.telemetry import format_duration, parse_duration_ms
 from domain.registry import DeviceKind
+from gridhub.devices import add_device, devices_table, new_device, seed_devices
 from ingest.store.base import ReadingRow, SeriesRequest, StoreBatch, StoreUnavailable, Window
 from ingest.store.sql import SqlTelemetryStore
 
 GRID = "310104003001001"  # rain-0001, crowd-0016, manhole-0001 and manhole-0120 are here
 T0 = 1_717_200_000_000  # 2024-06-01T00:00:00Z
+NEW_DEVICE = {"id": "rain-9001", "kind": "rain", "grid_code": "", "lon": "121.430616", "lat": "31.195395",
+              "report_interval_s": "60", "battery_floor_v": "3.4", "component_id": "", "well_depth_cm": "",
+              "zone_area_m2": ""}
+
+
+@pytest.fixture
+def client(client: TestClient) -> TestClient:
+    """The API over a database holding the demo city's devices, as `gridhub up` registers them before it starts."""
+    seed_devices(client.app.state.engine, client.app.state.city, demo=True)  # type: ignore[attr-defined]
+    return client
 
 
 def write(client: TestClient, *rows: ReadingRow) -> None:
@@ -72,8 +85,12 @@ def test_unknown_device_and_cell_are_404(client: TestClient, viewer: dict[str, s
 @pytest.mark.parametrize(("params", "detail"), [
     ({"from": "2024-06-01T00:00:00"}, "`from` needs a UTC offset"),
     ({"from": "2024-06-01T01:00:00Z", "to": "2024-06-01T01:00:00Z"}, "`to` must be after `from`"),
-    ({"every": "5x"}, "`every` must be a duration of at least 1s such as 30s, 5m, 1h or 1d, not '5x'"),
-    ({"every": "0s"}, "`every` must be a duration of at least 1s"),
+    ({"every": "5x"}, "`every` must be a duration from 1s to 366d such as 30s, 5m, 1h or 1d, not '5x'"),
+    ({"every": "0s"}, "`every` must be a duration from 1s to 366d"),
+    ({"every": "367d"}, "`every` must be a duration from 1s to 366d"),
+    ({"every": "9999999999999999d"}, "`every` must be a duration from 1s to 366d"),
+    ({"from": "1969-12-31T23:59:59Z"}, "`from` must be between 1970-01-01T00:00:00Z and 9999-01-01T00:00:00Z"),
+    ({"to": "9999-12-31T23:59:59-23:59"}, "`to` must be between 1970-01-01T00:00:00Z and 9999-01-01T00:00:00Z"),
     ({"from": "2024-01-01T00:00:00Z", "to": "2024-06-01T00:00:00Z", "every": "1m"},
      "218880 windows of 1m between `from` and `to`; at most 10000 per request"),
 ])
@@ -92,6 +109,7 @@ def test_unparseable_times_are_422(client: TestClient, viewer: dict[str, str]) -
 
 def test_a_bearer_token_is_required(client: TestClient) -> None:
     assert client.get("/api/v1/devices/rain-0001/telemetry").status_code == 401
+    assert client.get("/api/v1/devices/rain-9999/telemetry").status_code == 401  # not 404: no registry probing
     assert client.get(f"/api/v1/grids/{GRID}/telemetry").status_code == 401
 
 
@@ -99,6 +117,33 @@ def test_the_default_range_is_the_last_hour_in_minutes(client: TestClient, viewe
     body = client.get("/api/v1/devices/rain-0001/telemetry", headers=viewer).json()
     assert body["every"] == "1m"
     assert body["windows"] == []
+
+
+def test_a_device_added_while_the_api_runs_is_known_at_once(client: TestClient, viewer: dict[str, str]) -> None:
+    assert client.get("/api/v1/devices/rain-9001/telemetry", headers=viewer).status_code == 404
+    add_device(client.app.state.engine, new_device(client.app.state.city, NEW_DEVICE))  # type: ignore[attr-defined]
+
+    response = client.get("/api/v1/devices/rain-9001/telemetry", headers=viewer)
+    assert response.status_code == 200
+    assert (response.json()["kind"], response.json()["grid_code"]) == ("rain", GRID)
+
+
+def test_a_device_removed_while_the_api_runs_is_unknown_at_once(client: TestClient, viewer: dict[str, str]) -> None:
+    assert client.get("/api/v1/devices/rain-0001/telemetry", headers=viewer).status_code == 200
+    with client.app.state.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(devices_table.delete().where(devices_table.c.id == "rain-0001"))
+
+    response = client.get("/api/v1/devices/rain-0001/telemetry", headers=viewer)
+    assert (response.status_code, response.json()["detail"]) == (404, "unknown device 'rain-0001'")
+
+
+def test_a_registry_that_does_not_answer_is_503(client: TestClient, viewer: dict[str, str], tmp_path: Path) -> None:
+    client.app.state.engine.dispose()  # type: ignore[attr-defined]
+    (tmp_path / "gridhub.db").unlink()
+    (tmp_path / "gridhub.db").mkdir()  # a directory where the database file was: SQLite cannot open it
+    response = client.get("/api/v1/devices/rain-0001/telemetry", headers=viewer)
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("device registry unavailable: database: unable to open")
 
 
 class _DownStore:

@@ -16,6 +16,8 @@ from streams.sink import CaseCursor, CaseSummary, SinkUnavailable, get_case, lis
 router = APIRouter(prefix="/api/v1", tags=["cases"])
 
 MAX_LIMIT = 500
+#: A cursor names a stored report time, so it fits the database's 64-bit integer column.
+_CURSOR_MS = range(-(2**63), 2**63)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 
@@ -111,11 +113,7 @@ def cases(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"`category` {category!r:.40} is not a taxonomy code; known: "
                             f"{', '.join(c.code for c in city.taxonomy)}")
-    try:
-        before = CaseCursor.decode(cursor) if cursor is not None else None
-    except ValueError:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "`cursor` must be the `next_cursor` of a previous page, unchanged") from None
+    before = _cursor(cursor) if cursor is not None else None
     page = _query(lambda: list_cases(engine, grid_prefix=grid, category=category, state=state, source=source,
                                      limit=limit, before=before))
     return CasePageOut(items=[_summary(item) for item in page.items],
@@ -130,6 +128,17 @@ def case(case_id: str, engine: EngineDep, _role: CurrentRole) -> CaseDetailOut:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no case {case_id!r:.80}")
     doc, timeline = found
     return CaseDetailOut.model_validate({**doc, "timeline": timeline})
+
+
+def _cursor(token: str) -> CaseCursor:
+    try:
+        before = CaseCursor.decode(token)
+    except ValueError:
+        before = None
+    if before is None or before.reported_ms not in _CURSOR_MS:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            "`cursor` must be the `next_cursor` of a previous page, unchanged")
+    return before
 
 
 def _query(run: Callable[[], T]) -> T:

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
-from api.deps import CityDep, CurrentRole
+from api.deps import CityDep, CurrentRole, DeviceDep
 from ingest.store import open_store
 from ingest.store.base import SeriesRequest, StoreUnavailable, TelemetryStore, Window
 
@@ -19,6 +19,9 @@ router = APIRouter(prefix="/api/v1", tags=["telemetry"])
 
 MAX_WINDOWS = 10_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Readings are stamped in epoch milliseconds; the year-9999 end keeps every window start a datetime.
+EARLIEST, LATEST = EPOCH, datetime(9999, 1, 1, tzinfo=UTC)
+MAX_EVERY_DAYS = 366  # longer windows than a year are not a time series
 _DURATION = re.compile(r"(?:\d+[smhd])+")
 _DURATION_PART = re.compile(r"(\d+)([smhd])")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -80,19 +83,26 @@ def _span(
     end: Annotated[datetime | None, Query(
         alias="to", description="range end, RFC 3339 with offset (exclusive); default: now",
     )] = None,
-    every: Annotated[str, Query(description="window length: 30s, 5m, 1h, 1d, or combined like 1h30m")] = "1m",
+    every: Annotated[str, Query(
+        max_length=40,
+        description=f"window length from 1s to {MAX_EVERY_DAYS}d: 30s, 5m, 1h, 1d, or combined like 1h30m",
+    )] = "1m",
 ) -> SeriesRequest:
     """The requested range and window length; 422 with the reason when they do not make sense."""
     for name, value in (("from", start), ("to", end)):
         if value is not None and value.tzinfo is None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                                 f"`{name}` needs a UTC offset (RFC 3339), e.g. 2024-06-01T08:00:00+08:00 or ...Z")
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"`{name}` must be between {_iso(EARLIEST)} and {_iso(LATEST)}")
     end = end or datetime.now(UTC)
     start = start or end - timedelta(hours=1)
     every_ms = parse_duration_ms(every)
-    if every_ms is None or every_ms < 1000:
+    if every_ms is None or not 1000 <= every_ms <= MAX_EVERY_DAYS * _UNIT_MS["d"]:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"`every` must be a duration of at least 1s such as 30s, 5m, 1h or 1d, not {every!r:.40}")
+                            f"`every` must be a duration from 1s to {MAX_EVERY_DAYS}d such as 30s, 5m, 1h or 1d, "
+                            f"not {every!r:.40}")
     request = SeriesRequest(_ms(start), _ms(end), every_ms)
     if request.end_ms <= request.start_ms:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "`to` must be after `from`")
@@ -110,13 +120,9 @@ SpanDep = Annotated[SeriesRequest, Depends(_span)]
 
 
 @router.get("/devices/{device_id}/telemetry")
-def device_telemetry(device_id: str, city: CityDep, _role: CurrentRole, store: StoreDep,
-                     span: SpanDep) -> DeviceSeries:
+def device_telemetry(_role: CurrentRole, device: DeviceDep, store: StoreDep, span: SpanDep) -> DeviceSeries:
     """A device's readings in windows of `every` over [`from`, `to`)."""
-    device = city.registry.devices.get(device_id)
-    if device is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown device {device_id!r:.80}")
-    windows = _query(lambda: store.device_series(device_id, span))
+    windows = _query(lambda: store.device_series(device.id, span))
     return DeviceSeries(device_id=device.id, kind=device.kind.value, grid_code=device.grid_code,
                         start=_time(span.start_ms), end=_time(span.end_ms), every=format_duration(span.every_ms),
                         windows=windows)
@@ -164,3 +170,7 @@ def _ms(moment: datetime) -> int:
 
 def _time(ms: int) -> datetime:
     return EPOCH + timedelta(milliseconds=ms)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -14,6 +14,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import multiprocess
+
+from gridhub.metrics import MULTIPROC_ENV
 from gridhub.runtime import READY_FILE_ENV
 
 log = logging.getLogger("gridhub.supervisor")
@@ -85,19 +88,23 @@ class Supervisor:
             watcher.cancel()
         deadline = time.monotonic() + timeout_s
         for name in reversed(list(self._running)):
-            process = self._running[name].process
-            if process.returncode is not None:
-                continue
+            running = self._running[name]
+            if running.process.returncode is None:
+                await self._terminate(name, running.process, deadline)
+            # also when it had exited already: its watcher, cancelled above, may not have seen it
+            _forget_gauges(running.service, running.process.pid)
+
+    async def _terminate(self, name: str, process: asyncio.subprocess.Process, deadline: float) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), max(0.5, deadline - time.monotonic()))
+            log.info("stopped %s", name)
+        except TimeoutError:
+            log.warning("%s did not stop in time; killing it", name)
             with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), max(0.5, deadline - time.monotonic()))
-                log.info("stopped %s", name)
-            except TimeoutError:
-                log.warning("%s did not stop in time; killing it", name)
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+                process.kill()
+            await process.wait()
 
     async def _spawn(self, service: Service) -> asyncio.subprocess.Process:
         self._log_dir.mkdir(parents=True, exist_ok=True)
@@ -126,6 +133,7 @@ class Supervisor:
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if process.returncode is not None:
+                _forget_gauges(service, process.pid)
                 raise ServiceFailed(
                     f"{service.name} exited with code {process.returncode} while starting{self._tail(service.name)}"
                 )
@@ -138,6 +146,8 @@ class Supervisor:
             await asyncio.sleep(0.2)
         with contextlib.suppress(ProcessLookupError):
             process.kill()
+        await process.wait()
+        _forget_gauges(service, process.pid)
         raise ServiceFailed(
             f"{service.name} was not ready within {service.ready_timeout_s:.0f} s "
             f"(last probe error: {last_error}){self._tail(service.name)}"
@@ -147,6 +157,7 @@ class Supervisor:
         while not self._stopping:
             running = self._running[name]
             code = await running.process.wait()
+            _forget_gauges(running.service, running.process.pid)
             if self._stopping:
                 return
             if time.monotonic() - running.started_at > STABLE_AFTER_S:
@@ -172,6 +183,16 @@ class Supervisor:
             return ""
         tail = "\n".join(text.splitlines()[-lines:])
         return f"\n--- last lines of {self.log_path(name)} ---\n{tail}" if tail else ""
+
+
+def _forget_gauges(service: Service, pid: int) -> None:
+    """Drop an exited child's gauges from the shared metrics directory: a dead process has no current value.
+
+    Only gauges in a `live*` multiprocess mode are removed; its counters and histograms stay, as history.
+    """
+    directory = {**os.environ, **service.env}.get(MULTIPROC_ENV)
+    if directory:
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
 def _die_with_parent() -> None:
