@@ -123,6 +123,7 @@ class _Handler(BrokerProtocolHandler):  # type: ignore[misc]
 
     outbox: Outbox | None = None
     sender: asyncio.Task[None] | None = None
+    replaced = False  # a newer connection took its session over
 
     async def handle_puback(self, puback: PubackPacket) -> None:
         """Release the acknowledged message from the outbox."""
@@ -305,6 +306,7 @@ class GridBroker(Broker):  # type: ignore[misc]
             old_session, old_handler = existing
             if old_session.transitions.is_connected():
                 log.info("client %s connected again; closing its previous connection", client_id)
+                old_handler.replaced = True  # its disconnect must not publish the will or touch the session
                 self._stop_sender(old_handler)
                 await old_handler.stop()
                 self._deliver_acknowledged(old_session)
@@ -370,7 +372,7 @@ class GridBroker(Broker):  # type: ignore[misc]
         self._deliver_acknowledged(client_session)
         await self._stop_handler(handler)
         current = self._sessions.get(client_session.client_id)
-        if current is None or current[1] is not handler:
+        if handler.replaced or current is None or current[1] is not handler:
             return  # taken over by a newer connection, or deleted: it is no longer this connection's session
         abnormal = not disconnect_waiter.cancelled() and disconnect_waiter.result() is None
         if abnormal and client_session.will_flag and not self._closing:
