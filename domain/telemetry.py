@@ -56,13 +56,18 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:
-    """A device announcing itself online or offline (retained status, or the broker's last will)."""
+    """A device announcing itself online or offline (retained status, or the broker's last will).
+
+    `replayed` marks the broker's copy of a retained status, sent when the gateway subscribes: it says what the
+    device last announced, not that it announced anything now, and `ts_ms` is only when the gateway got it.
+    """
 
     device_id: str
     kind: DeviceKind
     grid_code: str
     ts_ms: int
     online: bool
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +112,8 @@ def _batch_doc(batch: TelemetryBatch) -> dict[str, Any]:
             for r in batch.readings
         ],
         "statuses": [
-            {"device_id": s.device_id, "kind": s.kind.value, "ts_ms": s.ts_ms, "online": s.online}
+            {"device_id": s.device_id, "kind": s.kind.value, "ts_ms": s.ts_ms, "online": s.online,
+             "replayed": s.replayed}
             for s in batch.statuses
         ],
     }
@@ -122,7 +128,8 @@ def _batch(doc: Any) -> TelemetryBatch:
         for r in doc["readings"]
     )
     statuses = tuple(
-        StatusChange(s["device_id"], DeviceKind(s["kind"]), grid_code, int(s["ts_ms"]), bool(s["online"]))
+        StatusChange(s["device_id"], DeviceKind(s["kind"]), grid_code, int(s["ts_ms"]), bool(s["online"]),
+                     bool(s.get("replayed", False)))  # records written before `replayed` existed have none
         for s in doc["statuses"]
     )
     return TelemetryBatch(grid_code, readings, statuses)

@@ -33,6 +33,22 @@ STORE_SKIPPED = Counter("gridhub_store_skipped_total",
                         "Records, readings or status changes the store could not take as they were", ["reason"])
 STORE_RETRIES = Counter("gridhub_store_write_retries_total", "Batch writes that failed and were tried again")
 
+# What the broker replays, sequences that go wrong, and whether the gateway still holds its subscription.
+GATEWAY_RETAINED_SKIPPED = Counter("gridhub_gateway_retained_skipped_total",
+                                   "Retained telemetry replayed at subscribe time: acknowledged, not produced")
+GATEWAY_REDELIVERED = Counter("gridhub_gateway_redelivered_total",
+                              "Messages the broker sent again (DUP flag): delivered before and never acknowledged")
+GATEWAY_SEQ_REGRESSIONS = Counter("gridhub_gateway_seq_regressions_total",
+                                  "Readings whose seq was below the device's previous one (accepted: devices restart)")
+GATEWAY_SUBSCRIBED = Gauge("gridhub_gateway_subscribed",
+                           "1 while the gateway is connected and holds every subscription, else 0", ["client_id"],
+                           multiprocess_mode="livemax")
+GATEWAY_DISCONNECTS = Counter("gridhub_gateway_disconnects_total", "Connections to the MQTT broker lost unexpectedly")
+GATEWAY_SESSIONS_LOST = Counter("gridhub_gateway_sessions_lost_total",
+                                "Reconnections on which the broker had not kept the gateway's persistent session")
+STORE_REPLAYED_STATUS_SKIPPED = Counter("gridhub_store_replayed_status_skipped_total",
+                                        "Replayed retained statuses not written: the device's latest status already")
+
 STREAMS_RECORDS = Counter("gridhub_streams_records_total", "Records the stream worker decided on, by topic",
                           ["topic"])
 STREAMS_READINGS = Counter("gridhub_streams_readings_total", "Readings and status changes the rules looked at")

@@ -10,6 +10,11 @@ broker redelivers the rest to the same persistent session.
 When Kafka is slow or down, records are retried and nothing new is acknowledged; the broker stops
 sending once the session's in-flight window (the broker's `max_inflight_messages`, or the MQTT 5
 Receive Maximum) is full, so memory stays bounded and the backlog waits in the broker.
+
+What the broker replays is not news: retained telemetry (sent because the gateway subscribed) is
+acknowledged and counted, never produced; a retained status goes on marked `replayed`. A subscription
+the broker refuses, a lost connection and a session the broker did not keep are logged and shown on
+`gridhub_gateway_subscribed`, and the subscription is tried again with backoff until the broker grants it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -27,7 +33,7 @@ from dataclasses import dataclass
 import orjson
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -38,8 +44,9 @@ from gridhub import kafka, metrics
 from gridhub.runtime import mark_ready, stop_event
 from gridhub.settings import Settings
 from ingest.acks import AckTracker, Pending
+from ingest.dedupe import Seen, SequenceTracker
 from ingest.mqtt_client import ReadAheadClient
-from ingest.payloads import Limits, Rejection, Validator
+from ingest.payloads import Limits, Reason, Rejection, Validator
 
 log = logging.getLogger("gridhub.gateway")
 
@@ -51,6 +58,8 @@ RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 SHUTDOWN_DRAIN_S = 5.0
 KAFKA_STALL_S = 5.0
 REGISTRY_REFRESH_S = 10.0
+RESUBSCRIBE_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+REGRESSION_LOG_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,24 +71,6 @@ class Received:
     payload: bytes | bytearray
     handle: Pending | None  # None for QoS 0
     received_ns: int
-
-
-class DedupeCache:
-    """Remembers the last N (device, seq, ts) keys; exact repeats are dropped."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._keys: dict[tuple[str, int, int], None] = {}
-
-    def seen(self, reading: Reading) -> bool:
-        """True if this reading was seen before; otherwise remember it."""
-        key = (reading.device_id, reading.seq, reading.ts_ms)
-        if key in self._keys:
-            return True
-        self._keys[key] = None
-        if len(self._keys) > self._size:
-            del self._keys[next(iter(self._keys))]  # dicts keep insertion order: drop the oldest
-        return False
 
 
 class Gateway:
@@ -97,7 +88,11 @@ class Gateway:
             late_after_ms=gw.late_after_s * 1000,
             max_lateness_ms=gw.max_lateness_s * 1000,
         ))
-        self.dedupe = DedupeCache(gw.dedupe_cache_size)
+        self.sequences = SequenceTracker(gw.dedupe_cache_size)
+        # (device, seq) of readings not yet in Kafka → handles of their duplicates, acknowledged only with them:
+        # a redelivered copy must not be PUBACKed while the first copy could still die with this process.
+        self._unproduced: dict[tuple[str, int], list[Pending]] = {}
+        self._unproduced_lock = threading.Lock()
         self.queue: collections.deque[Received] = collections.deque()
         self.protocol = MQTTProtocolVersion.MQTTv5 if gw.protocol == "5" else MQTTProtocolVersion.MQTTv311
         self._refusal = ""
@@ -112,46 +107,150 @@ class Gateway:
         self._counted = (0, 0)
         self._stalled_since: float | None = None
         self._partitions = 1  # of gridhub.telemetry, read from Kafka once the producer is up
+        self._regression_log_due = 0.0
+        self._regressions_unlogged = 0
+        self._filters = [f"$share/{gw.share_group}/{TELEMETRY_FILTER}" if gw.shared_subscription
+                         else TELEMETRY_FILTER, STATUS_FILTER]
+        self._subscribe_lock = threading.Lock()  # a SUBACK may come back before subscribe() has returned
+        self._subscribing: dict[int, list[str]] = {}  # SUBSCRIBE packet id → its filters, until the SUBACK
+        self._refused: set[str] = set()
+        self._resubscribe_attempt = 0
+        self._had_session = False
+        self._stopping = False
 
     # --- MQTT side (paho's thread) -------------------------------------------------------------
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         self._received += 1  # only this thread writes it; the flusher publishes the count
         received_ns = time.time_ns()
+        if message.dup:
+            metrics.GATEWAY_REDELIVERED.inc()
         handle = self.tracker.receive(message.mid) if message.qos > 0 else None
         if handle is None and len(self.queue) > self.settings.gateway.max_inflight:
             metrics.GATEWAY_REJECTED.labels("overload").inc()  # QoS 0 has no redelivery to wait for
             return
-        outcome = self.validator.check(message.topic, message.payload, received_ns // 1_000_000)
-        if isinstance(outcome, Reading) and self.dedupe.seen(outcome):
-            self._duplicates += 1
+        if message.retain and message.topic.endswith("/telemetry"):
+            # The broker's stored copy, sent because the gateway subscribed: the reading itself reached
+            # an established subscription live, with retain=0 (MQTT 3.1.1 and 5, §3.3.1.3).
+            metrics.GATEWAY_RETAINED_SKIPPED.inc()
             if handle is not None:
-                self.tracker.complete([handle])  # already on its way to Kafka in an earlier message
+                self.tracker.complete([handle])
             return
+        outcome = self.validator.check(message.topic, message.payload, received_ns // 1_000_000)
+        if isinstance(outcome, Reading):
+            verdict = self.sequences.check(outcome)
+            if verdict.seen is Seen.DUPLICATE:
+                self._duplicates += 1
+                if handle is not None:
+                    with self._unproduced_lock:
+                        waiting = self._unproduced.get((outcome.device_id, outcome.seq))
+                        if waiting is not None:
+                            waiting.append(handle)  # acknowledged when the first copy is in Kafka
+                            return
+                    self.tracker.complete([handle])  # the first copy is in Kafka already
+                return
+            if verdict.seen is Seen.CONFLICT:
+                outcome = Rejection(Reason.CONFLICTING_DUPLICATE,
+                                    f"seq {outcome.seq} was received before with other content (ts_ms "
+                                    f"{verdict.earlier_ts_ms}); this one has ts_ms {outcome.ts_ms}", outcome.device_id)
+            elif verdict.seen is Seen.REGRESSED:
+                assert verdict.previous_seq is not None
+                self._seq_regressed(outcome, verdict.previous_seq)
+        elif isinstance(outcome, StatusChange) and message.retain:
+            outcome = dataclasses.replace(outcome, replayed=True)
+        if isinstance(outcome, Reading):
+            with self._unproduced_lock:
+                self._unproduced[(outcome.device_id, outcome.seq)] = []
         self.queue.append(Received(outcome, message.topic, message.payload, handle, received_ns))
         if len(self.queue) == 2000 and self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)  # a burst: flush before the linger ends
 
-    def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object, reason: ReasonCode,
+    def _seq_regressed(self, reading: Reading, previous_seq: int) -> None:
+        """Count a seq that went backwards; say so at most once per interval, naming the device."""
+        metrics.GATEWAY_SEQ_REGRESSIONS.inc()
+        now = time.monotonic()
+        if now < self._regression_log_due:
+            self._regressions_unlogged += 1
+            return
+        more = f" ({self._regressions_unlogged} more since the last such line)" if self._regressions_unlogged else ""
+        log.warning("seq of %s went back from %d to %d (the device restarted, or sends out of order); "
+                    "reading accepted%s", reading.device_id, previous_seq, reading.seq, more)
+        self._regression_log_due = now + REGRESSION_LOG_INTERVAL_S
+        self._regressions_unlogged = 0
+
+    def _on_connect(self, client: mqtt.Client, _userdata: object, flags: mqtt.ConnectFlags, reason: ReasonCode,
                     _properties: object) -> None:
         if reason.is_failure:
             self._refusal = str(reason)
             log.error("MQTT broker refused the connection: %s", reason)
             return
-        gw = self.settings.gateway
-        telemetry = f"$share/{gw.share_group}/{TELEMETRY_FILTER}" if gw.shared_subscription else TELEMETRY_FILTER
+        log.info("connected to MQTT at %s:%d as %s (MQTT %s)", self._host(), self._port(), self.client_id,
+                 self.settings.gateway.protocol)
+        if not flags.session_present:
+            if self._had_session:
+                metrics.GATEWAY_SESSIONS_LOST.inc()
+                log.warning("the broker did not keep the session of %s: messages published while the gateway was "
+                            "away may have been lost", self.client_id)
+            else:
+                log.info("the broker holds no session for %s: a new one starts", self.client_id)
+        self._had_session = True
+        with self._subscribe_lock:
+            self._subscribing.clear()  # packet ids of the previous connection: those SUBACKs never come
+        self._refused = set()
+        # Every connection subscribes again, kept session or not: that is what tells whether the broker
+        # still grants the subscriptions (an ACL may have changed while the gateway was away).
         # Retained status messages are never sent to shared subscriptions (MQTT 5 §4.8.2), so every
         # gateway subscribes to status topics directly; downstream handles the duplicates.
-        client.subscribe([(telemetry, 1), (STATUS_FILTER, 1)])
-        log.info("connected to MQTT as %s (MQTT %s), subscribed to %s", self.client_id, gw.protocol, telemetry)
+        self._subscribe(client, self._filters)
         self._connected.set()
         mark_ready()
+
+    def _subscribe(self, client: mqtt.Client, filters: list[str]) -> None:
+        with self._subscribe_lock:
+            result, mid = client.subscribe([(f, 1) for f in filters])
+            if result == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                self._subscribing[mid] = filters
+        self._show_subscribed()
+
+    def _on_subscribe(self, client: mqtt.Client, _userdata: object, mid: int, reasons: list[ReasonCode],
+                      _properties: object) -> None:
+        with self._subscribe_lock:
+            filters = self._subscribing.pop(mid, [])
+        refused = [f"{f} ({reason})" for f, reason in zip(filters, reasons, strict=False) if reason.is_failure]
+        self._refused = {f for f, reason in zip(filters, reasons, strict=False) if reason.is_failure} | (
+            self._refused - set(filters))
+        self._show_subscribed()
+        if refused:
+            delay = RESUBSCRIBE_BACKOFF_S[min(self._resubscribe_attempt, len(RESUBSCRIBE_BACKOFF_S) - 1)]
+            self._resubscribe_attempt += 1
+            log.error("the broker refused the subscription to %s: no messages arrive there; trying again in %.0f s",
+                      ", ".join(refused), delay)
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._loop.call_later, delay, self._resubscribe, client)
+        else:
+            self._resubscribe_attempt = 0
+            log.info("subscribed to %s", ", ".join(filters))
+
+    def _resubscribe(self, client: mqtt.Client) -> None:
+        """Ask again for the refused subscriptions (a reconnect in between has asked for all of them)."""
+        refused = [f for f in self._filters if f in self._refused]
+        if refused and self._connected.is_set() and client is self._client:
+            self._subscribe(client, refused)
+
+    def _show_subscribed(self) -> None:
+        holding = self._connected.is_set() and not self._refused and not self._subscribing
+        metrics.GATEWAY_SUBSCRIBED.labels(client_id=self.client_id).set(1 if holding else 0)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object, reason: ReasonCode,
                        _properties: object) -> None:
         self._connected.clear()
+        self._show_subscribed()
         self.tracker.reconnected()
-        log.warning("disconnected from MQTT (%s); un-acknowledged messages will be redelivered", reason)
+        if self._stopping:
+            return
+        metrics.GATEWAY_DISCONNECTS.inc()
+        log.warning("disconnected from MQTT (%s): no messages arrive until the gateway is back; reconnecting, "
+                    "un-acknowledged messages will be redelivered", reason)
 
     def _send_ack(self, mid: int) -> None:
         assert self._client is not None
@@ -166,17 +265,15 @@ class Gateway:
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = SESSION_EXPIRY_S
                 props.ReceiveMaximum = min(self.settings.gateway.max_inflight, 65535)
-                client.connect(self._host(), self.settings.mqtt.port, keepalive=30, clean_start=False,
-                               properties=props)
+                client.connect(self._host(), self._port(), keepalive=30, clean_start=False, properties=props)
             else:
-                client.connect(self._host(), self.settings.mqtt.port, keepalive=30)
+                client.connect(self._host(), self._port(), keepalive=30)
         except OSError as exc:
-            raise ConnectionError(f"cannot reach MQTT broker {self._host()}:{self.settings.mqtt.port}: {exc}") \
-                from None
+            raise ConnectionError(f"cannot reach MQTT broker {self._host()}:{self._port()}: {exc}") from None
         client.loop_start()
         if not self._connected.wait(10.0):
             client.loop_stop()
-            raise ConnectionError(f"MQTT broker {self._host()}:{self.settings.mqtt.port} did not accept the "
+            raise ConnectionError(f"MQTT broker {self._host()}:{self._port()} did not accept the "
                                   f"session ({self._refusal or 'no answer'})")
 
     def _new_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
@@ -190,11 +287,16 @@ class Gateway:
         client.username_pw_set(self.settings.mqtt.username, self.settings.mqtt_password())
         client.on_message = self._on_message
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         return client
 
     def _host(self) -> str:
         return self.settings.mqtt.host or "127.0.0.1"
+
+    def _port(self) -> int:
+        """The hub listener, where the hub's own accounts log in (the device listener when there is none)."""
+        return self.settings.mqtt.hub_port or self.settings.mqtt.port
 
     # --- Kafka side (asyncio thread) -----------------------------------------------------------
 
@@ -224,6 +326,7 @@ class Gateway:
             if self._sending:
                 await asyncio.wait(set(self._sending), timeout=SHUTDOWN_DRAIN_S)
             if self._client is not None:
+                self._stopping = True
                 self._client.disconnect()
                 self._client.loop_stop()
         finally:
@@ -277,11 +380,20 @@ class Gateway:
                 return
             if attempt > 0:
                 log.info("Kafka took the %s record after %d retries", topic, attempt)
-            self._last_kafka_ack = time.monotonic()
-            _count(topic, items)
-            self.tracker.complete([i.handle for i in items if i.handle is not None])
+            self._produced(topic, items)
 
         task.add_done_callback(done)
+
+    def _produced(self, topic: str, items: list[Received]) -> None:
+        """Kafka has the record: acknowledge its messages, and the redelivered copies that waited for them."""
+        self._last_kafka_ack = time.monotonic()
+        _count(topic, items)
+        handles = [i.handle for i in items if i.handle is not None]
+        with self._unproduced_lock:
+            for item in items:
+                if isinstance(item.outcome, Reading):
+                    handles += self._unproduced.pop((item.outcome.device_id, item.outcome.seq), ())
+        self.tracker.complete(handles)
 
     async def _refresh_registry(self, stop: asyncio.Event) -> None:
         """Pick up devices added or removed in the database (`gridhub devices add`) without a restart."""

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
 from domain.registry import Device, DeviceKind, Registry
 from domain.telemetry import MEASUREMENTS, Reading, StatusChange
@@ -36,6 +36,7 @@ class Reason(StrEnum):
     FUTURE = "future"  # more than the tolerance ahead of the gateway's clock
     TOO_OLD = "too_old"  # older than the lateness window
     BAD_STATUS = "bad_status"
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"  # a (device, seq) seen before with another reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +48,14 @@ class Rejection:
     device_id: str | None = None
 
 
-Voltage = Annotated[float, Field(ge=0, le=24)]
+# Strict: a JSON number only. Lax floats take `true` as 1.0 and "1.5" as 1.5, which no device means.
+Voltage = Annotated[StrictFloat, Field(ge=0, le=24)]
 
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    ts: datetime | Annotated[float, Field(ge=0)]
+    ts: datetime | Annotated[StrictFloat, Field(ge=0)]
     seq: Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
     battery_v: Voltage | None = None
     device_id: str | None = None
@@ -62,7 +64,7 @@ class _Payload(BaseModel):
 class RainPayload(_Payload):
     """A rain gauge report: rainfall since the previous report."""
 
-    rain_mm: Annotated[float, Field(ge=0, le=200)]
+    rain_mm: Annotated[StrictFloat, Field(ge=0, le=200)]
 
 
 class CrowdPayload(_Payload):
@@ -74,9 +76,9 @@ class CrowdPayload(_Payload):
 class ManholePayload(_Payload):
     """A manhole-cover sensor report: cover state and water level above the well bottom."""
 
-    tilt_deg: Annotated[float, Field(ge=0, le=180)]
+    tilt_deg: Annotated[StrictFloat, Field(ge=0, le=180)]
     cover_open: StrictBool
-    water_level_cm: Annotated[float, Field(ge=0, le=5000)]
+    water_level_cm: Annotated[StrictFloat, Field(ge=0, le=5000)]
 
 
 MODELS: dict[DeviceKind, type[_Payload]] = {
@@ -85,6 +87,7 @@ MODELS: dict[DeviceKind, type[_Payload]] = {
     DeviceKind.MANHOLE: ManholePayload,
 }
 _RANGE_ERRORS = frozenset({"greater_than_equal", "less_than_equal", "greater_than", "less_than", "finite_number"})
+_NUMBER_ERRORS = frozenset({"float_type", "int_type", "datetime_type"})
 #: Street flooding can put water above a cover, but not metres above it.
 WATER_ABOVE_COVER_MAX_CM = 100
 _STATUS_WORDS = {b"online": True, b"offline": False, b'"online"': True, b'"offline"': False}
@@ -170,9 +173,13 @@ class Validator:
 
 
 def _rejection_from(exc: ValidationError, payload: bytes | bytearray, device_id: str) -> Rejection:
-    error: Any = exc.errors(include_url=False, include_input=False)[0]
+    error: Any = exc.errors(include_url=False)[0]
     kind = error["type"]
     where = ".".join(str(p) for p in error["loc"])
+    if kind in _NUMBER_ERRORS and isinstance(error.get("input"), bool):
+        field = str(error["loc"][0])
+        return Rejection(Reason.INVALID, f"{field}: {str(error['input']).lower()} is a boolean, not a number",
+                         device_id)
     if kind == "json_invalid":
         try:
             payload.decode("utf-8")

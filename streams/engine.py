@@ -260,6 +260,10 @@ class Engine:
     # --- rules → signals ---------------------------------------------------------------------------
 
     def _status(self, cell: CellState, status: StatusChange, out: list[Change]) -> None:
+        if status.replayed:
+            # The broker's copy of the device's last word, resent when a gateway subscribes: it says nothing
+            # new and carries no time of its own. A device that died meanwhile is caught by the silence rule.
+            return
         if status.online:
             self._heard(cell, status.device_id, status.ts_ms, out)
             return

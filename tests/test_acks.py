@@ -38,18 +38,3 @@ def test_after_a_reconnect_old_packet_ids_are_never_acknowledged() -> None:
     acks.complete([new])
     assert sent == [7]
 
-
-def test_dedupe_drops_exact_repeats_and_forgets_the_oldest() -> None:
-    from domain.registry import DeviceKind
-    from domain.telemetry import Reading
-    from ingest.gateway import DedupeCache
-
-    def reading(seq: int, ts_ms: int = 1000) -> Reading:
-        return Reading("rain-0001", DeviceKind.RAIN, "310104003001001", ts_ms, ts_ms, seq, {"rain_mm": 0.2})
-
-    cache = DedupeCache(size=2)
-    assert not cache.seen(reading(1))
-    assert cache.seen(reading(1))
-    assert not cache.seen(reading(1, ts_ms=2000))  # seq restarted after a reboot: a new reading
-    assert not cache.seen(reading(2))  # evicts seq 1 @ 1000
-    assert not cache.seen(reading(1))

@@ -101,6 +101,44 @@ def test_each_problem_has_its_reason(topic: str, payload: object, expected: Reas
     assert reason(topic, payload) is expected
 
 
+CROWD = "gridhub/v1/crowd/crowd-0001/telemetry"
+VALID = {
+    RAIN: {"ts": NOW_S, "seq": 1, "rain_mm": 1.5, "battery_v": 3.9},
+    CROWD: {"ts": NOW_S, "seq": 1, "count": 7, "battery_v": 3.9},
+    MANHOLE: {"ts": NOW_S, "seq": 1, "tilt_deg": 2.0, "cover_open": False, "water_level_cm": 30.0, "battery_v": 3.9},
+}
+NUMBERS = [(topic, name) for topic, payload in VALID.items() for name, value in payload.items()
+           if not isinstance(value, bool)]
+
+
+@pytest.mark.parametrize(("topic", "name"), NUMBERS)
+@pytest.mark.parametrize("boolean", [True, False])
+def test_a_boolean_is_not_a_number_in_any_numeric_field(topic: str, name: str, boolean: bool) -> None:
+    outcome = check(topic, {**VALID[topic], name: boolean})
+    assert outcome == Rejection(Reason.INVALID, f"{name}: {str(boolean).lower()} is a boolean, not a number",
+                                topic.split("/")[3])
+
+
+@pytest.mark.parametrize(("topic", "name"), [(topic, name) for topic, name in NUMBERS if name != "ts"])
+def test_a_number_in_a_string_is_not_a_number(topic: str, name: str) -> None:
+    # (A string ts is a time: RFC 3339, or epoch seconds as pydantic reads them.)
+    outcome = check(topic, {**VALID[topic], name: "1"})
+    assert isinstance(outcome, Rejection)
+    assert (outcome.reason, outcome.detail.split(":")[0]) == (Reason.INVALID, name)
+
+
+@pytest.mark.parametrize("cover_open", [1, 0, "true", None])
+def test_cover_open_must_be_true_or_false(cover_open: object) -> None:
+    assert reason(MANHOLE, {**VALID[MANHOLE], "cover_open": cover_open}) is Reason.INVALID
+
+
+def test_whole_numbers_are_numbers_and_read_as_floats() -> None:
+    reading = check(MANHOLE, {**VALID[MANHOLE], "tilt_deg": 2, "water_level_cm": 30, "battery_v": 4})
+    assert isinstance(reading, Reading)
+    assert reading.values == {"tilt_deg": 2.0, "cover_open": False, "water_level_cm": 30.0, "battery_v": 4.0}
+    assert all(type(value) is float for name, value in reading.values.items() if name != "cover_open")
+
+
 def test_a_reading_naming_its_own_device_is_fine() -> None:
     assert isinstance(check(RAIN, {"ts": NOW_S, "seq": 1, "rain_mm": 1, "device_id": "rain-0001"}), Reading)
 

@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from domain.registry import DeviceKind
 from domain.telemetry import Reading, TelemetryBatch, encode_record
 from ingest.store.base import ReadingRow, SeriesRequest, StatusRow, StoreBatch, StoreUnavailable, Window
-from ingest.store.influx import InfluxTelemetryStore, flux_series
+from ingest.store.influx import InfluxTelemetryStore, flux_latest_statuses, flux_series
 from ingest.store.writer import StoreWriter
 from tests.brokers import free_port
 
@@ -220,6 +220,31 @@ def test_a_failed_query_is_unavailable(stub: InfluxStub) -> None:
     store = InfluxTelemetryStore(stub.url + "/nowhere", None, "gridhub", "telemetry")
     with pytest.raises(StoreUnavailable, match="HTTP 404"):
         store.device_series("rain-0001", SeriesRequest(T0, T0 + 60_000, 60_000))
+
+
+def test_latest_statuses_are_read_from_one_flux_query(stub: InfluxStub) -> None:
+    stub.csv = "\r\n".join(["#datatype,string,long,string,boolean", "#group,false,false,true,false",
+                            "#default,_result,,,", ",result,table,device_id,_value",
+                            ",,0,rain-0001,false", ",,1,rain-0002,true"]) + "\r\n\r\n"
+    latest = store_for(stub).latest_statuses({"rain-0001", "rain-0002", "rain-0003"})
+
+    assert latest == {"rain-0001": False, "rain-0002": True}
+    (request,) = stub.requests
+    assert orjson.loads(request.body)["query"] == flux_latest_statuses("telemetry",
+                                                                       {"rain-0001", "rain-0002", "rain-0003"})
+
+
+def test_the_latest_status_query_takes_each_devices_newest_online_field() -> None:
+    flux = flux_latest_statuses("telemetry", {"rain-0002", 'x"${y}'})
+    assert 'r._measurement == "status" and r._field == "online" and (r.device_id == "rain-0002" or ' \
+           r'r.device_id == "x\"\${y}")' in flux
+    assert flux.splitlines()[-4:] == ['  |> group(columns: ["device_id"])', '  |> sort(columns: ["_time"])',
+                                      "  |> last()", '  |> keep(columns: ["device_id", "_value"])']
+
+
+def test_latest_statuses_of_no_devices_ask_nothing(stub: InfluxStub) -> None:
+    assert store_for(stub).latest_statuses(set()) == {}
+    assert stub.requests == []
 
 
 async def _committed(bootstrap: str, group: str, tp: TopicPartition) -> int | None:

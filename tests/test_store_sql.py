@@ -97,6 +97,15 @@ def test_status_changes_are_stored_once(store: SqlTelemetryStore, engine: Engine
     assert [tuple(row) for row in stored] == [(T0, False), (T0 + MINUTE, True)]
 
 
+def test_latest_statuses_are_each_devices_newest_for_the_devices_asked(store: SqlTelemetryStore) -> None:
+    store.write(batch(statuses=(StatusRow("rain-0001", T0, True, GRID, DeviceKind.RAIN),
+                                StatusRow("rain-0001", T0 + MINUTE, False, GRID, DeviceKind.RAIN),
+                                StatusRow("rain-0002", T0 + MINUTE, True, GRID, DeviceKind.RAIN),
+                                StatusRow("rain-0002", T0, False, GRID, DeviceKind.RAIN),
+                                StatusRow("rain-0003", T0, True, GRID, DeviceKind.RAIN))))
+    assert store.latest_statuses({"rain-0001", "rain-0002", "rain-0004"}) == {"rain-0001": False, "rain-0002": True}
+
+
 def test_positions_are_stored_per_group_and_topic_and_move_with_each_write(store: SqlTelemetryStore) -> None:
     store.write(batch(rain("rain-0001", T0, 1.0), at={0: Position(10, "a"), 1: Position(4, "b")}))
     store.write(batch(rain("rain-0001", T0 + MINUTE, 1.0, seq=2), at={0: Position(12, "c")}))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -112,6 +112,9 @@ class TelemetryStore(Protocol):
 
     def positions(self, group: str, topic: str) -> dict[int, Position]:
         """Partition → position stored for the group and topic; empty if the backend keeps none."""
+
+    def latest_statuses(self, device_ids: Collection[str]) -> dict[str, bool]:
+        """Device → whether its latest stored status is online; devices with none stored are left out."""
 
     def device_series(self, device_id: str, request: SeriesRequest) -> list[Window]:
         """The device's windows that hold at least one reading, in time order."""

@@ -19,7 +19,7 @@ backend keeps no partition positions; the writer commits its offsets to Kafka af
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -105,6 +105,17 @@ class InfluxTelemetryStore:
         """None kept here: the writer's offsets live in Kafka."""
         return {}
 
+    def latest_statuses(self, device_ids: Collection[str]) -> dict[str, bool]:
+        """Device → online of its newest status point, for the devices that have one."""
+        if not device_ids:
+            return {}
+        try:
+            tables = self._queries.query(flux_latest_statuses(self._bucket, device_ids), org=self._org)
+        except (ApiException, HTTPError, OSError) as exc:
+            raise StoreUnavailable(f"InfluxDB {self._url}: {_describe(exc)}") from exc
+        return {str(record.values["device_id"]): bool(record.values["_value"])
+                for table in tables for record in table.records}
+
     def device_series(self, device_id: str, request: SeriesRequest) -> list[Window]:
         """The device's aggregated windows."""
         return self._series(flux_series(self._bucket, "device_id", device_id, request))
@@ -173,6 +184,21 @@ def flux_series(bucket: str, tag: str, value: str, request: SeriesRequest) -> st
         for result, (name, aggregate) in _MERGED_AGGREGATES.items()
     ]
     return "\n".join(lines)
+
+
+def flux_latest_statuses(bucket: str, device_ids: Collection[str]) -> str:
+    """A Flux query for the newest `online` field of each of the devices (statuses are few: all time is read)."""
+    devices = " or ".join(f"r.device_id == {_flux_string(device_id)}" for device_id in sorted(device_ids))
+    return "\n".join([
+        f"from(bucket: {_flux_string(bucket)})",
+        "  |> range(start: 0)",
+        f'  |> filter(fn: (r) => r._measurement == "{STATUS_MEASUREMENT}" and r._field == "online" and ({devices}))',
+        "  |> last()",  # per series; a device moved to another cell has one series per cell
+        '  |> group(columns: ["device_id"])',
+        '  |> sort(columns: ["_time"])',
+        "  |> last()",
+        '  |> keep(columns: ["device_id", "_value"])',
+    ])
 
 
 def windows_from_records(records: Iterable[tuple[str, datetime | None, Any]]) -> list[Window]:

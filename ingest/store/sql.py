@@ -11,7 +11,7 @@ rows and the position never disagree; rows are inserted with ON CONFLICT DO NOTH
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -25,6 +25,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    and_,
     cast,
     func,
     select,
@@ -137,6 +138,20 @@ class SqlTelemetryStore:
             with self._engine.connect() as conn:
                 return {row.kafka_partition: Position(row.next_offset, row.last_record)
                         for row in conn.execute(query)}
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
+
+    def latest_statuses(self, device_ids: Collection[str]) -> dict[str, bool]:
+        """Device → online of its newest status row, for the devices that have one."""
+        s = status_changes.c
+        newest = (select(s.device_id, func.max(s.ts_ms).label("ts_ms"))
+                  .where(s.device_id.in_(list(device_ids))).group_by(s.device_id).subquery())
+        query = (select(s.device_id, s.online)
+                 .join(newest, and_(s.device_id == newest.c.device_id, s.ts_ms == newest.c.ts_ms))
+                 .order_by(s.online))  # two statuses at the same millisecond: online wins, as the later word
+        try:
+            with self._engine.connect() as conn:
+                return {row.device_id: bool(row.online) for row in conn.execute(query)}
         except _UNAVAILABLE as exc:
             raise _unavailable(exc) from exc
 

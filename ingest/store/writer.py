@@ -8,6 +8,10 @@ Delivery into the store is at least once and writes are idempotent, so every rea
 - a store that is down or locked gets the same batch again with backoff while the partitions are paused;
 - a record that does not decode is logged, counted and skipped; its offset advances with the batch.
 
+A status the broker replayed to the gateway (a retained status, resent at every subscribe) is written only
+when it differs from the device's latest stored status: the device's state changed while no gateway listened.
+Otherwise every gateway restart would add an "online" row for every device.
+
 The embedded Kafka keeps topics in memory: after a restart its logs start again at offset 0 while the
 database remembers higher offsets. A stored position therefore carries a fingerprint of the last record
 written, and the consumer seeks one record back to compare. If that record is different or absent, the
@@ -38,6 +42,7 @@ from gridhub.db import connect, init_db
 from gridhub.metrics import (
     MULTIPROC_ENV,
     STORE_LAG,
+    STORE_REPLAYED_STATUS_SKIPPED,
     STORE_RETRIES,
     STORE_SKIPPED,
     STORE_WRITE_SECONDS,
@@ -86,6 +91,7 @@ class _Pending:
 
     readings: list[ReadingRow] = field(default_factory=list)
     statuses: list[StatusRow] = field(default_factory=list)
+    replayed: list[StatusRow] = field(default_factory=list)  # retained statuses resent by the broker
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (reason, what and where), logged once written
     last: dict[int, Any] = field(default_factory=dict)  # partition → its last record here
     since: float | None = None  # when the first of these records arrived (monotonic)
@@ -93,7 +99,7 @@ class _Pending:
     @property
     def rows(self) -> int:
         """Rows waiting to be written."""
-        return len(self.readings) + len(self.statuses)
+        return len(self.readings) + len(self.statuses) + len(self.replayed)
 
 
 @dataclass
@@ -246,19 +252,18 @@ class StoreWriter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
                     pending.skipped.append(("invalid_reading", f"a reading in {where}: {exc}"))
             for status in batch.statuses:
                 try:
-                    pending.statuses.append(status_row(status))
+                    (pending.replayed if status.replayed else pending.statuses).append(status_row(status))
                 except TelemetryFormatError as exc:
                     pending.skipped.append(("invalid_status", f"a status change in {where}: {exc}"))
 
     async def _flush(self, stop: asyncio.Event) -> None:
         pending, self._pending = self._pending, _Pending()
         positions = {p: Position(record.offset + 1, fingerprint(record)) for p, record in pending.last.items()}
-        batch = StoreBatch(self._group, self._topic, pending.readings, pending.statuses, positions)
         failures = 0
         while True:
             started = time.perf_counter()
             try:
-                await asyncio.to_thread(self._store.write, batch)
+                statuses = await asyncio.to_thread(self._write, pending, positions)
                 break
             except StoreUnavailable as exc:
                 if stop.is_set():
@@ -280,11 +285,22 @@ class StoreWriter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
             log.warning("skipped %s", what)
         for kind, n in collections.Counter(r.kind.value for r in pending.readings).items():
             STORE_WRITTEN.labels(kind=kind).inc(n)
-        if pending.statuses:
-            STORE_WRITTEN.labels(kind="status").inc(len(pending.statuses))
+        if statuses:
+            STORE_WRITTEN.labels(kind="status").inc(statuses)
+        if pending.replayed:
+            STORE_REPLAYED_STATUS_SKIPPED.inc(len(pending.statuses) + len(pending.replayed) - statuses)
         partitions = {TopicPartition(self._topic, p): position.next_offset for p, position in positions.items()}
         self._written.update(partitions)
         await self._commit(partitions)
+
+    def _write(self, pending: _Pending, positions: dict[int, Position]) -> int:
+        """Write the pending rows (in a thread: the store blocks); return how many status rows were written."""
+        statuses = pending.statuses
+        if pending.replayed:
+            latest = self._store.latest_statuses({row.device_id for row in pending.replayed})
+            statuses = news(latest, pending.statuses, pending.replayed)
+        self._store.write(StoreBatch(self._group, self._topic, pending.readings, statuses, positions))
+        return len(statuses)
 
     async def _hold(self, seconds: float, stop: asyncio.Event) -> None:
         """Wait with every partition paused, polling all the same so that the group keeps this member."""
@@ -372,6 +388,22 @@ class StoreWriter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
             # take the highest of its answer, the fetch high watermark and what was fetched.
             end = max(ends.get(tp, 0), self._consumer.highwater(tp) or 0, self._fetched_end.get(tp, 0))
             STORE_LAG.labels(partition=str(tp.partition)).set(max(0, end - written))
+
+
+def news(latest: dict[str, bool], live: list[StatusRow], replayed: list[StatusRow]) -> list[StatusRow]:
+    """The status rows to write: every live one, and each replayed one that changes its device's latest status."""
+    if not replayed:
+        return live
+    latest = dict(latest)
+    rows = []
+    merged = sorted([(row.ts_ms, False, row) for row in live] + [(row.ts_ms, True, row) for row in replayed],
+                    key=lambda item: (item[0], item[1]))
+    for _, is_replay, row in merged:
+        if is_replay and latest.get(row.device_id) == row.online:
+            continue
+        latest[row.device_id] = row.online
+        rows.append(row)
+    return rows
 
 
 def serve(settings: Settings, metrics_port: int | None = None) -> int:

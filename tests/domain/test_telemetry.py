@@ -75,3 +75,19 @@ def test_wire_names_are_stable() -> None:
     assert set(doc["cells"][0]) == {"grid_code", "readings", "statuses"}
     assert set(doc["cells"][0]["readings"][0]) == {"device_id", "kind", "ts_ms", "received_ms", "seq", "values", "late",
                                        "component_id", "well_depth_cm", "zone_area_m2"}
+
+
+def test_a_replayed_status_round_trips() -> None:
+    batch = TelemetryBatch(CELL, (), (StatusChange("rain-0001", DeviceKind.RAIN, CELL, 1_763_800_001_000, True,
+                                                   replayed=True),))
+    doc = orjson.loads(encode_record([batch]))
+    assert doc["cells"][0]["statuses"] == [{"device_id": "rain-0001", "kind": "rain", "ts_ms": 1_763_800_001_000,
+                                            "online": True, "replayed": True}]
+    assert decode_record(encode_record([batch])) == (batch,)
+
+
+def test_a_status_written_before_replayed_existed_is_live() -> None:
+    data = (b'{"v": 2, "cells": [{"grid_code": "310104003001001", "readings": [], "statuses": '
+            b'[{"device_id": "rain-0001", "kind": "rain", "ts_ms": 5, "online": true}]}]}')
+    (batch,) = decode_record(data)
+    assert batch.statuses == (StatusChange("rain-0001", DeviceKind.RAIN, CELL, 5, True, replayed=False),)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from aiokafka import AIOKafkaConsumer
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client.parser import text_string_to_metric_families
 
 from domain.telemetry import Reading, StatusChange, decode_record
 from gridhub import kafka
@@ -29,16 +33,19 @@ pytestmark = pytest.mark.integration
 MOSQUITTO_CONFIG = "allow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\n"
 
 
-def start_gateway(bootstrap: str, mqtt_port: int, *extra_env: tuple[str, str]) -> subprocess.Popen[bytes]:
+def start_gateway(bootstrap: str, mqtt_port: int, *extra_env: tuple[str, str],
+                  args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     env = dict(os.environ, GRIDHUB_KAFKA__BOOTSTRAP=bootstrap, GRIDHUB_MQTT__HOST="127.0.0.1",
                GRIDHUB_MQTT__PORT=str(mqtt_port), GRIDHUB_GATEWAY__BATCH_LINGER_MS="10", **dict(extra_env))
-    return subprocess.Popen([sys.executable, "-m", "gridhub", "gateway"], env=env,
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # its own metrics on --metrics-port
+    return subprocess.Popen([sys.executable, "-m", "gridhub", "gateway", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 @contextlib.contextmanager
-def gateway(bootstrap: str, mqtt_port: int, *extra_env: tuple[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = start_gateway(bootstrap, mqtt_port, *extra_env)
+def gateway(bootstrap: str, mqtt_port: int, *extra_env: tuple[str, str],
+            args: tuple[str, ...] = ()) -> Iterator[subprocess.Popen[bytes]]:
+    process = start_gateway(bootstrap, mqtt_port, *extra_env, args=args)
     try:
         wait_for_log(process, b"subscribed to")
         yield process
@@ -61,6 +68,48 @@ def wait_for_log(process: subprocess.Popen[bytes], needle: bytes, timeout_s: flo
         if not line and process.poll() is not None:
             break
     raise AssertionError(f"gateway never logged {needle!r}:\n{seen.decode(errors='replace')}")
+
+
+class Output:
+    """A process's output, read on a thread, searched line by line in the order it was written."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._lines: list[bytes] = []
+        self._position = 0  # just after the last line found
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, args=(process,), daemon=True).start()
+
+    def _read(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+
+    def wait_for(self, needle: bytes, timeout_s: float = 30) -> bytes:
+        """The first line holding `needle` after the last line found."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while True:
+                for index in range(self._position, len(self._lines)):
+                    if needle in self._lines[index]:
+                        self._position = index + 1
+                        return self._lines[index]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"never logged {needle!r}:\n{b''.join(self._lines).decode(errors='replace')}")
+                self._changed.wait(left)
+
+
+def metric(port: int, name: str, **labels: str) -> float | None:
+    """A sample of the gateway's /metrics (served with --metrics-port), None if absent."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
 
 
 def publisher(port: int, client_id: str = "test-publisher", **kwargs: str) -> mqtt.Client:
@@ -217,3 +266,147 @@ def test_kafka_outage_is_reported_and_recovered_without_restart(tmp_path: Path) 
             client.loop_stop()
             assert process.poll() is None
     assert {r.seq for r in readings if r.device_id == "rain-0005"} == set(range(300))
+
+
+RAIN_0001 = "gridhub/v1/rain/rain-0001/telemetry"
+
+
+def seqs(readings: list[Reading], device_id: str = "rain-0001") -> list[int]:
+    return sorted(r.seq for r in readings if r.device_id == device_id)
+
+
+def test_retained_telemetry_is_ingested_live_once_and_not_again_when_replayed(
+    bootstrap: str, broker: tuple[int, list[tuple[str, str]]]
+) -> None:
+    mqtt_port, env = broker
+    # A plain subscription: brokers never replay retained messages to a shared one (MQTT 5 §4.8.2).
+    env = [*env, ("GRIDHUB_GATEWAY__SHARED_SUBSCRIPTION", "false")]
+    now = int(time.time())
+    client = publisher(mqtt_port)
+    try:
+        with gateway(bootstrap, mqtt_port, *env):
+            client.publish(RAIN_0001, rain(1, now), qos=1, retain=True).wait_for_publish(10)
+            collect(bootstrap, lambda r, s, d: 1 in seqs(r), timeout_s=30)
+        metrics_port = brokers.free_port()
+        with gateway(bootstrap, mqtt_port, *env, args=("--metrics-port", str(metrics_port))):
+            # The broker replays seq 1 when the gateway subscribes, before this sentinel.
+            client.publish(RAIN_0001, rain(2, now), qos=1).wait_for_publish(10)
+            readings, _, _ = collect(bootstrap, lambda r, s, d: 2 in seqs(r), timeout_s=30)
+            assert metric(metrics_port, "gridhub_gateway_retained_skipped_total") == 1
+    finally:
+        client.loop_stop()
+    assert seqs(readings) == [1, 2]
+
+
+def test_a_retained_status_replayed_at_a_gateway_restart_is_marked_replayed(
+    bootstrap: str, broker: tuple[int, list[tuple[str, str]]]
+) -> None:
+    mqtt_port, env = broker
+    client = publisher(mqtt_port)
+    try:
+        with gateway(bootstrap, mqtt_port, *env):
+            client.publish("gridhub/v1/rain/rain-0001/status", b"online", qos=1, retain=True).wait_for_publish(10)
+            collect(bootstrap, lambda r, s, d: len(s) >= 1, timeout_s=30)
+        with gateway(bootstrap, mqtt_port, *env):
+            _, statuses, _ = collect(bootstrap, lambda r, s, d: len(s) >= 2, timeout_s=30)
+    finally:
+        client.loop_stop()
+    assert [(s.online, s.replayed) for s in statuses if s.device_id == "rain-0001"] == [(True, False), (True, True)]
+
+
+def test_the_gateway_logs_in_on_the_hub_port_when_there_is_one(bootstrap: str, tmp_path: Path) -> None:
+    with brokers.mosquitto(tmp_path, MOSQUITTO_CONFIG) as port, \
+            gateway(bootstrap, brokers.free_port(), ("GRIDHUB_MQTT__HUB_PORT", str(port))) as process:
+        client = publisher(port)
+        client.publish(RAIN_0001, rain(1), qos=1).wait_for_publish(10)
+        readings, _, _ = collect(bootstrap, lambda r, s, d: 1 in seqs(r), timeout_s=30)
+        client.loop_stop()
+        assert process.poll() is None
+    assert seqs(readings) == [1]
+
+
+@contextlib.contextmanager
+def mosquitto_with_dynamic_security(directory: Path) -> Iterator[tuple[int, Callable[..., None]]]:
+    """Mosquitto with its dynamic-security plugin (which, unlike an acl_file, can refuse a SUBSCRIBE); yields
+    the port and a function running `mosquitto_ctrl dynsec ARGS` as its admin."""
+    ctrl_binary = shutil.which("mosquitto_ctrl") or "/usr/bin/mosquitto_ctrl"
+    plugin = next(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"))
+    state = directory / "dynamic-security.json"
+    subprocess.run([ctrl_binary, "dynsec", "init", str(state), "admin", "admin-secret"], check=True,
+                   capture_output=True, timeout=10)
+    document = orjson.loads(state.read_bytes())
+    document["defaultACLAccess"] = dict.fromkeys(document["defaultACLAccess"], True)  # anonymous test publishers
+    state.write_bytes(orjson.dumps(document))
+    port = brokers.free_port()
+    config = directory / "mosquitto.conf"
+    # Started as root, Mosquitto drops to the `mosquitto` user, which cannot read the test's directory.
+    config.write_text(f"listener {port} 127.0.0.1\npersistence false\nuser {getpass.getuser()}\n{MOSQUITTO_CONFIG}"
+                      f"plugin {plugin}\nplugin_opt_config_file {state}\n", encoding="utf-8")
+
+    def ctrl(*args: str) -> None:
+        subprocess.run([ctrl_binary, "-h", "127.0.0.1", "-p", str(port), "-u", "admin", "-P", "admin-secret",
+                        "dynsec", *args], check=True, capture_output=True, timeout=10)
+
+    with brokers.running([brokers.MOSQUITTO, "-c", str(config)], port):
+        yield port, ctrl
+
+
+def test_a_refused_subscription_is_reported_and_asked_for_again_until_granted(bootstrap: str, tmp_path: Path) -> None:
+    telemetry = "$share/gridhub/gridhub/v1/+/+/telemetry"
+    with mosquitto_with_dynamic_security(tmp_path) as (port, ctrl):
+        ctrl("createClient", "gridhub-gateway", "-p", "gateway-secret")
+        ctrl("createRole", "gateway")
+        ctrl("addRoleACL", "gateway", "subscribeLiteral", telemetry, "deny")
+        ctrl("addClientRole", "gridhub-gateway", "gateway")
+        metrics_port = brokers.free_port()
+        process = start_gateway(bootstrap, port, ("GRIDHUB_MQTT__PASSWORD", "gateway-secret"),
+                                args=("--metrics-port", str(metrics_port)))
+        try:
+            output = Output(process)
+            output.wait_for(f"the broker refused the subscription to {telemetry}".encode())
+            output.wait_for(f"the broker refused the subscription to {telemetry}".encode())  # asked again
+            assert metric(metrics_port, "gridhub_gateway_subscribed", client_id="gridhub-gateway-1") == 0
+            ctrl("removeRoleACL", "gateway", "subscribeLiteral", telemetry)
+            output.wait_for(f"subscribed to {telemetry}".encode())
+            assert metric(metrics_port, "gridhub_gateway_subscribed", client_id="gridhub-gateway-1") == 1
+            client = publisher(port)
+            client.publish(RAIN_0001, rain(1), qos=1).wait_for_publish(10)
+            readings, _, _ = collect(bootstrap, lambda r, s, d: 1 in seqs(r), timeout_s=30)
+            client.loop_stop()
+        finally:
+            process.terminate()
+            assert process.wait(20) == 0
+    assert seqs(readings) == [1]
+
+
+def test_a_lost_connection_and_session_are_reported_and_the_subscription_restored(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    with brokers.mosquitto(tmp_path, MOSQUITTO_CONFIG) as port:
+        metrics_port = brokers.free_port()
+        process = start_gateway(bootstrap, port, args=("--metrics-port", str(metrics_port)))
+        try:
+            output = Output(process)
+            output.wait_for(b"subscribed to")
+            # A clean session under the gateway's client id: the broker closes the gateway's connection and
+            # drops its persistent session.
+            intruder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gridhub-gateway-1",
+                                   protocol=mqtt.MQTTv311, clean_session=True)
+            intruder.connect("127.0.0.1", port)
+            intruder.loop_start()
+            output.wait_for(b"disconnected from MQTT")
+            intruder.disconnect()
+            intruder.loop_stop()
+            output.wait_for(b"the broker did not keep the session of gridhub-gateway-1")
+            output.wait_for(b"subscribed to")
+            assert metric(metrics_port, "gridhub_gateway_disconnects_total") == 1
+            assert metric(metrics_port, "gridhub_gateway_sessions_lost_total") == 1
+            assert metric(metrics_port, "gridhub_gateway_subscribed", client_id="gridhub-gateway-1") == 1
+            client = publisher(port)
+            client.publish(RAIN_0001, rain(1), qos=1).wait_for_publish(10)
+            readings, _, _ = collect(bootstrap, lambda r, s, d: 1 in seqs(r), timeout_s=30)
+            client.loop_stop()
+        finally:
+            process.terminate()
+            assert process.wait(20) == 0
+    assert seqs(readings) == [1]

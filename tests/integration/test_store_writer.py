@@ -20,12 +20,12 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, create_engine, func, select
 
 from domain.registry import DeviceKind
-from domain.telemetry import Reading, TelemetryBatch, encode_record
+from domain.telemetry import Reading, StatusChange, TelemetryBatch, encode_record
 from gridhub import kafka
 from gridhub.db import connect, init_db
 from gridhub.metrics import MULTIPROC_ENV
 from gridhub.runtime import READY_FILE_ENV
-from ingest.store.sql import SqlTelemetryStore, readings
+from ingest.store.sql import SqlTelemetryStore, readings, status_changes
 from ingest.store.writer import StoreWriter
 from tests import brokers
 
@@ -243,3 +243,42 @@ def test_a_topic_recreated_by_a_broker_restart_is_read_from_the_beginning(
     messages = " | ".join(r.getMessage() for r in caplog.records)
     assert "store-recreated[0]: the record at offset 9 is not the last one the store wrote" in messages
     assert "store-recreated[1]: the record at offset 9, the last one the store wrote, is not on the broker" in messages
+
+
+def test_a_replayed_status_is_stored_only_when_it_changes_the_devices_latest_status(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topic = group = "store-replayed-statuses"
+    engine = connect(f"sqlite:///{tmp_path / 'gridhub.db'}")
+    init_db(engine)
+    cell = CELLS[0]
+
+    def status(device: str, ts_ms: int, online: bool, replayed: bool) -> bytes:
+        change = StatusChange(device, DeviceKind.RAIN, cell, ts_ms, online, replayed)
+        return encode_record([TelemetryBatch(cell, (), (change,))])
+
+    def rows() -> list[tuple[str, int, bool]]:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(
+                select(status_changes.c.device_id, status_changes.c.ts_ms, status_changes.c.online)
+                .order_by(status_changes.c.device_id, status_changes.c.ts_ms))]
+
+    async def scenario() -> None:
+        await create_topic(kafka_bootstrap, topic, 1)
+        stop = asyncio.Event()
+        writer = StoreWriter(SqlTelemetryStore(engine), kafka_bootstrap, topic=topic, group=group, linger_ms=20)
+        task = asyncio.create_task(writer.run(stop))
+        async with Producer(kafka_bootstrap, topic) as producer:
+            await producer.send(cell.encode(), status("rain-0001", T0, True, replayed=False))
+            await producer.send(cell.encode(), status("rain-0002", T0, True, replayed=False))
+            await until(lambda: len(rows()) == 2, 30, "the live statuses are stored")
+            # A gateway restarts: the broker replays both devices' retained statuses; rain-0002's will
+            # was published while no gateway listened, so its retained status is now "offline".
+            await producer.send(cell.encode(), status("rain-0001", T0 + 60_000, True, replayed=True))
+            await producer.send(cell.encode(), status("rain-0002", T0 + 60_000, False, replayed=True))
+            await until(lambda: next_offsets(engine, topic, group) == producer.ends, 30, "the replays are read")
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+    assert rows() == [("rain-0001", T0, True), ("rain-0002", T0, True), ("rain-0002", T0 + 60_000, False)]

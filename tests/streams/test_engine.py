@@ -3,6 +3,7 @@ upgraded and escalated, what late and duplicate input does, and that a snapshot 
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -593,3 +594,17 @@ def test_a_restored_cell_continues_exactly_like_the_original() -> None:
     assert feed_each(copy, after) == feed_each(original, after) != []
     assert copy.check_silence() == original.check_silence()
     assert snapshot(copy) == snapshot(original)
+
+
+def test_a_replayed_online_status_does_not_bring_a_silent_device_back() -> None:
+    engine = new_engine()
+    feed(engine, manhole(T0_MS, tilt_deg=1.0))
+    feed(engine, rain(T0_MS + 7 * MINUTE, 0.0))
+    only_case(engine.check_silence())
+    replay = dataclasses.replace(last_will("manhole-0007", T0_MS + 8 * MINUTE), online=True, replayed=True)
+    assert feed(engine, statuses=(replay,)) == []  # a gateway restarted; the device said nothing new
+
+
+def test_a_replayed_last_will_opens_nothing() -> None:
+    replay = dataclasses.replace(last_will("manhole-0007", T0_MS), replayed=True)
+    assert feed(new_engine(), statuses=(replay,)) == []
