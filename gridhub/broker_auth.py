@@ -1,10 +1,12 @@
 """Broker-side identity: Mosquitto's password and ACL files, written from the device registry.
 
-Devices log in with username = device id and may publish only `gridhub/v1/+/<id>/telemetry` and
-`.../status`; they read nothing. Service accounts (the gateway) read everything under `gridhub/v1/` and
-publish nothing. Mosquitto reads the two files itself; the embedded broker's plugins
-(`gridhub.runtime.mqtt_auth`) read the same files through `read_password_file` and `Acl`, which follow
-Mosquitto 2.0's own rules, so one set of files means the same thing to both brokers.
+Two listeners, two pairs of files. Devices connect to the device listener (`passwd`, `acl`), log in with
+username = device id, which the broker also makes their client id, and may publish only
+`gridhub/v1/+/<id>/telemetry` and `.../status`; they read nothing. Service accounts (the gateway) log in
+only on the hub listener (`hub-passwd`, `hub-acl`), read everything under `gridhub/v1/` and publish
+nothing. Mosquitto reads the files itself (`per_listener_settings true`); the embedded amqtt broker's
+plugins (`gridhub.runtime.mqtt_auth`) read the same files through `read_password_file` and `Acl`, which
+follow Mosquitto 2.0's own rules, so one set of files means the same thing to both brokers.
 """
 
 from __future__ import annotations
@@ -23,15 +25,21 @@ from sqlalchemy import Engine
 
 from gridhub.credentials import password_hash
 from gridhub.devices import device_ids, secret_hashes
-from gridhub.settings import Settings
+from gridhub.settings import MqttSettings, Settings
 
 PASSWORD_FILE = "passwd"
 ACL_FILE = "acl"
+HUB_PASSWORD_FILE = "hub-passwd"
+HUB_ACL_FILE = "hub-acl"
 CONF_FILE = "mosquitto.conf"
 TOPIC_ROOT = "gridhub/v1"
 #: The topics a device may publish, `%u` standing for its username, which is its device id.
 DEVICE_TOPICS = (f"{TOPIC_ROOT}/+/%u/telemetry", f"{TOPIC_ROOT}/+/%u/status")
 FILE_MODE = 0o640  # group-readable, so a Mosquitto in the directory's group can read the files
+#: Ports of the production configuration when the settings leave them to the broker.
+DEVICE_PORT, HUB_PORT = 1883, 1884
+#: Seconds between Mosquitto's saves of its sessions and queued messages (it also saves when it stops).
+AUTOSAVE_INTERVAL_S = 60
 
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _HASH = re.compile(r"\$7\$[0-9]+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+")
@@ -56,6 +64,8 @@ class BrokerFiles:
 
     password_file: Path
     acl_file: Path
+    hub_password_file: Path
+    hub_acl_file: Path
     conf_file: Path
 
 
@@ -71,7 +81,10 @@ def configured_service_accounts(settings: Settings) -> dict[str, str]:
 
 
 def current_service_accounts(engine: Engine, directory: Path) -> dict[str, str]:
-    """Service accounts in the password file now: every entry that is not a registered device."""
+    """Service accounts in place now: the hub password file, or the non-devices of an older single password file."""
+    hub_file = directory / HUB_PASSWORD_FILE
+    if hub_file.exists():
+        return read_password_file(hub_file)
     path = directory / PASSWORD_FILE
     if not path.exists():
         return {}
@@ -79,8 +92,11 @@ def current_service_accounts(engine: Engine, directory: Path) -> dict[str, str]:
     return {user: hashed for user, hashed in read_password_file(path).items() if user not in devices}
 
 
-def write_broker_files(engine: Engine, directory: Path, service_accounts: Mapping[str, str]) -> BrokerFiles:
-    """Write the password file (devices with a secret, plus `service_accounts`), the ACL and mosquitto.conf.
+def write_broker_files(
+    engine: Engine, directory: Path, service_accounts: Mapping[str, str], mqtt: MqttSettings | None = None
+) -> BrokerFiles:
+    """Write the device listener's files (enabled devices with a secret), the hub listener's (the
+    `service_accounts`) and a production mosquitto.conf with `mqtt`'s ports and limits.
 
     Each file is replaced atomically, so a broker never reads half a file; a lock serialises concurrent
     writers, so the last one to finish has read every change committed before it started.
@@ -91,14 +107,22 @@ def write_broker_files(engine: Engine, directory: Path, service_accounts: Mappin
     directory = directory.resolve()
     with _locked(directory):
         devices = secret_hashes(engine)
-        clashes = sorted(device_ids(engine) & set(service_accounts))
+        clashes = sorted(device for device in device_ids(engine)
+                         if any(device.startswith(account) for account in service_accounts))
         if clashes:
-            raise BrokerAuthError(f"service account(s) {', '.join(clashes)} have the name of a registered device")
-        files = BrokerFiles(directory / PASSWORD_FILE, directory / ACL_FILE, directory / CONF_FILE)
-        # The ACL first: a new service account can log in only once the rules that limit it are in place.
-        _replace(files.acl_file, render_acl(service_accounts))
-        _replace(files.password_file, render_password_file({**devices, **service_accounts}))
-        _replace(files.conf_file, mosquitto_conf(directory))
+            raise BrokerAuthError(
+                f"registered device(s) {', '.join(clashes)} have a name that begins with a service account's "
+                f"({', '.join(sorted(service_accounts))}): its gateways' client ids begin with it, and a device's "
+                "client id is its name"
+            )
+        files = BrokerFiles(directory / PASSWORD_FILE, directory / ACL_FILE, directory / HUB_PASSWORD_FILE,
+                            directory / HUB_ACL_FILE, directory / CONF_FILE)
+        # ACLs first: an account can log in only once the rules that limit it are in place.
+        _replace(files.hub_acl_file, render_hub_acl(service_accounts))
+        _replace(files.acl_file, render_device_acl())
+        _replace(files.hub_password_file, render_password_file(service_accounts))
+        _replace(files.password_file, render_password_file(devices))
+        _replace(files.conf_file, production_mosquitto_conf(directory, mqtt or MqttSettings()))
     return files
 
 
@@ -109,48 +133,85 @@ def render_password_file(accounts: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_acl(service_accounts: Iterable[str]) -> str:
-    """Mosquitto's ACL file: devices publish under their own id only; service accounts read all and publish nothing."""
+def render_device_acl() -> str:
+    """The device listener's ACL: each device publishes under its own id only, and reads nothing."""
     lines = [
         "# Generated by GridHub; change it with `gridhub devices`, not by hand.",
-        "# Devices (username = device id) may publish their own telemetry and status, under any kind, and read",
-        "# nothing; the gateway rejects a kind that does not match the registry.",
+        "# Devices (username = device id = client id) may publish their own telemetry and status, under any",
+        "# kind, and read nothing; the gateway rejects a kind that does not match the registry.",
         *(f"pattern write {topic}" for topic in DEVICE_TOPICS),
-        "",
-        "# Service accounts read everything under gridhub/v1/, also through $share/<group>/ subscriptions",
-        "# (Mosquitto checks what it delivers against the message's own topic), and publish nothing: the deny",
-        "# lines cancel the device patterns above for their names.",
     ]
-    for username in sorted(service_accounts):
-        lines += [f"user {username}", f"topic read {TOPIC_ROOT}/#"]
-        lines += [f"topic deny {topic.replace('%u', username)}" for topic in DEVICE_TOPICS]
     return "\n".join(lines) + "\n"
 
 
+def render_hub_acl(service_accounts: Iterable[str]) -> str:
+    """The hub listener's ACL: service accounts read everything under gridhub/v1/ and publish nothing."""
+    lines = [
+        "# Generated by GridHub; change it with `gridhub devices`, not by hand.",
+        "# Service accounts read everything under gridhub/v1/, also through $share/<group>/ subscriptions",
+        "# (Mosquitto checks what it delivers against the message's own topic), and publish nothing: no line",
+        "# grants them a write.",
+    ]
+    for username in sorted(service_accounts):
+        lines += [f"user {username}", f"topic read {TOPIC_ROOT}/#"]
+    return "\n".join(lines) + "\n"
+
+
+def production_mosquitto_conf(directory: Path, mqtt: MqttSettings) -> str:
+    """mosquitto.conf for a broker of its own: the device listener on every interface, the hub listener on
+    `mqtt.hub_bind`, the ports from `mqtt` (1883 and 1884 where unset or 0)."""
+    return mosquitto_conf(directory, mqtt, port=mqtt.port or DEVICE_PORT, hub_port=mqtt.hub_port or HUB_PORT,
+                          hub_bind=mqtt.hub_bind)
+
+
 def mosquitto_conf(
-    directory: Path, *, port: int = 1883, bind: str | None = None,
-    persistence_dir: Path = Path("/var/lib/mosquitto"),
+    directory: Path, limits: MqttSettings, *, port: int, hub_port: int, bind: str | None = None,
+    hub_bind: str | None = None, persistence_dir: Path = Path("/var/lib/mosquitto"),
+    autosave_interval_s: int = AUTOSAVE_INTERVAL_S,
 ) -> str:
-    """A complete Mosquitto 2.0 configuration for production that uses the files in `directory`."""
+    """A complete Mosquitto 2.0 configuration: the device and hub listeners on the files in `directory`."""
     listener = f"listener {port} {bind}" if bind else f"listener {port}"
+    hub_listener = f"listener {hub_port} {hub_bind}" if hub_bind else f"listener {hub_port}"
     return f"""\
 # Mosquitto 2.0 configuration for GridHub, generated next to the password and ACL files it names.
-# Mosquitto reads those files at start and on reload: after `gridhub devices add` or `rotate-secret`,
-# reload it (SIGHUP, or `systemctl reload mosquitto`). Started as root, it drops to the mosquitto user
+# Mosquitto reads those files at start and on reload: after `gridhub devices add`, `rotate-secret`,
+# `disable` or `remove`, reload it (SIGHUP, or `systemctl reload mosquitto`); it then disconnects the
+# clients whose password entry is gone or changed. Started as root, it drops to the mosquitto user
 # before reading them; GridHub writes them mode 0640, so give the directory that group:
 #   install -d -g mosquitto -m 2750 {directory}
 
-{listener}
+# Each listener has its own password and ACL files: devices cannot log in where the gateways do, nor
+# gateways where devices do.
+per_listener_settings true
+
+# Devices. The broker makes each device's username its client id, so no device can claim another's
+# client id, nor a gateway's (device ids may not begin with a service account's name, which begins the
+# gateways' client ids): a CONNECT with a taken client id would otherwise end that client's session.
 # Passwords cross this listener in clear: add certfile/keyfile (TLS) where devices use networks you do not control.
-per_listener_settings false
+{listener}
 allow_anonymous false
+use_username_as_clientid true
 password_file {directory / PASSWORD_FILE}
 acl_file {directory / ACL_FILE}
 
+# The hub's own accounts (gateways, each with its own client id, gridhub-gateway-1, -2, ...): keep it on a
+# network only the hub's hosts reach, and give the gateways its port (mqtt.hub_port).
+{hub_listener}
+allow_anonymous false
+password_file {directory / HUB_PASSWORD_FILE}
+acl_file {directory / HUB_ACL_FILE}
+
+# A device's largest valid reading plus topic and header (mqtt.max_packet_bytes). A client that sends a
+# larger packet is disconnected and the packet is not delivered.
+max_packet_size {limits.max_packet_bytes}
+
 # Keep persistent sessions (the gateway's) and their queued QoS 1 messages across a restart. Mosquitto
-# saves them at shutdown and every autosave_interval (30 min by default), not after each message.
+# saves them when it stops and every autosave_interval seconds, not after each message: a crash loses
+# what arrived since the last save. A save writes every queued message and the broker waits for it, so
+# not much more often than this.
 persistence true
 persistence_location {persistence_dir}/
+autosave_interval {autosave_interval_s}
 
 # The gateway acknowledges a QoS 1 message only after Kafka has it, so every message it has not yet
 # acknowledged waits here. With the defaults (20 in flight, 1,000 queued) a gateway would be held to
@@ -160,13 +221,13 @@ persistence_location {persistence_dir}/
 # In flight: 5,000 unacknowledged messages per v3.1.1 client sustain 15,000 msg/s with up to 330 ms
 # between delivery and acknowledgement (Kafka batching plus the produce round trip). An MQTT v5 client
 # that sends Receive Maximum in its CONNECT gets that window instead, larger or smaller.
-max_inflight_messages 5000
+max_inflight_messages {limits.max_inflight_messages}
 # Queued: one million messages per client is a minute of a 15,000 msg/s burst, or ten minutes of a
 # 100,000-device fleet reporting once a minute while its gateway restarts. The queue is in memory, about
 # 450 bytes a reading (200,000 queued took 88 MB), so a full one is under 0.5 GB; max_queued_bytes caps
 # the payload bytes as well, should devices send large payloads.
-max_queued_messages 1000000
-max_queued_bytes 536870912
+max_queued_messages {limits.max_queued_messages}
+max_queued_bytes {limits.max_queued_bytes}
 """
 
 

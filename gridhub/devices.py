@@ -1,6 +1,7 @@
 """The device registry of record, in the database: devices, where they are, and their hashed MQTT secrets.
 
-The city's devices.csv seeds it; `gridhub devices add` and `rotate-secret` change it. A secret is shown
+The city's devices.csv seeds it; `gridhub devices add`, `rotate-secret`, `disable`, `enable` and `remove`
+change it. A disabled device keeps its record and secret but may not log in. A secret is shown
 once and stored only as a Mosquitto `$7$` hash, so neither broker nor database can give it back. The demo
 city is the exception by design: its seeded devices use `demo_secret(device_id)`, derived from a public
 key, so that simulators and `mosquitto_pub` can log in without provisioning.
@@ -13,7 +14,23 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Engine, Float, Integer, RowMapping, String, Table, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    RowMapping,
+    String,
+    Table,
+    event,
+    inspect,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.exc import IntegrityError
 
 from domain.city import City
@@ -40,7 +57,32 @@ devices_table = Table(
     Column("secret_hash", String(256)),  # None: the device cannot connect until `rotate-secret`
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("secret_set_at", DateTime(timezone=True)),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
 )
+
+#: Devices removed with `gridhub devices remove`, so that seeding from the city's devices.csv does not bring
+#: them back; `gridhub devices add` with the same id registers it again.
+removed_devices_table = Table(
+    "removed_devices",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("removed_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@event.listens_for(metadata, "after_create")
+def _add_missing_columns(_metadata: object, connection: Connection, **_kw: object) -> None:
+    """Give a devices table created by an earlier GridHub the columns added since (there are no migrations yet).
+
+    `create_all` leaves an existing table as it is; this runs after it, in the same transaction.
+    """
+    present = {column["name"] for column in inspect(connection).get_columns(devices_table.name)}
+    if "enabled" not in present:
+        dialect = connection.dialect
+        connection.execute(text(
+            f"ALTER TABLE {devices_table.name} ADD COLUMN enabled {Boolean().compile(dialect=dialect)} "
+            f"NOT NULL DEFAULT {true().compile(dialect=dialect)}"
+        ))
 
 
 #: gridhub_meta key recording whether this database's registry is the demo city's (public secrets) or not.
@@ -59,6 +101,7 @@ class DeviceRecord:
     has_secret: bool
     created_at: datetime
     secret_set_at: datetime | None
+    enabled: bool
 
 
 def is_demo_city(settings: Settings) -> bool:
@@ -70,7 +113,8 @@ def seed_devices(engine: Engine, city: City, *, demo: bool) -> list[str]:
     """Insert the city's devices that the database does not have yet; return their ids.
 
     Devices already registered are left as they are: the database, not devices.csv, is the record, so
-    rotated secrets and devices added by hand survive a restart. Demo-city devices get their demo secret;
+    rotated secrets, disabled devices and devices added by hand survive a restart, and removed ones stay
+    removed. Demo-city devices get their demo secret;
     other cities' devices get none and cannot connect until `gridhub devices rotate-secret`. A database
     seeded for the demo city refuses another city, and the other way round, so that devices with public
     demo secrets never end up in a real city's registry.
@@ -110,6 +154,7 @@ def add_device(engine: Engine, device: Device) -> str:
             if conn.execute(select(devices_table.c.id).where(devices_table.c.id == device.id)).first():
                 raise DeviceError(f"device {device.id} already exists")
             conn.execute(devices_table.insert().values(_row(device, password_hash(secret), _now())))
+            conn.execute(removed_devices_table.delete().where(removed_devices_table.c.id == device.id))
     except IntegrityError:
         raise DeviceError(f"device {device.id} already exists") from None
     return secret
@@ -127,6 +172,30 @@ def rotate_secret(engine: Engine, device_id: str) -> str:
     if updated.rowcount == 0:
         raise DeviceError(f"unknown device {device_id}")
     return secret
+
+
+def set_enabled(engine: Engine, device_id: str, enabled: bool) -> bool:
+    """Allow or forbid a device to log in; False if it already was so."""
+    with engine.begin() as conn:
+        current = conn.execute(select(devices_table.c.enabled).where(devices_table.c.id == device_id)).scalar()
+        if current is None:
+            raise DeviceError(f"unknown device {device_id}")
+        if current == enabled:
+            return False
+        conn.execute(devices_table.update().where(devices_table.c.id == device_id).values(enabled=enabled))
+    return True
+
+
+def remove_device(engine: Engine, device_id: str) -> None:
+    """Forget a device and its secret, for good: seeding from the city files does not bring it back.
+
+    Its telemetry history stays.
+    """
+    with engine.begin() as conn:
+        deleted = conn.execute(devices_table.delete().where(devices_table.c.id == device_id))
+        if deleted.rowcount == 0:
+            raise DeviceError(f"unknown device {device_id}")
+        conn.execute(removed_devices_table.insert().values(id=device_id, removed_at=_now()))
 
 
 def demo_credentials(engine: Engine, device_id: str) -> str:
@@ -157,7 +226,7 @@ def list_devices(
         rows = conn.execute(query).mappings().all()
     return [
         DeviceRecord(_device(row), row["secret_hash"] is not None, _utc(row["created_at"]),
-                     _utc(row["secret_set_at"]) if row["secret_set_at"] else None)
+                     _utc(row["secret_set_at"]) if row["secret_set_at"] else None, row["enabled"])
         for row in rows
     ]
 
@@ -169,8 +238,9 @@ def device_ids(engine: Engine) -> set[str]:
 
 
 def secret_hashes(engine: Engine) -> dict[str, str]:
-    """Device id → `$7$` hash, for the devices that have a secret."""
-    query = select(devices_table.c.id, devices_table.c.secret_hash).where(devices_table.c.secret_hash.is_not(None))
+    """Device id → `$7$` hash, for the enabled devices that have a secret: those that may log in."""
+    query = select(devices_table.c.id, devices_table.c.secret_hash).where(
+        devices_table.c.secret_hash.is_not(None), devices_table.c.enabled)
     with engine.connect() as conn:
         return {row.id: row.secret_hash for row in conn.execute(query)}
 
@@ -185,6 +255,7 @@ def _insert_missing(engine: Engine, city: City, demo: bool) -> list[str]:
             held = "the demo city's devices, whose secrets are public" if recorded == "demo" else "a city's devices"
             raise DeviceError(f"this database holds {held}; give this city its own (state_dir or database.url)")
         known = set(conn.execute(select(devices_table.c.id)).scalars())
+        known |= set(conn.execute(select(removed_devices_table.c.id)).scalars())
         new = [device for device in city.registry if device.id not in known]
         now = _now()
         rows = [_row(device, password_hash(demo_secret(device.id)) if demo else None, now) for device in new]

@@ -29,7 +29,7 @@ EXIT_FAILED = 1
 
 @click.group()
 def devices() -> None:
-    """Device registry and MQTT credentials: add, list, rotate secrets."""
+    """Device registry and MQTT credentials: add, list, rotate secrets, disable, enable, remove."""
 
 
 from gridhub.cli import EXIT_CONFIG, _fail, _settings, config_option  # noqa: E402
@@ -54,8 +54,10 @@ def add(config_file: Path | None, device_id: str, kind: str, lon: str, lat: str,
     from gridhub.devices import DeviceError, add_device, new_device
 
     settings, city, engine = _open(config_file)
-    if device_id in _service_accounts(settings, engine) or device_id == settings.mqtt.username:
-        _fail(f"device {device_id}: that name belongs to a service account", EXIT_FAILED)
+    accounts = {*_service_accounts(settings, engine), settings.mqtt.username}
+    if any(device_id.startswith(account) for account in accounts):
+        _fail(f"device {device_id}: names beginning with a service account's ({', '.join(sorted(accounts))}) "
+              "are reserved for its gateways' client ids", EXIT_FAILED)
     try:
         device = new_device(city, {
             "id": device_id, "kind": kind, "lon": lon, "lat": lat, "grid_code": grid_code,
@@ -93,11 +95,12 @@ def list_(config_file: Path | None, as_json: bool, kind: str | None, grid_prefix
     if as_json:
         click.echo(orjson.dumps([_as_json(record) for record in records]).decode())
         return
-    click.echo(f"{'id':<20} {'kind':<8} {'grid_code':<16} {'lon':>11} {'lat':>10} {'every_s':>7}  secret")
+    click.echo(f"{'id':<20} {'kind':<8} {'grid_code':<16} {'lon':>11} {'lat':>10} {'every_s':>7}  secret  enabled")
     for record in records:
         d = record.device
         click.echo(f"{d.id:<20} {d.kind:<8} {d.grid_code:<16} {d.lon:>11.6f} {d.lat:>10.6f} "
-                   f"{d.report_interval_s:>7}  {'yes' if record.has_secret else 'no'}")
+                   f"{d.report_interval_s:>7}  {'yes' if record.has_secret else 'no':<6}  "
+                   f"{'yes' if record.enabled else 'no'}")
     click.echo(f"{len(records)} device(s)")
 
 
@@ -114,6 +117,54 @@ def rotate_secret_(config_file: Path | None, device_id: str) -> None:
     except DeviceError as exc:
         _fail(str(exc), EXIT_FAILED)
     _show_secret(device_id, secret)
+    _update_broker(settings, engine)
+
+
+@devices.command("disable")
+@config_option
+@click.argument("device_id")
+def disable(config_file: Path | None, device_id: str) -> None:
+    """Stop a device from logging in, keeping its record and secret; its open session is ended."""
+    _set_enabled(config_file, device_id, False)
+
+
+@devices.command("enable")
+@config_option
+@click.argument("device_id")
+def enable(config_file: Path | None, device_id: str) -> None:
+    """Let a disabled device log in again with the secret it had."""
+    _set_enabled(config_file, device_id, True)
+
+
+@devices.command("remove")
+@config_option
+@click.argument("device_id")
+def remove(config_file: Path | None, device_id: str) -> None:
+    """Delete a device and its secret from the registry (its telemetry history stays); its session is ended."""
+    from gridhub.devices import DeviceError, remove_device
+
+    settings, _, engine = _open(config_file)
+    try:
+        remove_device(engine, device_id)
+    except DeviceError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    click.echo(f"removed {device_id}: it can no longer log in")
+    _update_broker(settings, engine)
+
+
+def _set_enabled(config_file: Path | None, device_id: str, enabled: bool) -> None:
+    from gridhub.devices import DeviceError, set_enabled
+
+    settings, _, engine = _open(config_file)
+    try:
+        changed = set_enabled(engine, device_id, enabled)
+    except DeviceError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if not changed:
+        click.echo(f"{device_id} was already {'enabled' if enabled else 'disabled'}")
+        return
+    click.echo(f"{device_id} " + ("enabled: it may log in with its secret" if enabled
+                                  else "disabled: it can no longer log in"))
     _update_broker(settings, engine)
 
 
@@ -170,28 +221,37 @@ def _update_broker(settings: Settings, engine: Engine, *, quiet: bool = False) -
     directory = broker_auth.auth_dir(settings)
     accounts = _service_accounts(settings, engine)
     try:
-        files = broker_auth.write_broker_files(engine, directory, accounts)
+        files = broker_auth.write_broker_files(engine, directory, accounts, settings.mqtt)
     except (broker_auth.BrokerAuthError, OSError) as exc:
         _fail(f"broker files in {directory}: {exc}", EXIT_FAILED)
     if quiet:
         return
     if settings.mqtt.host is None:
-        click.echo(f"broker files updated in {files.password_file.parent}; the embedded broker applies them "
-                   "at the next connection")
+        click.echo(f"broker files updated in {files.password_file.parent}; a running `gridhub up` applies them "
+                   "within a second and disconnects devices whose secret changed or was withdrawn")
     else:
         click.echo(f"broker files updated in {files.password_file.parent}; install them on {settings.mqtt.host} "
                    "and reload Mosquitto (SIGHUP) to apply them")
 
 
 def _service_accounts(settings: Settings, engine: Engine) -> dict[str, str]:
-    """Those in the password file now (the one `gridhub up` wrote), and the gateway's if configured here."""
+    """Those in the hub password file now (the one `gridhub up` wrote), and the gateway's if configured here.
+
+    A hash already in place that the configured password matches stays as it is: a broker may take a new
+    hash for a new secret and end the sessions logged in with the old one.
+    """
     from gridhub import broker_auth
+    from gridhub.credentials import check_password
 
     try:
-        return {**broker_auth.current_service_accounts(engine, broker_auth.auth_dir(settings)),
-                **broker_auth.configured_service_accounts(settings)}
+        accounts = broker_auth.current_service_accounts(engine, broker_auth.auth_dir(settings))
+        password = settings.mqtt_password()
     except (broker_auth.BrokerAuthError, OSError) as exc:  # OSError: an unreadable mqtt.password_file
         _fail(f"service accounts: {exc}", EXIT_FAILED)
+    username = settings.mqtt.username
+    if password is not None and not check_password(password, accounts.get(username, "")):
+        accounts[username] = broker_auth.configured_service_accounts(settings)[username]
+    return accounts
 
 
 def _show_secret(device_id: str, secret: str) -> None:
@@ -208,6 +268,7 @@ def _as_json(record: DeviceRecord) -> dict[str, Any]:
         "report_interval_s": d.report_interval_s, "battery_floor_v": d.battery_floor_v,
         "component_id": d.component_id.digits if d.component_id else None,
         "well_depth_cm": d.well_depth_cm, "zone_area_m2": d.zone_area_m2, "has_secret": record.has_secret,
+        "enabled": record.enabled,
         "created_at": record.created_at.isoformat(),
         "secret_set_at": record.secret_set_at.isoformat() if record.secret_set_at else None,
     }

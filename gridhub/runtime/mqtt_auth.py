@@ -2,9 +2,8 @@
 
 Devices log in on the device listener (`passwd`, `acl`), the hub's service accounts on the hub listener
 (`hub-passwd`, `hub-acl`), so an account can only ever log in where it belongs. The files are re-read when
-they change on disk (`gridhub devices add`, `rotate-secret`, `disable`, `remove`); the broker asks
-`still_valid()` of every connected session after a change and ends the sessions whose account is gone or
-whose secret changed.
+they change on disk (`gridhub devices add`, `rotate-secret`, `disable`, `remove`); the broker then logs every
+connected session in again with the credentials it connected with, and ends those that no longer pass.
 """
 
 from __future__ import annotations
@@ -84,18 +83,12 @@ class Accounts:
             log.info("reloaded %s and %s", files.password_file.name, files.acl_file.name)
         return changed
 
-    def login(self, listener: Listener, username: str | None, password: str | None) -> str | None:
-        """The account's password hash if `username` may log in on `listener` with `password`, else None."""
+    def login(self, listener: Listener, username: str | None, password: str | None) -> bool:
+        """May `username` log in on `listener` with `password`?"""
         if not username or password is None:
-            return None
+            return False
         hashed = self._files[listener].passwords.get(username)
-        if hashed is None or not check_password(password, hashed):
-            return None
-        return hashed
-
-    def still_valid(self, listener: Listener, username: str, hashed: str) -> bool:
-        """Does the account still exist with the secret it logged in with?"""
-        return self._files[listener].passwords.get(username) == hashed
+        return hashed is not None and check_password(password, hashed)
 
     def allows(self, listener: Listener, username: str | None, client_id: str, topic: str, access: Access) -> bool:
         """May this client publish (WRITE) to, or receive (READ) a message on, this topic name?"""

@@ -48,6 +48,7 @@ from amqtt.mqtt.publish import PublishPacket
 from amqtt.session import ApplicationMessage, Session
 from amqtt.utils import gen_client_id
 
+from gridhub import metrics
 from gridhub.broker_auth import Access, BrokerAuthError, topic_matches
 from gridhub.runtime import stop_event
 from gridhub.runtime.mqtt_auth import Accounts, Listener, will_refusal
@@ -57,11 +58,12 @@ from gridhub.settings import ConfigError, MqttSettings, load_settings
 log = logging.getLogger("gridhub.mqtt")
 
 #: Session attributes this broker keeps (amqtt's `Session.attributes` is for extensions).
-OWNER, LISTENER, SECRET, OUTBOX = "gridhub.owner", "gridhub.listener", "gridhub.secret", "gridhub.outbox"
+OWNER, LISTENER, OUTBOX = "gridhub.owner", "gridhub.listener", "gridhub.outbox"
 HUB_LISTENER = "hub"
 ACCOUNT_CHECK_S = 1.0
 DROP_LOG_EVERY_S = 10.0
 STATE_VERSION = 1
+STATE_FILE = "mqtt-sessions.json"  # in the state directory, under `gridhub up`
 
 
 class PacketTooLarge(ConnectionResetError):
@@ -185,7 +187,6 @@ class GridBroker(Broker):  # type: ignore[misc]
                 "client_id": client_id,
                 "owner": session.attributes.get(OWNER),
                 "listener": session.attributes.get(LISTENER),
-                "secret": session.attributes.get(SECRET),
                 "subscriptions": [[f, qos] for f, subs in self._subscriptions.items()
                                   for s, qos in subs if s.client_id == client_id],
                 "inflight": [[pid, *_encode(m)] for pid, m in outbox.unacked()],
@@ -209,8 +210,7 @@ class GridBroker(Broker):  # type: ignore[misc]
                 _, session = self.create_offline_session(saved["client_id"])
                 session.clean_session = False
                 session.username = saved["owner"]
-                session.attributes.update({OWNER: saved["owner"], LISTENER: saved["listener"],
-                                           SECRET: saved["secret"]})
+                session.attributes.update({OWNER: saved["owner"], LISTENER: saved["listener"]})
                 outbox = self._new_outbox()
                 for packet_id, *message in saved["inflight"]:
                     outbox.inflight[packet_id] = _decode(message)
@@ -281,15 +281,14 @@ class GridBroker(Broker):  # type: ignore[misc]
         if self._accounts is None:  # anonymous mode, for tests and benchmarks
             incoming.attributes[OWNER] = incoming.username
         else:
-            secret = self._accounts.login(listener, incoming.username, incoming.password)
-            if secret is None:
+            if not self._accounts.login(listener, incoming.username, incoming.password):
                 return BAD_USERNAME_PASSWORD, f"unknown username or wrong password for the {listener} listener"
             if listener is Listener.DEVICES:
                 incoming.client_id = incoming.username  # a device is its own client id, whatever it sent
             if incoming.will_flag and not self._accounts.allows(
                     listener, incoming.username, incoming.client_id, incoming.will_topic, Access.WRITE):
                 return NOT_AUTHORIZED, f"it may not publish its will topic {incoming.will_topic}"
-            incoming.attributes.update({OWNER: incoming.username, SECRET: secret})
+            incoming.attributes[OWNER] = incoming.username
         incoming.attributes[LISTENER] = listener.value
         if not incoming.client_id:
             incoming.client_id = gen_client_id()
@@ -446,6 +445,7 @@ class GridBroker(Broker):  # type: ignore[misc]
         if outbox is None or outbox.put(message):
             return
         self.dropped += 1
+        metrics.MQTT_QUEUE_DROPPED.inc()
         now = time.monotonic()
         if now - self._drop_logged_at >= DROP_LOG_EVERY_S:
             log.error("the queue of %s is full (%d messages, %d bytes; mqtt.max_queued_messages %d, "
@@ -511,15 +511,14 @@ class GridBroker(Broker):  # type: ignore[misc]
             if not self._accounts.refresh():
                 continue
             for client_id, (session, handler) in list(self._sessions.items()):
-                owner, secret = session.attributes.get(OWNER), session.attributes.get(SECRET)
+                if not session.transitions.is_connected():
+                    continue  # an offline session must log in again anyway
                 listener = Listener(session.attributes[LISTENER])
-                if owner is None or secret is None or self._accounts.still_valid(listener, owner, secret):
-                    continue
+                if self._accounts.login(listener, session.username, session.password):
+                    continue  # still valid: a rewrite of the files with the same secret changes nothing
                 log.info("ending the session of %s: account %s was removed, disabled or given a new secret",
-                         client_id, owner)
-                if session.transitions.is_connected():
-                    await handler.handle_connection_closed()
-                session.attributes[SECRET] = None  # its next CONNECT must log in again anyway
+                         client_id, session.username)
+                await handler.handle_connection_closed()
 
 
 def _publish(packet_id: int | None, message: Message, *, dup: bool) -> PublishPacket:
@@ -537,6 +536,13 @@ def _decode(fields: list[Any]) -> Message:
 
 def _retained(topic: str, data: bytes, qos: int) -> RetainedApplicationMessage:
     return RetainedApplicationMessage(None, topic, data, qos)
+
+
+def argv(*, host: str, port: int, hub_host: str, hub_port: int, auth_dir: Path, state_file: Path) -> list[str]:
+    """The command line of the embedded amqtt broker, as `gridhub up` runs it."""
+    return [sys.executable, "-m", "gridhub.runtime.mqtt_broker", "--host", host, "--port", str(port),
+            "--hub-host", hub_host, "--hub-port", str(hub_port), "--auth-dir", str(auth_dir),
+            "--state-file", str(state_file)]
 
 
 def broker_config(host: str, port: int, hub_host: str | None = None, hub_port: int | None = None) -> dict[str, Any]:

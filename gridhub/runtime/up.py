@@ -1,7 +1,8 @@
 """`gridhub up`: brokers, database and the hub's services on one machine, with nothing but pip.
 
 Order: Kafka (embedded Tansu unless `kafka.bootstrap` is set) → database (tables, devices, broker
-password and ACL files) → MQTT (embedded amqtt unless `mqtt.host` is set) → gateway, telemetry store
+password and ACL files) → MQTT (unless `mqtt.host` is set, the embedded broker `mqtt.embedded` picks:
+Mosquitto if installed, else amqtt; devices on `mqtt.port`, the gateway on `mqtt.hub_port`) → gateway, telemetry store
 writer, stream worker, camera detectors and API together → (with `--demo`) the sensor fleet. Children
 get the resolved endpoints as `GRIDHUB_*` environment variables, so each of them loads the same settings
 the supervisor did. Once everything answers, `ready.json` is written to the state directory.
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -34,7 +37,7 @@ from gridhub.credentials import new_secret, password_hash
 from gridhub.db import connect, init_db
 from gridhub.devices import DeviceError, is_demo_city, seed_devices
 from gridhub.metrics import MULTIPROC_ENV
-from gridhub.runtime import stop_event
+from gridhub.runtime import mosquitto, mqtt_broker, stop_event
 from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor, file_probe
 from gridhub.settings import Settings
 
@@ -56,10 +59,22 @@ class Endpoints:
     api_url: str
     mqtt_host: str
     mqtt_port: int
+    mqtt_hub_port: int  # where the gateways log in; the same as mqtt_port on a broker with one listener
+    mqtt_broker: str  # which broker, and what survives its restart
     kafka_bootstrap: str
     database_url: str
     embedded_mqtt: bool
     embedded_kafka: bool
+
+
+@dataclass(frozen=True)
+class _Mqtt:
+    host: str
+    port: int
+    hub_host: str
+    hub_port: int
+    described: str
+    shared_subscriptions: bool
 
 
 async def run(
@@ -72,7 +87,8 @@ async def run(
     ready_file = state_dir / "ready.json"
     ready_file.unlink(missing_ok=True)
     supervisor = Supervisor(state_dir / "logs")
-    startup = asyncio.create_task(_start_all(settings, city, state_dir, supervisor, config_file, demo))
+    background: list[asyncio.Task[None]] = []
+    startup = asyncio.create_task(_start_all(settings, city, state_dir, supervisor, config_file, demo, background))
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({startup, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -89,12 +105,15 @@ async def run(
         return endpoints
     finally:
         stopped.cancel()
+        for task in background:
+            task.cancel()
         await supervisor.stop()
         ready_file.unlink(missing_ok=True)
 
 
 async def _start_all(
-    settings: Settings, city: City, state_dir: Path, supervisor: Supervisor, config_file: Path | None, demo: bool
+    settings: Settings, city: City, state_dir: Path, supervisor: Supervisor, config_file: Path | None, demo: bool,
+    background: list[asyncio.Task[None]],
 ) -> tuple[Endpoints, dict[str, str]]:
     child_env = _child_env(settings, state_dir, config_file)
 
@@ -125,26 +144,16 @@ async def _start_all(
     child_env.update(await asyncio.to_thread(_prepare_broker_auth, engine, settings, state_dir))
 
     if settings.mqtt.host is None:
-        bind = settings.mqtt.bind
-        mqtt_port = _reserve_port(bind, settings.mqtt.port, "mqtt.port")
-        mqtt_host = LOOPBACK if bind in ("0.0.0.0", "") else bind
-        await supervisor.start(Service(
-            name="mqtt",
-            argv=[sys.executable, "-m", "gridhub.runtime.mqtt_broker", "--host", bind, "--port", str(mqtt_port),
-                  "--auth-dir", child_env["GRIDHUB_MQTT__AUTH_DIR"]],
-            probe=lambda: _tcp_probe(mqtt_host, mqtt_port),
-        ))
+        broker = await _start_embedded_mqtt(settings, state_dir, supervisor, child_env, background)
     else:
-        mqtt_host, mqtt_port = settings.mqtt.host, settings.mqtt.port
-        try:
-            await asyncio.wait_for(_tcp_probe(mqtt_host, mqtt_port), 10)
-        except Exception as exc:
-            raise StartupError(f"mqtt.host {mqtt_host}:{mqtt_port}: cannot reach the MQTT broker: {exc}") from None
+        broker = await _external_mqtt(settings)
+    mqtt_host, mqtt_port = broker.host, broker.port
     child_env["GRIDHUB_MQTT__HOST"] = mqtt_host
     child_env["GRIDHUB_MQTT__PORT"] = str(mqtt_port)
+    child_env["GRIDHUB_MQTT__HUB_PORT"] = str(broker.hub_port)
 
-    gateway_env = dict(child_env)
-    if settings.mqtt.host is None:  # amqtt has no $share: one gateway with a plain subscription
+    gateway_env = {**child_env, "GRIDHUB_MQTT__HOST": broker.hub_host}
+    if not broker.shared_subscriptions:  # one gateway with a plain subscription
         gateway_env["GRIDHUB_GATEWAY__SHARED_SUBSCRIPTION"] = "false"
     ready_dir = state_dir / "run"
     ready_dir.mkdir(exist_ok=True)
@@ -203,10 +212,70 @@ async def _start_all(
         ))
 
     return Endpoints(
-        api_url=api_url, mqtt_host=mqtt_host, mqtt_port=mqtt_port, kafka_bootstrap=bootstrap,
-        database_url=settings.database_url, embedded_mqtt=settings.mqtt.host is None,
-        embedded_kafka=settings.kafka.bootstrap is None,
+        api_url=api_url, mqtt_host=mqtt_host, mqtt_port=mqtt_port, mqtt_hub_port=broker.hub_port,
+        mqtt_broker=broker.described, kafka_bootstrap=bootstrap, database_url=settings.database_url,
+        embedded_mqtt=settings.mqtt.host is None, embedded_kafka=settings.kafka.bootstrap is None,
     ), tokens
+
+
+async def _start_embedded_mqtt(
+    settings: Settings, state_dir: Path, supervisor: Supervisor, child_env: dict[str, str],
+    background: list[asyncio.Task[None]],
+) -> _Mqtt:
+    """Start the broker `mqtt.embedded` picks, with its device and hub listeners; Mosquitto also gets reloads."""
+    mqtt = settings.mqtt
+    try:
+        mosquitto_bin = mosquitto.binary(mqtt)
+    except mosquitto.MosquittoNotFound as exc:
+        raise StartupError(str(exc)) from None
+    port = _reserve_port(mqtt.bind, mqtt.port, "mqtt.port")
+    hub_port = _reserve_port(mqtt.hub_bind, mqtt.hub_port or 0, "mqtt.hub_port")
+    if hub_port == port:
+        raise StartupError(f"mqtt.hub_port: the hub listener needs a port of its own, not mqtt.port ({port}); "
+                           "leave it empty for any free one")
+    host = LOOPBACK if mqtt.bind in ("0.0.0.0", "") else mqtt.bind
+    hub_host = LOOPBACK if mqtt.hub_bind in ("0.0.0.0", "") else mqtt.hub_bind
+    auth_dir = Path(child_env["GRIDHUB_MQTT__AUTH_DIR"])
+
+    async def probe() -> None:
+        await _tcp_probe(host, port)
+        await _tcp_probe(hub_host, hub_port)
+
+    if mosquitto_bin is None:
+        await supervisor.start(Service(
+            name="mqtt",
+            argv=mqtt_broker.argv(host=mqtt.bind, port=port, hub_host=mqtt.hub_bind, hub_port=hub_port,
+                                  auth_dir=auth_dir, state_file=state_dir / mqtt_broker.STATE_FILE),
+            env=child_env,  # its limits come from the same settings
+            probe=probe,
+        ))
+        described = (f"embedded amqtt {importlib.metadata.version('amqtt')}, MQTT 3.1.1, sessions saved "
+                     "when it stops (a crash loses them)")
+        return _Mqtt(host, port, hub_host, hub_port, described, shared_subscriptions=False)  # amqtt has no $share
+
+    config = mosquitto.write_config(mqtt, auth_dir, state_dir, port=port, hub_port=hub_port)
+    unchanged_since = mosquitto.fingerprint(auth_dir)  # a rewrite while it starts still gets a reload
+    await supervisor.start(Service(name="mqtt", argv=mosquitto.argv(mosquitto_bin, config), probe=probe))
+    background.append(asyncio.create_task(
+        mosquitto.watch_auth_files(auth_dir, lambda: _reload_mosquitto(supervisor), since=unchanged_since)))
+    described = (f"embedded Mosquitto {mosquitto.version(mosquitto_bin)}, MQTT 3.1.1/5, sessions and queued "
+                 f"messages saved when it stops and every {broker_auth.AUTOSAVE_INTERVAL_S} s")
+    return _Mqtt(host, port, hub_host, hub_port, described, shared_subscriptions=True)
+
+
+def _reload_mosquitto(supervisor: Supervisor) -> None:
+    if supervisor.send_signal("mqtt", signal.SIGHUP):
+        log.info("broker password or ACL files changed: Mosquitto reloads them")
+
+
+async def _external_mqtt(settings: Settings) -> _Mqtt:
+    """The configured broker, once it answers on the device port."""
+    host, port = settings.mqtt.host or LOOPBACK, settings.mqtt.port
+    try:
+        await asyncio.wait_for(_tcp_probe(host, port), 10)
+    except Exception as exc:
+        raise StartupError(f"mqtt.host {host}:{port}: cannot reach the MQTT broker: {exc}") from None
+    return _Mqtt(host, port, host, settings.mqtt.hub_port or port, "external", shared_subscriptions=True)
 
 
 async def _start_together(supervisor: Supervisor, *services: Service) -> None:
@@ -247,7 +316,8 @@ def _prepare_broker_auth(engine: Engine, settings: Settings, state_dir: Path) ->
         secret_file.write_text(password, encoding="utf-8")
         env["GRIDHUB_MQTT__PASSWORD_FILE"] = str(secret_file)
     try:
-        broker_auth.write_broker_files(engine, directory, {settings.mqtt.username: password_hash(password)})
+        broker_auth.write_broker_files(engine, directory, {settings.mqtt.username: password_hash(password)},
+                                       settings.mqtt)
     except (broker_auth.BrokerAuthError, OSError) as exc:
         raise StartupError(f"mqtt auth files in {directory}: {exc}") from None
     return env
@@ -318,6 +388,8 @@ def _write_ready(path: Path, endpoints: Endpoints, tokens: dict[str, str]) -> No
         "api_url": endpoints.api_url,
         "mqtt_host": endpoints.mqtt_host,
         "mqtt_port": endpoints.mqtt_port,
+        "mqtt_hub_port": endpoints.mqtt_hub_port,
+        "mqtt_broker": endpoints.mqtt_broker,
         "kafka_bootstrap": endpoints.kafka_bootstrap,
         "database_url": endpoints.database_url,
         "tokens": tokens,
@@ -330,12 +402,12 @@ def _write_ready(path: Path, endpoints: Endpoints, tokens: dict[str, str]) -> No
 
 
 def _ready_banner(endpoints: Endpoints, city: City, state_dir: Path, demo: bool, seconds: float) -> str:
-    mqtt_kind = "embedded amqtt, MQTT 3.1.1" if endpoints.embedded_mqtt else "external"
     kafka_kind = "embedded Tansu, memory only" if endpoints.embedded_kafka else "external"
     lines = [
         f"GridHub ready in {seconds:.1f} s — {city.summary()}",
         f"  API       {endpoints.api_url}   (health /healthz, docs /docs, metrics /metrics)",
-        f"  MQTT      {endpoints.mqtt_host}:{endpoints.mqtt_port}   ({mqtt_kind})",
+        f"  MQTT      {endpoints.mqtt_host}:{endpoints.mqtt_port}   ({endpoints.mqtt_broker}; "
+        f"gateways on port {endpoints.mqtt_hub_port})",
         f"  Kafka     {endpoints.kafka_bootstrap}   ({kafka_kind})",
         f"  Database  {endpoints.database_url}",
         f"  Tokens    {state_dir / 'ready.json'}   (bearer token per role)",

@@ -1,4 +1,5 @@
-"""Device identity at real brokers: Mosquitto with the generated configuration, and the embedded amqtt broker.
+"""Device identity at real brokers: the embedded Mosquitto and the embedded amqtt, each started as `gridhub up`
+starts it, with devices on the device listener and the gateway's account on the hub listener.
 
 Both brokers read the same password and ACL files, written from a registry seeded with demo devices.
 """
@@ -6,7 +7,6 @@ Both brokers read the same password and ACL files, written from a registry seede
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import queue
 import signal
 import socket
@@ -23,29 +23,42 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine
 
 from domain.registry import Registry
-from gridhub.broker_auth import mosquitto_conf, write_broker_files
+from gridhub.broker_auth import write_broker_files
 from gridhub.city import load_city
 from gridhub.credentials import demo_secret, password_hash
 from gridhub.db import connect, init_db
-from gridhub.devices import add_device, devices_table, new_device, rotate_secret, seed_devices
+from gridhub.devices import (
+    add_device,
+    devices_table,
+    new_device,
+    remove_device,
+    rotate_secret,
+    seed_devices,
+    set_enabled,
+)
+from gridhub.localbrokers import embedded
 from gridhub.settings import load_settings
-from tests import brokers
 
 pytestmark = pytest.mark.integration
 GATEWAY, GATEWAY_SECRET = "gridhub-gateway", "gateway-secret"
+GATEWAY_HASH = password_hash(GATEWAY_SECRET)  # `gridhub devices` keeps the hash in place when it rewrites the files
+GATEWAY_CLIENT_ID = "gridhub-gateway-1"
 WAIT_S = 5.0
+#: How long a device whose secret was withdrawn may keep its session: the broker's reload, with margin.
+SESSION_END_S = 5.0
 
 
 @dataclass
 class Broker:
     name: str
     port: int
+    hub_port: int
     engine: Engine
     auth_dir: Path
-    apply: Callable[[], None]  # make the broker take up rewritten files
+    apply: Callable[[], None]  # make the broker take up rewritten files, as `gridhub up` does
 
     def rewrite_files(self) -> None:
-        write_broker_files(self.engine, self.auth_dir, {GATEWAY: password_hash(GATEWAY_SECRET)})
+        write_broker_files(self.engine, self.auth_dir, {GATEWAY: GATEWAY_HASH})
         self.apply()
 
 
@@ -54,11 +67,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, Path]:
     """A database with the demo city's first rain gauges (demo secrets), and the broker files written from it."""
     directory = tmp_path_factory.mktemp("broker")
     demo = load_city(load_settings(environ={}))
-    city = dataclasses.replace(demo, registry=Registry(list(demo.registry)[:2]))
+    city = dataclasses.replace(demo, registry=Registry(list(demo.registry)[:4]))
     engine = connect(f"sqlite:///{directory / 'gridhub.db'}")
     init_db(engine)
     seed_devices(engine, city, demo=True)
-    write_broker_files(engine, directory / "mqtt", {GATEWAY: password_hash(GATEWAY_SECRET)})
+    write_broker_files(engine, directory / "mqtt", {GATEWAY: GATEWAY_HASH})
     return engine, directory / "mqtt"
 
 
@@ -66,25 +79,32 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, Path]:
 def broker(request: pytest.FixtureRequest, registry: tuple[Engine, Path],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     engine, auth_dir = registry
-    if request.param == "amqtt":
-        with brokers.amqtt("--auth-dir", str(auth_dir)) as port:
-            yield Broker("amqtt", port, engine, auth_dir, lambda: None)  # it re-reads changed files by itself
-        return
-    # The configuration production gets, on a free port; `user` keeps a root-started Mosquitto able to
-    # read the 0640 files this process owns (it would otherwise switch to the mosquitto user first).
-    port, data = brokers.free_port(), tmp_path_factory.mktemp("mosquitto-data")
-    config = data / "mosquitto.conf"
-    config.write_text(mosquitto_conf(auth_dir, port=port, bind="127.0.0.1", persistence_dir=data)
-                      + f"user {getpass.getuser()}\n", encoding="utf-8")
-    with brokers.running([brokers.MOSQUITTO, "-c", str(config)], port) as process:
-        yield Broker("mosquitto", port, engine, auth_dir, lambda: process.send_signal(signal.SIGHUP))
+    with embedded(request.param, tmp_path_factory.mktemp(f"{request.param}-state"), auth_dir) as running:
+        # `gridhub up` sends Mosquitto SIGHUP when the files change; amqtt re-reads them by itself.
+        apply = (lambda: running.process.send_signal(signal.SIGHUP)) if request.param == "mosquitto" else (
+            lambda: None)
+        yield Broker(request.param, running.port, running.hub_port, engine, auth_dir, apply)
 
 
 @dataclass
 class Client:
     mqtt: mqtt.Client
-    connack: ReasonCode
+    connack: ReasonCode | None  # None: the broker closed the connection without a CONNACK
     received: queue.Queue[mqtt.MQTTMessage]
+    disconnected: queue.Queue[ReasonCode]
+
+    @property
+    def refused(self) -> bool:
+        """The broker refused the CONNECT, with a failure CONNACK or by closing the connection."""
+        return self.connack is None or self.connack.is_failure
+
+    def session_ended(self, within_s: float) -> bool:
+        """Did the broker end this connection within `within_s` seconds?"""
+        try:
+            self.disconnected.get(timeout=within_s)
+        except queue.Empty:
+            return False
+        return True
 
     def subscribe(self, topic_filter: str) -> ReasonCode:
         granted: queue.Queue[ReasonCode] = queue.Queue()
@@ -118,32 +138,44 @@ class Client:
 
 
 def client(broker: Broker, username: str | None, password: str | None = None,
-           will: tuple[str, bytes] | None = None) -> Client:
-    """A connected MQTT 3.1.1 client, or one whose CONNACK refused it (then already stopped)."""
-    paho = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}",
-                       protocol=mqtt.MQTTv311)
+           will: tuple[str, bytes] | None = None, *, hub: bool = False, client_id: str | None = None,
+           clean_session: bool = True) -> Client:
+    """A connected MQTT 3.1.1 client on the device listener (or the hub's), or one the broker refused
+    (then already stopped)."""
+    paho = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{uuid.uuid4().hex[:8]}",
+                       protocol=mqtt.MQTTv311, clean_session=clean_session)
+    paho.reconnect_delay_set(60, 60)  # a client whose session the broker ended stays out while the test looks
     if username is not None:
         paho.username_pw_set(username, password)
     if will is not None:
         paho.will_set(will[0], will[1], qos=1)
     connack: queue.Queue[ReasonCode] = queue.Queue()
     received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+    disconnected: queue.Queue[ReasonCode] = queue.Queue()
     paho.on_connect = lambda _c, _u, _f, code, _p: connack.put(code)
     paho.on_message = lambda _c, _u, message: received.put(message)
-    paho.connect("127.0.0.1", broker.port)
+    paho.on_disconnect = lambda _c, _u, _f, code, _p: disconnected.put(code)
+    paho.connect("127.0.0.1", broker.hub_port if hub else broker.port)
     deadline = time.monotonic() + WAIT_S
-    while connack.empty() and time.monotonic() < deadline:
+    while connack.empty() and disconnected.empty() and time.monotonic() < deadline:
         paho.loop(timeout=0.05)  # no network thread until accepted: a refused client must not retry
-    result = Client(paho, connack.get_nowait(), received)
-    if not result.connack.is_failure:
+    result = Client(paho, None if connack.empty() else connack.get_nowait(), received, disconnected)
+    assert result.connack is not None or not disconnected.empty(), "neither CONNACK nor disconnection in time"
+    if not result.refused:
         paho.loop_start()
     return result
 
 
+def hub_gateway(broker: Broker) -> Client:
+    """The gateway's account on the hub listener, with the gateway's client id and a persistent session."""
+    gateway = client(broker, GATEWAY, GATEWAY_SECRET, hub=True, client_id=GATEWAY_CLIENT_ID, clean_session=False)
+    assert gateway.subscribe("gridhub/v1/#").value == 1
+    return gateway
+
+
 @pytest.fixture
 def gateway(broker: Broker) -> Iterator[Client]:
-    gateway = client(broker, GATEWAY, GATEWAY_SECRET)
-    assert gateway.subscribe("gridhub/v1/#").value == 1
+    gateway = hub_gateway(broker)
     yield gateway
     gateway.close()
 
@@ -157,7 +189,7 @@ def eventually_connects(broker: Broker, username: str, password: str) -> Client:
     deadline = time.monotonic() + WAIT_S
     while True:
         device = client(broker, username, password)
-        if not device.connack.is_failure or time.monotonic() > deadline:
+        if not device.refused or time.monotonic() > deadline:
             return device
         time.sleep(0.1)
 
@@ -177,11 +209,11 @@ def test_a_device_with_its_secret_publishes_and_the_gateway_receives_it(broker: 
     (GATEWAY, "wrong"),
 ])
 def test_a_wrong_password_or_unknown_user_is_refused_at_connect(broker: Broker, username: str, password: str) -> None:
-    assert client(broker, username, password).connack.is_failure
+    assert client(broker, username, password).refused
 
 
 def test_anonymous_clients_are_refused(broker: Broker) -> None:
-    assert client(broker, None).connack.is_failure
+    assert client(broker, None).refused
 
 
 def test_a_device_cannot_publish_under_another_devices_id(broker: Broker, gateway: Client) -> None:
@@ -209,7 +241,7 @@ def test_a_device_receives_nothing_even_when_it_subscribes(broker: Broker, gatew
 def test_a_will_on_another_devices_topic_is_never_delivered(broker: Broker, gateway: Client) -> None:
     forged, honest = reading(), reading()
     liar = client(broker, "rain-0001", demo_secret("rain-0001"), will=("gridhub/v1/rain/rain-0002/status", forged))
-    if not liar.connack.is_failure:  # Mosquitto accepts and drops the will; amqtt refuses the connection
+    if not liar.refused:  # Mosquitto accepts and drops the will; amqtt refuses the connection
         liar.drop()
     device = client(broker, "rain-0001", demo_secret("rain-0001"), will=("gridhub/v1/rain/rain-0001/status", honest))
     device.drop()
@@ -231,7 +263,7 @@ def test_a_device_added_later_connects_once_the_files_are_rewritten(broker: Brok
     device_id = f"rain-late-{broker.name}"
     secret = add_device(broker.engine, new_device(city, {
         "id": device_id, "kind": "rain", "lon": "121.430616", "lat": "31.195395", "report_interval_s": "60"}))
-    assert client(broker, device_id, secret).connack.is_failure  # the broker does not know it yet
+    assert client(broker, device_id, secret).refused  # the broker does not know it yet
     broker.rewrite_files()
     device = eventually_connects(broker, device_id, secret)
     payload = reading()
@@ -247,7 +279,7 @@ def test_a_rotated_secret_replaces_the_old_one(broker: Broker) -> None:
     broker.rewrite_files()
     try:
         eventually_connects(broker, device_id, new).close()
-        assert client(broker, device_id, old).connack.is_failure
+        assert client(broker, device_id, old).refused
     finally:  # the other tests log in with the demo secret
         with broker.engine.begin() as conn:
             conn.execute(devices_table.update().where(devices_table.c.id == device_id)
@@ -277,7 +309,7 @@ def test_mosquitto_pub_with_a_wrong_password_fails(broker: Broker) -> None:
 
 @pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # amqtt has no shared subscriptions
 def test_a_gateway_on_a_shared_subscription_receives_on_mosquitto(broker: Broker) -> None:
-    gateway = client(broker, GATEWAY, GATEWAY_SECRET)
+    gateway = client(broker, GATEWAY, GATEWAY_SECRET, hub=True)
     gateway.subscribe("$share/gridhub/gridhub/v1/#")
     device = client(broker, "rain-0001", demo_secret("rain-0001"))
     payload = reading()
@@ -293,10 +325,115 @@ def test_retained_status_reaches_only_subscribers_allowed_to_read_it(broker: Bro
     device.mqtt.publish("gridhub/v1/rain/rain-0001/status", status, qos=1, retain=True).wait_for_publish(WAIT_S)
     gateway.expect(status)
     other = client(broker, "rain-0002", demo_secret("rain-0002"))  # amqtt used to push it to every new client
-    late_gateway = client(broker, GATEWAY, GATEWAY_SECRET)
+    late_gateway = client(broker, GATEWAY, GATEWAY_SECRET, hub=True)
     late_gateway.subscribe("gridhub/v1/+/+/status")
     late_gateway.expect(status)
     other.close()
     assert other.received.empty()
     late_gateway.close()
+    device.close()
+
+
+def sentinel_arrives(broker: Broker, gateway: Client) -> None:
+    """A reading published now by a bystander device reaches the gateway."""
+    device = client(broker, "rain-0004", demo_secret("rain-0004"))
+    payload = reading()
+    device.publish("gridhub/v1/rain/rain-0004/telemetry", payload)
+    gateway.expect(payload)
+    device.close()
+
+
+@pytest.mark.parametrize(("hub", "username", "password"), [
+    pytest.param(False, "rain-0003", "wrong", id="device-listener-wrong-password"),
+    pytest.param(False, "rain-0003", demo_secret("rain-0003"), id="device-listener-another-account"),
+    pytest.param(False, GATEWAY, GATEWAY_SECRET, id="device-listener-the-gateways-account"),
+    pytest.param(True, GATEWAY, "wrong", id="hub-listener-wrong-password"),
+    pytest.param(True, "rain-0003", demo_secret("rain-0003"), id="hub-listener-a-devices-account"),
+])
+def test_a_connect_with_the_gateways_client_id_leaves_the_gateways_session_alone(
+        broker: Broker, gateway: Client, hub: bool, username: str, password: str) -> None:
+    intruder = client(broker, username, password, hub=hub, client_id=GATEWAY_CLIENT_ID)
+    sentinel_arrives(broker, gateway)
+    assert gateway.disconnected.empty()
+    if not intruder.refused:  # a device is let in under its own name, whatever client id it asked for
+        intruder.close()
+
+
+@pytest.mark.parametrize("password", [pytest.param("wrong", id="wrong-password"),
+                                      pytest.param(demo_secret("rain-0003"), id="another-account")])
+def test_a_connect_with_another_devices_client_id_leaves_that_devices_session_alone(
+        broker: Broker, gateway: Client, password: str) -> None:
+    victim = client(broker, "rain-0004", demo_secret("rain-0004"), client_id="rain-0004")
+    intruder = client(broker, "rain-0003", password, client_id="rain-0004")
+    payload = reading()
+    victim.publish("gridhub/v1/rain/rain-0004/telemetry", payload)  # on the connection it had before
+    gateway.expect(payload)
+    assert victim.disconnected.empty()
+    victim.close()
+    if not intruder.refused:
+        intruder.close()
+
+
+# Mosquitto's client ids are one namespace across listeners, and nothing there binds a hub account's client
+# id to it: the hub listener is for the hub's own services, whose configuration is trusted.
+@pytest.mark.parametrize("broker", ["amqtt"], indirect=True)
+def test_a_service_account_cannot_take_a_devices_client_id_on_amqtt(broker: Broker, gateway: Client) -> None:
+    victim = client(broker, "rain-0004", demo_secret("rain-0004"), client_id="rain-0004")
+    intruder = client(broker, GATEWAY, GATEWAY_SECRET, hub=True, client_id="rain-0004")
+    payload = reading()
+    victim.publish("gridhub/v1/rain/rain-0004/telemetry", payload)
+    gateway.expect(payload)
+    assert victim.disconnected.empty()
+    victim.close()
+    if not intruder.refused:
+        intruder.close()
+
+
+def test_a_packet_over_the_limit_is_not_delivered_and_its_sender_is_disconnected(
+        broker: Broker, gateway: Client) -> None:
+    device = client(broker, "rain-0003", demo_secret("rain-0003"))
+    oversized = b"x" * 10_000_000
+    device.mqtt.publish("gridhub/v1/rain/rain-0003/telemetry", oversized, qos=1)
+    assert device.session_ended(WAIT_S)
+    sentinel = reading()
+    other = client(broker, "rain-0004", demo_secret("rain-0004"))
+    other.publish("gridhub/v1/rain/rain-0004/telemetry", sentinel)
+    gateway.expect(sentinel, forbidden=oversized)
+    other.close()
+    device.close()
+
+
+@pytest.mark.parametrize("will_topic", ["gridhub/v1/rain/+/status", "gridhub/v1/rain/rain-0003/#"])
+def test_a_will_with_a_wildcard_topic_is_refused_at_connect(broker: Broker, will_topic: str) -> None:
+    assert client(broker, "rain-0003", demo_secret("rain-0003"), will=(will_topic, b"offline")).refused
+
+
+def rotate(broker: Broker, device_id: str) -> None:
+    rotate_secret(broker.engine, device_id)
+
+
+def disable(broker: Broker, device_id: str) -> None:
+    set_enabled(broker.engine, device_id, False)
+
+
+def remove(broker: Broker, device_id: str) -> None:
+    remove_device(broker.engine, device_id)
+
+
+@pytest.mark.parametrize("change", [rotate, disable, remove], ids=["rotate-secret", "disable", "remove"])
+def test_a_device_whose_secret_is_withdrawn_loses_its_session_and_cannot_log_in_again(
+        broker: Broker, change: Callable[[Broker, str], None]) -> None:
+    city = load_city(load_settings(environ={}))
+    device_id = f"rain-{change.__name__}-{broker.name}"
+    secret = add_device(broker.engine, new_device(city, {
+        "id": device_id, "kind": "rain", "lon": "121.430616", "lat": "31.195395", "report_interval_s": "60"}))
+    broker.rewrite_files()
+    device = eventually_connects(broker, device_id, secret)
+    bystander = client(broker, "rain-0004", demo_secret("rain-0004"))
+    change(broker, device_id)
+    broker.rewrite_files()
+    assert device.session_ended(SESSION_END_S)
+    assert client(broker, device_id, secret).refused
+    assert bystander.disconnected.empty()  # the reload that ended the device's session kept the others'
+    bystander.close()
     device.close()

@@ -39,6 +39,7 @@ from gridhub.credentials import demo_secret, password_hash
 from gridhub.db import connect, init_db
 from gridhub.devices import seed_devices
 from gridhub.runtime import mosquitto as embedded_mosquitto
+from gridhub.runtime import mqtt_broker
 from gridhub.settings import load_settings
 from tests import brokers
 
@@ -86,9 +87,8 @@ def front(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Front]:
     port, hub_port = brokers.free_port(), brokers.free_port()
     limits = load_settings(environ={}).mqtt
     if request.param == "amqtt":
-        argv = [sys.executable, "-m", "gridhub.runtime.mqtt_broker", "--host", "127.0.0.1", "--port", str(port),
-                "--hub-host", "127.0.0.1", "--hub-port", str(hub_port), "--auth-dir", str(auth_dir),
-                "--state-file", str(tmp_path / "mqtt-sessions.json")]
+        argv = mqtt_broker.argv(host="127.0.0.1", port=port, hub_host="127.0.0.1", hub_port=hub_port,
+                                auth_dir=auth_dir, state_file=tmp_path / mqtt_broker.STATE_FILE)
     elif request.param == "mosquitto-embedded":
         config = embedded_mosquitto.write_config(limits, auth_dir, tmp_path, port=port, hub_port=hub_port)
         argv = embedded_mosquitto.argv(brokers.MOSQUITTO, config)

@@ -29,6 +29,8 @@ from gridhub.credentials import demo_secret
 pytestmark = pytest.mark.integration
 READY_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 20
+#: A device whose secret is withdrawn loses its session within this: the file watcher and the broker's reload.
+SESSION_END_S = 5.0
 
 
 @dataclass
@@ -38,11 +40,11 @@ class Hub:
     ready: dict[str, Any]
 
 
-def start_hub(state_dir: Path, *extra: str) -> Hub:
+def start_hub(state_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Hub:
     process = subprocess.Popen(
         [sys.executable, "-m", "gridhub", "up", "--state-dir", str(state_dir),
          "--api-port", "0", "--mqtt-port", "0", "--kafka-port", "0", *(extra or ("--demo",))],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
     )
     ready_file = state_dir / "ready.json"
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -67,7 +69,16 @@ def stop_hub(hub: Hub) -> int:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """`gridhub up --demo` as installed here: `mqtt.embedded: auto` finds Debian's Mosquitto."""
     running = start_hub(tmp_path_factory.mktemp("hub"))
+    yield running
+    stop_hub(running)
+
+
+@pytest.fixture(scope="module")
+def amqtt_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """`gridhub up` on the pip-only embedded broker."""
+    running = start_hub(tmp_path_factory.mktemp("amqtt-hub"), "--demo", env={"GRIDHUB_MQTT__EMBEDDED": "amqtt"})
     yield running
     stop_hub(running)
 
@@ -94,7 +105,8 @@ def port_open(host: str, port: int) -> bool:
 
 
 def test_ready_file_lists_endpoints_and_a_token_per_role(hub: Hub) -> None:
-    assert set(hub.ready) >= {"api_url", "mqtt_host", "mqtt_port", "kafka_bootstrap", "tokens"}
+    assert set(hub.ready) >= {"api_url", "mqtt_host", "mqtt_port", "mqtt_hub_port", "mqtt_broker", "kafka_bootstrap",
+                              "tokens"}
     assert set(hub.ready["tokens"]) == {"viewer", "operator", "commander", "admin"}
     assert (hub.state_dir / "ready.json").stat().st_mode & 0o077 == 0
 
@@ -118,11 +130,12 @@ def test_embedded_mqtt_broker_authenticates_devices_and_delivers_qos1(hub: Hub) 
     host, port = hub.ready["mqtt_host"], hub.ready["mqtt_port"]
     gateway_secret = (hub.state_dir / "mqtt" / "gateway.secret").read_text()
 
-    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub", protocol=mqtt.MQTTv311)
+    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="gridhub-gateway-test",
+                             protocol=mqtt.MQTTv311)
     subscriber.username_pw_set("gridhub-gateway", gateway_secret)
     subscriber.on_message = lambda _c, _u, message: received.append(message.payload)
     subscriber.on_subscribe = lambda *_: subscribed.set()
-    subscriber.connect(host, port)
+    subscriber.connect(host, hub.ready["mqtt_hub_port"])  # the hub's accounts log in on the hub listener
     subscriber.subscribe(topic, qos=1)
     subscriber.loop_start()
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rain-0001", protocol=mqtt.MQTTv311)
@@ -249,14 +262,14 @@ def test_port_in_use_is_reported_with_its_setting(tmp_path: Path) -> None:
     assert f"api.port: cannot listen on 127.0.0.1:{port}" in result.stderr.decode()
 
 
-def test_a_reading_from_mosquitto_pub_is_queryable_within_two_seconds(hub: Hub) -> None:
+def assert_reading_from_mosquitto_pub_is_queryable_within_two_seconds(hub: Hub, device_id: str) -> None:
     # mosquitto_pub is a real client we did not write; it logs in with the demo city's credentials.
-    secret = demo_secret("manhole-0007")
+    secret = demo_secret(device_id)
     now = time.time()
     # The demo fleet reports for this device too; no simulated cover ever tilts 179.5°.
     payload = orjson.dumps({"ts": int(now), "seq": 1, "tilt_deg": 179.5, "cover_open": True, "water_level_cm": 12})
     subprocess.run(["mosquitto_pub", "-h", hub.ready["mqtt_host"], "-p", str(hub.ready["mqtt_port"]), "-q", "1",
-                    "-u", "manhole-0007", "-P", secret, "-t", "gridhub/v1/manhole/manhole-0007/telemetry",
+                    "-u", device_id, "-P", secret, "-t", f"gridhub/v1/manhole/{device_id}/telemetry",
                     "-m", payload.decode()], check=True, timeout=10)
     published = time.monotonic()
     token = hub.ready["tokens"]["viewer"]
@@ -264,7 +277,7 @@ def test_a_reading_from_mosquitto_pub_is_queryable_within_two_seconds(hub: Hub) 
               "to": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 60)), "every": "2m"}
     body: dict[str, Any] = {}
     while time.monotonic() - published < 2.0:
-        response = httpx.get(f"{hub.ready['api_url']}/api/v1/devices/manhole-0007/telemetry", params=window,
+        response = httpx.get(f"{hub.ready['api_url']}/api/v1/devices/{device_id}/telemetry", params=window,
                              headers={"Authorization": f"Bearer {token}"}, timeout=2)
         assert response.status_code == 200, response.text
         body = response.json()
@@ -274,6 +287,10 @@ def test_a_reading_from_mosquitto_pub_is_queryable_within_two_seconds(hub: Hub) 
     else:
         raise AssertionError(f"not visible within 2 s: {body}")
     assert next(w for w in body["windows"] if w["tilt_deg_max"] == 179.5)["cover_open"] is True
+
+
+def test_a_reading_from_mosquitto_pub_is_queryable_within_two_seconds(hub: Hub) -> None:
+    assert_reading_from_mosquitto_pub_is_queryable_within_two_seconds(hub, "manhole-0007")
 
 
 def test_an_open_cover_becomes_a_case_on_the_api_within_five_seconds(hub: Hub) -> None:
@@ -297,3 +314,58 @@ def test_an_open_cover_becomes_a_case_on_the_api_within_five_seconds(hub: Hub) -
     else:
         raise AssertionError("no case for the open cover within 5 s")
     assert (cases[0]["department"], cases[0]["urgent"], cases[0]["state"]) == ("水务", True, "dispatched")
+
+
+def test_the_ready_file_says_which_embedded_broker_runs_and_what_survives_its_restart(hub: Hub) -> None:
+    assert hub.ready["mqtt_broker"].startswith("embedded Mosquitto 2.")
+    assert "saved when it stops" in hub.ready["mqtt_broker"]
+    assert hub.ready["mqtt_hub_port"] != hub.ready["mqtt_port"]
+
+
+def logged_in_device(hub: Hub, device_id: str, secret: str) -> tuple[mqtt.Client, threading.Event] | None:
+    """A device connected with its network thread running, and the event its disconnection sets; None if refused."""
+    connack: list[bool] = []
+    ended = threading.Event()
+    device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv311)
+    device.username_pw_set(device_id, secret)
+    device.reconnect_delay_set(60, 60)  # once the broker ends its session, it stays out while the test looks
+    device.on_connect = lambda _c, _u, _f, reason, _p: connack.append(not reason.is_failure)
+    device.on_disconnect = lambda *_: ended.set()
+    device.connect(hub.ready["mqtt_host"], hub.ready["mqtt_port"])
+    deadline = time.monotonic() + 5
+    while not connack and not ended.is_set() and time.monotonic() < deadline:
+        device.loop(timeout=0.05)
+    if not connack or not connack[0]:
+        device.disconnect()
+        return None
+    device.loop_start()
+    return device, ended
+
+
+def test_a_device_disabled_from_the_command_line_loses_its_session_within_seconds(hub: Hub) -> None:
+    env = {**os.environ, "GRIDHUB_STATE_DIR": str(hub.state_dir)}
+    added = subprocess.run([sys.executable, "-m", "gridhub", "devices", "add", "--id", "rain-9901", "--kind", "rain",
+                            "--lon", "121.430616", "--lat", "31.195395"], env=env, capture_output=True, text=True,
+                           timeout=60, check=True)
+    secret = next(line.split()[1] for line in added.stdout.splitlines() if line.startswith("secret:"))
+    deadline = time.monotonic() + SESSION_END_S  # the running broker takes up the new device's files
+    while (login := logged_in_device(hub, "rain-9901", secret)) is None:
+        assert time.monotonic() < deadline, "the new device could not log in"
+        time.sleep(0.1)
+    device, ended = login
+    try:
+        subprocess.run([sys.executable, "-m", "gridhub", "devices", "disable", "rain-9901"], env=env,
+                       capture_output=True, timeout=60, check=True)
+        assert ended.wait(SESSION_END_S)
+        assert logged_in_device(hub, "rain-9901", secret) is None
+    finally:
+        device.loop_stop()
+
+
+def test_up_on_amqtt_says_so(amqtt_hub: Hub) -> None:
+    assert amqtt_hub.ready["mqtt_broker"].startswith("embedded amqtt ")
+    assert amqtt_hub.ready["mqtt_hub_port"] != amqtt_hub.ready["mqtt_port"]
+
+
+def test_up_on_amqtt_carries_a_reading_from_mosquitto_pub_to_the_api(amqtt_hub: Hub) -> None:
+    assert_reading_from_mosquitto_pub_is_queryable_within_two_seconds(amqtt_hub, "manhole-0008")
