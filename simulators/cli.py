@@ -83,8 +83,9 @@ def fleet_plan(settings: Settings, city: City, options: SensorOptions) -> tuple[
             seed=options.seed,
             speed=speed,
             malformed_share=options.malformed_share,
-            # comfortably over the gateway's limit, so that "too large" is the only thing wrong with it
-            oversized_bytes=2 * settings.gateway.max_payload_bytes,
+            # over the gateway's limit, so that "too large" is the only thing wrong with it, and within the
+            # broker's packet limit (at least 512 bytes above it), which would close the connection instead
+            oversized_bytes=settings.gateway.max_payload_bytes + 256,
         )
     except ValueError as exc:
         raise SimulatorError(str(exc)) from None

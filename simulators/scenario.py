@@ -85,7 +85,9 @@ class ScenarioConfig:
     seed: int = 0
     speed: float = 1.0
     malformed_share: float = 0.01
-    oversized_bytes: int = 8192
+    # over the gateway's payload limit (4 KiB by default) and under the broker's packet limit (8 KiB): a
+    # message the broker passes on and the gateway dead-letters as too large
+    oversized_bytes: int = 4096 + 256
     min_outage_s: float | None = None  # wall-clock silence; None: OUTAGE_MIN_INTERVALS report intervals
     opening: bool = True  # the first scenario hours show one of each incident, for demos
 

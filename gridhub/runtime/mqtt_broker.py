@@ -368,8 +368,9 @@ class GridBroker(Broker):  # type: ignore[misc]
                                  disconnect_waiter: asyncio.Future[Any]) -> None:
         """Replaces amqtt's: first deliver every message already acknowledged to the publisher."""
         self._stop_sender(handler)
-        self._deliver_acknowledged(client_session)
         await self._stop_handler(handler)
+        # After the reader has stopped: a PUBLISH it was still handling may have been queued and PUBACKed.
+        self._deliver_acknowledged(client_session)
         current = self._sessions.get(client_session.client_id)
         if handler.replaced or current is None or current[1] is not handler:
             return  # taken over by a newer connection, or deleted: it is no longer this connection's session
