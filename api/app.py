@@ -6,10 +6,11 @@ from fastapi import FastAPI
 
 from api.auth import load_token_hashes
 from api.routes import cases, grids, health, telemetry
-from gridhub import __version__
-from gridhub.city import load_city
-from gridhub.db import connect, init_db
-from gridhub.settings import Settings
+from core import __version__
+from core.city import load_city
+from core.settings import Settings
+from storage.db import connect
+from storage.schema import init_db
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from api.auth import Role, token_hash
 from domain.city import City
 from domain.registry import DeviceKind
-from gridhub.devices import devices_table
+from storage.devices import devices_table
 
 _bearer = HTTPBearer(auto_error=False)
 

@@ -20,13 +20,13 @@ import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaProducer
 
+from core import kafka
 from detectors.events import ZoneEvent
 from detectors.evidence import EvidenceStore, render_snapshot, snapshot_name
 from detectors.pipeline import CameraPipeline
-from detectors.sources import LiveSource, SimCapture
+from detectors.sources import LiveSource, SceneRenderer, SimCapture
 from domain.detections import Detection, Phase, encode_detection
 from domain.registry import Camera
-from gridhub import kafka
 
 log = logging.getLogger("gridhub.detect")
 
@@ -38,10 +38,10 @@ RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 Sink = Callable[[Detection], None]
 
 
-def source_for(camera: Camera) -> LiveSource:
-    """The live source of a camera: the simulator for `sim://`, else OpenCV on the file or URL."""
+def source_for(camera: Camera, scenes: SceneRenderer | None = None) -> LiveSource:
+    """The live source of a camera: the rendered scene for `sim://`, else OpenCV on the file or URL."""
     if camera.source.startswith("sim://"):
-        return LiveSource(camera.source, lambda: SimCapture.open(camera), name=camera.id)
+        return LiveSource(camera.source, lambda: SimCapture.open(camera, scenes), name=camera.id)
     return LiveSource(camera.source, name=camera.id)
 
 
@@ -185,7 +185,7 @@ async def produce(bootstrap: str, queue: asyncio.Queue[Detection], stop: asyncio
 
 
 async def run(cameras: Sequence[Camera], bootstrap: str, evidence: EvidenceStore, stop: asyncio.Event,
-              ready: Callable[[], None] = lambda: None) -> None:
+              ready: Callable[[], None] = lambda: None, scenes: SceneRenderer | None = None) -> None:
     """Run the cameras and produce their detections until `stop` is set."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Detection] = asyncio.Queue()
@@ -199,7 +199,7 @@ async def run(cameras: Sequence[Camera], bootstrap: str, evidence: EvidenceStore
     def emit(detection: Detection) -> None:
         loop.call_soon_threadsafe(enqueue, detection)
 
-    fleet = Fleet(cameras, emit, evidence)
+    fleet = Fleet(cameras, emit, evidence, lambda camera: source_for(camera, scenes))
     producing = asyncio.create_task(produce(bootstrap, queue, stop))
     fleet.start()
     log.info("detecting on %d camera(s): %s", len(cameras), ", ".join(c.id for c in cameras))

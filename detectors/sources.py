@@ -127,8 +127,13 @@ class _VideoCapture:
         self._capture.release()
 
 
+#: Renders a `sim://` camera: given the camera, its frame at a time in seconds. The detectors do not import
+#: the simulators (services stand side by side); the shell hands this in (`gridhub detect run`).
+SceneRenderer = Callable[[Camera], Callable[[float], Image]]
+
+
 class SimCapture:
-    """The camera simulator's scene as a live camera: frames rendered at the camera's fps, in real time."""
+    """A simulated scene as a live camera: frames rendered at the camera's fps, in real time."""
 
     def __init__(self, render: Callable[[float], Image], fps: float) -> None:
         self._render = render
@@ -137,15 +142,15 @@ class SimCapture:
         self._index = 0
 
     @classmethod
-    def open(cls, camera: Camera) -> SimCapture:
+    def open(cls, camera: Camera, scenes: SceneRenderer | None) -> SimCapture:
         """The scene of a camera whose source is a `sim://` URL; raise SourceError if it cannot be rendered."""
-        from simulators.cameras import Scene, SimUrlError
-
+        if scenes is None:
+            raise SourceError(f"{camera.source}: no scene renderer for sim:// sources in this process")
         try:
-            scene = Scene.for_camera(camera)
-        except (SimUrlError, ValueError) as exc:
+            render = scenes(camera)
+        except ValueError as exc:
             raise SourceError(f"{camera.source}: {exc}") from None
-        return cls(scene.frame_at, camera.fps)
+        return cls(render, camera.fps)
 
     def read(self) -> tuple[bool, Image | None]:
         """The next frame, when it is due."""

@@ -1,6 +1,6 @@
 """Normalised telemetry as it travels on `gridhub.telemetry`: per-cell batches, packed per partition.
 
-Every grid cell has one partition (Kafka's default partitioner on the cell code, `gridhub.kafka.partition_of`).
+Every grid cell has one partition (Kafka's default partitioner on the cell code, `core.kafka.partition_of`).
 The gateway packs what the cells of one partition sent within a short window into one Kafka record: one
 `TelemetryBatch` per cell. Records carry many readings at high rates however many cells a city has, which is
 what lets a stream worker keep up (per-record costs in the consumer and Faust dwarf the rules' per-reading

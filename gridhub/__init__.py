@@ -1,3 +1,5 @@
 """GridHub: streaming IoT and video-sensor ingestion for urban grid management (网格化管理)."""
 
-__version__ = "0.1.0"
+from core import __version__
+
+__all__ = ["__version__"]

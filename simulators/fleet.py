@@ -27,8 +27,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.credentials import demo_secret
 from domain.registry import Device, DeviceKind
-from gridhub.credentials import demo_secret
 from simulators.scenario import (
     SHANGHAI,
     ConnectionChange,

@@ -9,7 +9,7 @@ Two agents and a timer:
 
 Delivery is at least once end to end. A batch's records are acknowledged to Faust only after a
 checkpoint: the case events they caused were delivered to Kafka and the state of their cells was saved
-(`streams.checkpoint`). Several workers share the partitions through the consumer group.
+(`storage.checkpoints`). Several workers share the partitions through the consumer group.
 """
 
 from __future__ import annotations
@@ -31,13 +31,9 @@ from faust.types import TP, EventT, StreamT
 from sqlalchemy import Engine as Database
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from domain.case_records import CaseRecordFormatError, decode_command, encode_case_event
-from domain.city import City
-from domain.detections import DetectionFormatError, decode_detection
-from domain.telemetry import TelemetryFormatError, decode_record
-from gridhub import kafka
-from gridhub.devices import load_registry
-from gridhub.metrics import (
+from core import kafka
+from core.lifecycle import mark_ready
+from core.metrics import (
     STREAMS_CASE_EVENTS,
     STREAMS_CHECKPOINT_RETRIES,
     STREAMS_CHECKPOINT_SECONDS,
@@ -45,11 +41,15 @@ from gridhub.metrics import (
     STREAMS_RECORDS,
     STREAMS_SKIPPED,
 )
-from gridhub.runtime import mark_ready
-from gridhub.settings import Settings
-from streams.checkpoint import load_cell, save_cells, saved_cells
+from core.settings import Settings
+from domain.case_records import CaseRecordFormatError, decode_command, encode_case_event
+from domain.city import City
+from domain.detections import DetectionFormatError, decode_detection
+from domain.telemetry import TelemetryFormatError, decode_record
+from storage.cases import CaseSink, write_with_retry
+from storage.checkpoints import load_cell, save_cells, saved_cells
+from storage.devices import load_registry
 from streams.engine import Change, Engine, limits_from
-from streams.sink import CaseSink, write_with_retry
 
 log = logging.getLogger("gridhub.streams")
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from core.settings import StreamsSettings
 from domain.case_records import CaseCommand, Command, case_doc, case_from_doc
 from domain.cases import Action, Case, CaseEvent, CaseState, Evidence, Source, report
 from domain.components import ComponentIdError, parse_component_id
@@ -32,7 +33,6 @@ from domain.registry import Device, DeviceKind
 from domain.routing import RoutingTable
 from domain.sla import SlaCalendar
 from domain.telemetry import Reading, StatusChange, TelemetryBatch
-from gridhub.settings import StreamsSettings
 from streams.rules import crowd, health, manhole, rain
 from streams.rules.series import Series
 

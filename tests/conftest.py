@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth import issue_tokens
-from gridhub.settings import load_settings
+from core.settings import load_settings
 from tests import brokers
 
 

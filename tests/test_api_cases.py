@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from domain.case_records import encode_case_event
 from domain.cases import Case, Source, report
 from domain.city import City
-from streams.sink import CaseCursor, CaseSink
+from storage.cases import CaseCursor, CaseSink
 
 T0 = datetime(2024, 6, 3, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Monday, in working hours
 

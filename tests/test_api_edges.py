@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from api.app import create_app
 from api.auth import issue_tokens
-from gridhub.devices import seed_devices
-from gridhub.settings import load_settings
+from core.settings import load_settings
+from storage.devices import seed_devices
 
 #: A valid value for each path parameter, so that the request reaches the parameter being tried.
 PATH_DEFAULTS = {"device_id": "rain-0001", "code": "310104003001001", "case_id": "no-such-case"}

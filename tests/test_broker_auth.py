@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from core.city import load_city
+from core.credentials import check_password, password_hash
+from core.settings import MqttSettings, load_settings
 from domain.city import City
 from domain.registry import Registry
-from gridhub.broker_auth import (
+from storage.broker_files import (
     Access,
     Acl,
     BrokerAuthError,
@@ -29,11 +32,9 @@ from gridhub.broker_auth import (
     topic_matches,
     write_broker_files,
 )
-from gridhub.city import load_city
-from gridhub.credentials import check_password, password_hash
-from gridhub.db import connect, init_db
-from gridhub.devices import add_device, new_device, secret_hashes, seed_devices, set_enabled
-from gridhub.settings import MqttSettings, load_settings
+from storage.db import connect
+from storage.devices import add_device, new_device, secret_hashes, seed_devices, set_enabled
+from storage.schema import init_db
 
 GATEWAY = "gridhub-gateway"
 GATEWAY_HASH = password_hash("gateway-secret")

@@ -23,13 +23,12 @@ import pytest
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.exc import OperationalError
 
+from core.city import build_calendar
+from core.settings import Settings
 from domain.case_records import encode_case_event
 from domain.cases import Case, Source, Tier, report
 from domain.sla import parse_term
-from gridhub.city import build_calendar
-from gridhub.db import connect, init_db, metadata
-from gridhub.settings import Settings
-from streams.sink import (
+from storage.cases import (
     CaseCursor,
     CaseSink,
     SinkUnavailable,
@@ -39,6 +38,8 @@ from streams.sink import (
     list_cases,
     write_with_retry,
 )
+from storage.db import connect
+from storage.schema import init_db, metadata
 
 CALENDAR = build_calendar(Settings().sla)
 T0 = datetime(2024, 6, 3, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Monday, in working hours

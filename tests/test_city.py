@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from core.city import DEMO_CITY_DIR, CityError, load_city
+from core.settings import Settings, load_settings
 from domain.registry import DeviceKind
-from gridhub.city import DEMO_CITY_DIR, CityError, load_city
-from gridhub.settings import Settings, load_settings
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
 import make_demo_city

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gridhub.credentials import check_password, demo_secret, new_secret, password_hash
+from core.credentials import check_password, demo_secret, new_secret, password_hash
 
 # Written by `mosquitto_passwd -b` (Mosquitto 2.0.11) for the password "secret".
 MOSQUITTO_HASH = ("$7$101$5xuOBOLKoyH+BdAi$e4KxqeYuwHzMCLlM2818kUkcB5GjYamYGwSZpBQXw8BgwLlO2TXQuGiyfyn3Z6phc4GX"

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect, select, text
 
+from core.city import DEMO_CITY_DIR, load_city
+from core.credentials import check_password, demo_secret
+from core.settings import load_settings
 from domain.city import City
 from domain.registry import DeviceKind, Registry, RegistryError
-from gridhub.city import DEMO_CITY_DIR, load_city
-from gridhub.credentials import check_password, demo_secret
-from gridhub.db import connect, init_db
-from gridhub.devices import (
+from storage.db import connect
+from storage.devices import (
     DeviceError,
     add_device,
     demo_credentials,
@@ -29,7 +30,7 @@ from gridhub.devices import (
     seed_devices,
     set_enabled,
 )
-from gridhub.settings import load_settings
+from storage.schema import init_db
 
 # A rain gauge's position inside cell 310104003001001 of the demo city (rain-0001 stands there).
 INSIDE = {"lon": "121.430616", "lat": "31.195395"}

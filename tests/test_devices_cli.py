@@ -13,10 +13,10 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from gridhub.broker_auth import read_password_file, render_password_file
-from gridhub.city import DEMO_CITY_DIR
+from core.city import DEMO_CITY_DIR
+from core.credentials import check_password, demo_secret, password_hash
 from gridhub.cli import cli
-from gridhub.credentials import check_password, demo_secret, password_hash
+from storage.broker_files import read_password_file, render_password_file
 
 INSIDE = ["--lon", "121.430616", "--lat", "31.195395"]  # in cell 310104003001001, next to rain-0001
 CELL = "310104003001001"

@@ -11,10 +11,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import REGISTRY
 
+from core import kafka
+from core.settings import load_settings
 from domain.registry import Device, DeviceKind, Registry
 from domain.telemetry import Reading, StatusChange
-from gridhub import kafka
-from gridhub.settings import load_settings
 from ingest.gateway import Gateway
 from ingest.payloads import Reason, Rejection
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Gauge
 
-from gridhub import metrics
+from core import metrics
 
 
 def test_every_gauge_is_dropped_with_its_dead_process() -> None:

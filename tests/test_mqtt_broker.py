@@ -12,8 +12,8 @@ from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.packet import MQTTFixedHeader
 from amqtt.session import IncomingApplicationMessage, Session
 
+from core.settings import MqttSettings
 from gridhub.runtime.mqtt_broker import LISTENER, OUTBOX, GridBroker, _BoundedReader, _Handler, broker_config
-from gridhub.settings import MqttSettings
 from tests.brokers import free_port
 
 TOPIC = "gridhub/v1/rain/rain-0001/telemetry"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gridhub.settings import ConfigError, load_settings
+from core.settings import ConfigError, load_settings
 
 MINIMAL = {"state_dir": "/var/lib/gridhub", "mqtt": {"host": "broker.local", "port": 1883}}
 

@@ -8,9 +8,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from core.settings import load_settings
 from gridhub.cli import EXIT_CONFIG, cli
-from gridhub.settings import load_settings
-from simulators.cli import SimulatorError, broker_endpoint
+from simulators.sensors import SimulatorError, broker_endpoint
 from tests.brokers import free_port
 
 

@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from core.city import load_city
+from core.settings import load_settings
 from domain.registry import Device, DeviceKind
 from domain.telemetry import MEASUREMENTS
-from gridhub.city import load_city
-from gridhub.settings import load_settings
 from simulators.scenario import (
     ConnectionChange,
     Defect,

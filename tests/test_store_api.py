@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 
 from api.routes.telemetry import format_duration, parse_duration_ms
 from domain.registry import DeviceKind
-from gridhub.devices import add_device, devices_table, new_device, seed_devices
-from ingest.store.base import ReadingRow, SeriesRequest, StoreBatch, StoreUnavailable, Window
-from ingest.store.sql import SqlTelemetryStore
+from storage.devices import add_device, devices_table, new_device, seed_devices
+from storage.telemetry.base import ReadingRow, SeriesRequest, StoreBatch, StoreUnavailable, Window
+from storage.telemetry.sql import SqlTelemetryStore
 
 GRID = "310104003001001"  # rain-0001, crowd-0016, manhole-0001 and manhole-0120 are here
 T0 = 1_717_200_000_000  # 2024-06-01T00:00:00Z

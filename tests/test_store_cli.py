@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gridhub.metrics import MULTIPROC_ENV
+from core.metrics import MULTIPROC_ENV
 from tests.brokers import free_port
 
 

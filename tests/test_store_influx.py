@@ -24,9 +24,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from domain.registry import DeviceKind
 from domain.telemetry import Reading, TelemetryBatch, encode_record
-from ingest.store.base import ReadingRow, SeriesRequest, StatusRow, StoreBatch, StoreUnavailable, Window
-from ingest.store.influx import InfluxTelemetryStore, flux_latest_statuses, flux_series
-from ingest.store.writer import StoreWriter
+from ingest.store_writer import StoreWriter
+from storage.telemetry.base import ReadingRow, SeriesRequest, StatusRow, StoreBatch, StoreUnavailable, Window
+from storage.telemetry.influx import InfluxTelemetryStore, flux_latest_statuses, flux_series
 from tests.brokers import free_port
 
 GRID = "310104003001001"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from domain.registry import DeviceKind
-from ingest.store.base import StatusRow
-from ingest.store.writer import news
+from ingest.store_writer import news
+from storage.telemetry.base import StatusRow
 
 GRID = "310104003001001"
 T0 = 1_717_200_000_000

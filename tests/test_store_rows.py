@@ -8,7 +8,7 @@ import pytest
 
 from domain.registry import DeviceKind
 from domain.telemetry import Reading, StatusChange, TelemetryFormatError
-from ingest.store.base import SeriesRequest, reading_row, status_row
+from storage.telemetry.base import SeriesRequest, reading_row, status_row
 
 GRID = "310104003001001"
 

@@ -17,9 +17,10 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import OperationalError
 
 from domain.registry import DeviceKind
-from gridhub.db import connect, init_db, metadata
-from ingest.store.base import Position, ReadingRow, SeriesRequest, StatusRow, StoreBatch, StoreUnavailable, Window
-from ingest.store.sql import SqlTelemetryStore, positions, readings, status_changes
+from storage.db import connect
+from storage.schema import init_db, metadata
+from storage.telemetry.base import Position, ReadingRow, SeriesRequest, StatusRow, StoreBatch, StoreUnavailable, Window
+from storage.telemetry.sql import SqlTelemetryStore, positions, readings, status_changes
 
 GRID = "310104003001001"
 OTHER_GRID = "310104003001003"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gridhub.metrics import MULTIPROC_ENV, exposition
+from core.metrics import MULTIPROC_ENV, exposition
 from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor
 
 

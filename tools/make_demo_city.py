@@ -1,4 +1,4 @@
-"""Regenerate the demo city shipped in gridhub/city/demo (Xuhui, 310104): cells, devices, cameras.
+"""Regenerate the demo city shipped in core/city/demo (Xuhui, 310104): cells, devices, cameras.
 
 Run `python tools/make_demo_city.py [OUT_DIR]`. The output is deterministic; a test checks that the
 shipped files equal a fresh run, so edit this script rather than the generated files.
@@ -157,7 +157,7 @@ def render() -> dict[str, str]:
 
 def main() -> None:
     """Write the generated files into OUT_DIR (default: the shipped demo city)."""
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1] / "gridhub/city/demo"
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1] / "core/city/demo"
     target.mkdir(parents=True, exist_ok=True)
     for name, text in render().items():
         (target / name).write_text(text, encoding="utf-8")

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from api.deps import CityDep, CurrentRole, EngineDep
 from domain.cases import CaseState, Source
-from streams.sink import CaseCursor, CaseSummary, SinkUnavailable, get_case, list_cases
+from storage.cases import CaseCursor, CaseSummary, SinkUnavailable, get_case, list_cases
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
 

@@ -8,9 +8,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import CityDep, EngineDep
-from gridhub import __version__
-from gridhub.db import ping
-from gridhub.metrics import exposition
+from core import __version__
+from core.metrics import exposition
+from storage.db import ping
 
 router = APIRouter(tags=["health"])
 

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
 from api.deps import CityDep, CurrentRole, DeviceDep
-from ingest.store import open_store
-from ingest.store.base import SeriesRequest, StoreUnavailable, TelemetryStore, Window
+from storage.telemetry import open_store
+from storage.telemetry.base import SeriesRequest, StoreUnavailable, TelemetryStore, Window
 
 router = APIRouter(prefix="/api/v1", tags=["telemetry"])
 

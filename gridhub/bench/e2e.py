@@ -29,11 +29,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from api.auth import issue_tokens
+from core import kafka
+from core.city import load_city
+from core.settings import Settings
 from domain.registry import Device, DeviceKind
-from gridhub import kafka, localbrokers
+from gridhub import localbrokers
 from gridhub.bench import BenchResult
-from gridhub.city import load_city
-from gridhub.settings import Settings
 from streams.engine import case_id, correlation_key
 
 TARGET_P99_S = 1.0

@@ -32,14 +32,17 @@ import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core import kafka
+from core.city import load_city
+from core.credentials import demo_secret, new_secret, password_hash
+from core.settings import load_settings
 from domain.telemetry import decode_record
-from gridhub import broker_auth, kafka, localbrokers
+from gridhub import localbrokers
 from gridhub.bench import BenchResult, mosquitto_version
-from gridhub.city import load_city
-from gridhub.credentials import demo_secret, new_secret, password_hash
-from gridhub.db import connect, init_db
-from gridhub.devices import seed_devices
-from gridhub.settings import load_settings
+from storage import broker_files as broker_auth
+from storage.db import connect
+from storage.devices import seed_devices
+from storage.schema import init_db
 
 TARGET_RATE = 15_000
 TARGET_RATIO = 0.7

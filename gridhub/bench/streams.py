@@ -26,12 +26,13 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from core import kafka
+from core.city import load_city
+from core.settings import Settings
 from domain.registry import Device, DeviceKind
 from domain.telemetry import Reading, TelemetryBatch, decode_record, encode_record
-from gridhub import kafka, localbrokers
+from gridhub import localbrokers
 from gridhub.bench import BenchResult
-from gridhub.city import load_city
-from gridhub.settings import Settings
 
 TARGET_RATE = 10_000
 TARGET_RATIO = 0.3

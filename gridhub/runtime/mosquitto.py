@@ -17,8 +17,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from gridhub import broker_auth
-from gridhub.settings import MqttSettings
+from core.settings import MqttSettings
+from storage import broker_files as broker_auth
 
 DEBIAN_BINARY = Path("/usr/sbin/mosquitto")  # Debian installs it outside a normal user's PATH
 STATE_SUBDIR = "mosquitto"

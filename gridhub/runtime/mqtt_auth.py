@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from gridhub.broker_auth import (
+from core.credentials import check_password
+from storage.broker_files import (
     ACL_FILE,
     HUB_ACL_FILE,
     HUB_PASSWORD_FILE,
@@ -25,7 +26,6 @@ from gridhub.broker_auth import (
     read_acl_file,
     read_password_file,
 )
-from gridhub.credentials import check_password
 
 log = logging.getLogger("gridhub.mqtt.auth")
 

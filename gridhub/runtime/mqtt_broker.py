@@ -48,12 +48,12 @@ from amqtt.mqtt.publish import PublishPacket
 from amqtt.session import ApplicationMessage, Session
 from amqtt.utils import gen_client_id
 
-from gridhub import metrics
-from gridhub.broker_auth import Access, BrokerAuthError, topic_matches
-from gridhub.runtime import stop_event
+from core import metrics
+from core.lifecycle import stop_event
+from core.settings import ConfigError, MqttSettings, load_settings
 from gridhub.runtime.mqtt_auth import Accounts, Listener, will_refusal
 from gridhub.runtime.mqtt_outbox import Message, Outbox
-from gridhub.settings import ConfigError, MqttSettings, load_settings
+from storage.broker_files import Access, BrokerAuthError, topic_matches
 
 log = logging.getLogger("gridhub.mqtt")
 

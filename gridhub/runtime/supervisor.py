@@ -16,8 +16,8 @@ from pathlib import Path
 
 from prometheus_client import multiprocess
 
-from gridhub.metrics import MULTIPROC_ENV
-from gridhub.runtime import READY_FILE_ENV
+from core.lifecycle import READY_FILE_ENV
+from core.metrics import MULTIPROC_ENV
 
 log = logging.getLogger("gridhub.supervisor")
 

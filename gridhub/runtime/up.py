@@ -30,16 +30,19 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import issue_tokens
+from core import kafka
+from core.city import DEMO_CITY_DIR
+from core.credentials import new_secret, password_hash
+from core.lifecycle import stop_event
+from core.metrics import MULTIPROC_ENV
+from core.settings import Settings
 from domain.city import City
-from gridhub import broker_auth, kafka
-from gridhub.city import DEMO_CITY_DIR
-from gridhub.credentials import new_secret, password_hash
-from gridhub.db import connect, init_db
-from gridhub.devices import DeviceError, is_demo_city, seed_devices
-from gridhub.metrics import MULTIPROC_ENV
-from gridhub.runtime import mosquitto, mqtt_broker, stop_event
+from gridhub.runtime import mosquitto, mqtt_broker
 from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor, file_probe
-from gridhub.settings import Settings
+from storage import broker_files as broker_auth
+from storage.db import connect
+from storage.devices import DeviceError, is_demo_city, seed_devices
+from storage.schema import init_db
 
 log = logging.getLogger("gridhub.up")
 LOOPBACK = "127.0.0.1"

@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from gridhub.cli import EXIT_CONFIG, cli
-from gridhub.cli_detect import EXIT_SOURCE
+from gridhub.cli.detect import EXIT_SOURCE
 from tests.detectors.conftest import SIDEWALK
 
 

@@ -22,12 +22,14 @@ import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine
 
+from core.city import load_city
+from core.credentials import demo_secret, password_hash
+from core.settings import load_settings
 from domain.registry import Registry
-from gridhub.broker_auth import write_broker_files
-from gridhub.city import load_city
-from gridhub.credentials import demo_secret, password_hash
-from gridhub.db import connect, init_db
-from gridhub.devices import (
+from gridhub.localbrokers import embedded
+from storage.broker_files import write_broker_files
+from storage.db import connect
+from storage.devices import (
     add_device,
     devices_table,
     new_device,
@@ -36,8 +38,7 @@ from gridhub.devices import (
     seed_devices,
     set_enabled,
 )
-from gridhub.localbrokers import embedded
-from gridhub.settings import load_settings
+from storage.schema import init_db
 
 pytestmark = pytest.mark.integration
 GATEWAY, GATEWAY_SECRET = "gridhub-gateway", "gateway-secret"

@@ -30,17 +30,18 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from core import kafka
+from core.city import load_city
+from core.credentials import demo_secret, password_hash
+from core.settings import load_settings
 from domain.registry import Registry
 from domain.telemetry import decode_record
-from gridhub import kafka
-from gridhub.broker_auth import mosquitto_conf, write_broker_files
-from gridhub.city import load_city
-from gridhub.credentials import demo_secret, password_hash
-from gridhub.db import connect, init_db
-from gridhub.devices import seed_devices
 from gridhub.runtime import mosquitto as embedded_mosquitto
 from gridhub.runtime import mqtt_broker
-from gridhub.settings import load_settings
+from storage.broker_files import mosquitto_conf, write_broker_files
+from storage.db import connect
+from storage.devices import seed_devices
+from storage.schema import init_db
 from tests import brokers
 
 pytestmark = pytest.mark.integration

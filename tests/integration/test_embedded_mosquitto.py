@@ -14,13 +14,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy import Engine
 
-from gridhub.broker_auth import write_broker_files
-from gridhub.credentials import password_hash
-from gridhub.db import connect, init_db
-from gridhub.devices import devices_table
+from core.credentials import password_hash
+from core.settings import MqttSettings
 from gridhub.localbrokers import embedded
 from gridhub.runtime import mosquitto
-from gridhub.settings import MqttSettings
+from storage.broker_files import write_broker_files
+from storage.db import connect
+from storage.devices import devices_table
+from storage.schema import init_db
 
 GATEWAY, GATEWAY_SECRET = "gridhub-gateway", "gateway-secret"
 DEVICE, DEVICE_SECRET = "rain-0001", "device-secret"

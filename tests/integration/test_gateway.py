@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaConsumer
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
+from core import kafka
 from domain.telemetry import Reading, StatusChange, decode_record
-from gridhub import kafka
 from tests import brokers
 
 pytestmark = pytest.mark.integration

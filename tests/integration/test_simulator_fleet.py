@@ -19,9 +19,9 @@ import paho.mqtt.publish as mqtt_publish
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.city import load_city
+from core.settings import load_settings
 from domain.registry import Device
-from gridhub.city import load_city
-from gridhub.settings import load_settings
 from simulators.fleet import Fleet, FleetStats
 from simulators.scenario import IncidentKind, ScenarioConfig
 from tests import brokers

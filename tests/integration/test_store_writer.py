@@ -19,14 +19,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, create_engine, func, select
 
+from core import kafka
+from core.lifecycle import READY_FILE_ENV
+from core.metrics import MULTIPROC_ENV
 from domain.registry import DeviceKind
 from domain.telemetry import Reading, StatusChange, TelemetryBatch, encode_record
-from gridhub import kafka
-from gridhub.db import connect, init_db
-from gridhub.metrics import MULTIPROC_ENV
-from gridhub.runtime import READY_FILE_ENV
-from ingest.store.sql import SqlTelemetryStore, readings, status_changes
-from ingest.store.writer import StoreWriter
+from ingest.store_writer import StoreWriter
+from storage.db import connect
+from storage.schema import init_db
+from storage.telemetry.sql import SqlTelemetryStore, readings, status_changes
 from tests import brokers
 
 pytestmark = pytest.mark.integration

@@ -24,16 +24,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import Engine, update
 
+from core import kafka
+from core.city import load_city
+from core.settings import Settings
 from domain.case_records import CaseCommand, Command, encode_command
 from domain.detections import Detection, DetectionKind, Phase, encode_detection
 from domain.registry import ZoneKind
 from domain.telemetry import decode_record
-from gridhub import kafka
-from gridhub.city import load_city
-from gridhub.db import connect, init_db
-from gridhub.devices import devices_table, seed_devices
-from gridhub.settings import Settings
-from streams.sink import CaseSummary, get_case, list_cases
+from storage.cases import CaseSummary, get_case, list_cases
+from storage.db import connect
+from storage.devices import devices_table, seed_devices
+from storage.schema import init_db
 from tests import brokers
 from tests.integration.test_gateway import MOSQUITTO_CONFIG, publisher, wait_for_log
 

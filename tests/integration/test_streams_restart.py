@@ -16,14 +16,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select
 
+from core import kafka
+from core.city import load_city
+from core.settings import Settings
 from domain.registry import DeviceKind
 from domain.telemetry import Reading, TelemetryBatch, encode_record
-from gridhub import kafka
-from gridhub.city import load_city
-from gridhub.db import connect, init_db
-from gridhub.devices import seed_devices
-from gridhub.settings import Settings
-from streams.sink import case_events, list_cases
+from storage.cases import case_events, list_cases
+from storage.db import connect
+from storage.devices import seed_devices
+from storage.schema import init_db
 from tests import brokers
 from tests.integration.test_streams_pipeline import eventually, start_worker
 

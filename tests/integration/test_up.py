@@ -22,9 +22,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from gridhub import kafka
-from gridhub.city import DEMO_CITY_DIR
-from gridhub.credentials import demo_secret
+from core import kafka
+from core.city import DEMO_CITY_DIR
+from core.credentials import demo_secret
 
 pytestmark = pytest.mark.integration
 READY_TIMEOUT_S = 90

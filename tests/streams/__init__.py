@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.city import load_city
+from core.settings import Settings
 from domain.cases import Case
 from domain.detections import Detection, DetectionKind, Phase
 from domain.registry import ZoneKind
 from domain.telemetry import Reading, StatusChange, TelemetryBatch
-from gridhub.city import load_city
-from gridhub.settings import Settings
 from streams.engine import Change, Engine, limits_from
 
 SETTINGS = Settings()

@@ -10,9 +10,9 @@ from typing import Any
 import click
 import yaml
 
+from core.city import CityError, load_city
 from domain.registry import Camera, RegistryError, camera_from_mapping
-from gridhub.city import CityError, load_city
-from gridhub.cli import EXIT_CONFIG, _fail, _settings, config_option
+from gridhub.cli.common import EXIT_CONFIG, config_option, fail, load, print_bench
 
 EXIT_SOURCE = 4  # the video source cannot be opened or decoded
 
@@ -28,25 +28,27 @@ def detect() -> None:
               help="Camera YAML (one camera or a list); repeatable. Default: the city's cameras.")
 def detect_run(config_file: Path | None, camera_files: tuple[Path, ...]) -> None:
     """Run the detectors on the configured cameras and produce detections to Kafka."""
+    from core.lifecycle import mark_ready, stop_event
     from detectors.evidence import DirectoryEvidence
     from detectors.runner import run
-    from gridhub.runtime import mark_ready, stop_event
+    from simulators.cameras import Scene
 
-    settings = _settings(config_file)
+    settings = load(config_file)
     if camera_files:
         cameras = [camera for path in camera_files for camera in _read_cameras(path)]
     else:
         try:
             cameras = list(load_city(settings).registry.cameras.values())
         except CityError as exc:
-            _fail(f"city error: {exc}", EXIT_CONFIG)
+            fail(f"city error: {exc}", EXIT_CONFIG)
     if not cameras:
-        _fail("no cameras configured", EXIT_CONFIG)
+        fail("no cameras configured", EXIT_CONFIG)
     bootstrap = settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.port}"
     evidence = DirectoryEvidence(settings.detect.evidence_dir or settings.state_dir / "evidence")
 
     async def main() -> None:
-        await run(cameras, bootstrap, evidence, stop_event(), ready=mark_ready)
+        await run(cameras, bootstrap, evidence, stop_event(), ready=mark_ready,
+                  scenes=lambda camera: Scene.for_camera(camera).frame_at)
 
     asyncio.run(main())
     logging.getLogger("gridhub.detect").info("detectors stopped")
@@ -67,16 +69,16 @@ def detect_offline(camera_file: Path, camera_id: str | None, clip: str | None, e
     cameras = _read_cameras(camera_file)
     chosen = [c for c in cameras if camera_id in (None, c.id)]
     if len(chosen) != 1:
-        _fail(f"{camera_file}: " + (f"no camera {camera_id}" if camera_id else
+        fail(f"{camera_file}: " + (f"no camera {camera_id}" if camera_id else
                                    "lists several cameras; choose one with --camera-id"), EXIT_CONFIG)
     camera = chosen[0]
     source = clip or camera.source
     if not source or source.startswith("sim://"):
-        _fail(f"camera {camera.id}: offline analysis needs a video file (--source)", EXIT_CONFIG)
+        fail(f"camera {camera.id}: offline analysis needs a video file (--source)", EXIT_CONFIG)
     try:
         detections = detect_clip(camera, source)
     except SourceError as exc:
-        _fail(f"cannot analyse the clip: {exc}", EXIT_SOURCE)
+        fail(f"cannot analyse the clip: {exc}", EXIT_SOURCE)
     write_jsonl(detections, events_file)
     click.echo(f"{len(detections)} detection(s) written to {events_file}", err=True)
 
@@ -99,7 +101,7 @@ def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool
         pairs = pair_files(truth, events)
         scores = evaluate((read_events(t, clip), read_events(e, clip)) for clip, (t, e) in enumerate(pairs))
     except EvalInputError as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        fail(str(exc), EXIT_CONFIG)
     table = Table(title=f"gridhub detect eval ({len(pairs)} clip(s))")
     for column in ("kind", "truth", "detections", "matched", "precision", "recall", "mean alert delay (s)"):
         table.add_column(column, justify="left" if column == "kind" else "right")
@@ -119,27 +121,26 @@ def bench_detect(seconds: float, as_json: bool) -> None:
     """Detector pipeline frames per second per core against bare decode + MOG2."""
     from gridhub.bench import environment
     from gridhub.bench.detect import run
-    from gridhub.cli import _print_bench  # defined after this module is imported by gridhub.cli
 
     logging.basicConfig(level=logging.WARNING)
     result = run(seconds)
-    _print_bench(result, environment(), as_json)
+    print_bench(result, environment(), as_json)
 
 
 def _read_cameras(path: Path) -> list[Camera]:
     try:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        _fail(f"{path}: cannot read: {exc.strerror}", EXIT_CONFIG)
+        fail(f"{path}: cannot read: {exc.strerror}", EXIT_CONFIG)
     except yaml.YAMLError as exc:
-        _fail(f"{path}: invalid YAML: {exc}", EXIT_CONFIG)
+        fail(f"{path}: invalid YAML: {exc}", EXIT_CONFIG)
     entries = data if isinstance(data, list) else [data]
     if not entries or not all(isinstance(entry, dict) for entry in entries):
-        _fail(f"{path}: expected a camera mapping or a list of them", EXIT_CONFIG)
+        fail(f"{path}: expected a camera mapping or a list of them", EXIT_CONFIG)
     try:
         return [camera_from_mapping(entry) for entry in entries]
     except RegistryError as exc:
-        _fail(f"{path}: {exc}", EXIT_CONFIG)
+        fail(f"{path}: {exc}", EXIT_CONFIG)
 
 
 def _figure(value: float | None, digits: int = 3) -> str:

@@ -33,13 +33,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from core.city import DEMO_CITY_DIR
+from core.credentials import check_password, demo_secret, new_secret, password_hash
+from core.settings import Settings
 from domain.city import City
 from domain.components import parse_component_id
 from domain.registry import Device, DeviceKind, Registry, device_from_row
-from gridhub.city import DEMO_CITY_DIR
-from gridhub.credentials import check_password, demo_secret, new_secret, password_hash
-from gridhub.db import meta_table, metadata
-from gridhub.settings import Settings
+from storage.metadata import meta_table, metadata
 
 devices_table = Table(
     "devices",

@@ -1,6 +1,6 @@
 """`gridhub simulate sensors`: the city's sensor fleet publishing telemetry until stopped.
 
-The click options live on the `simulate sensors` command in `gridhub/cli.py`; this module turns them
+The click options live on the `simulate sensors` command in `gridhub/cli/__init__.py`; this module turns them
 into a running fleet: where the broker is, which devices, how fast, then the display and the summary.
 """
 
@@ -18,11 +18,11 @@ import orjson
 from rich.console import Console
 from rich.logging import RichHandler
 
+from core.city import DEMO_CITY_DIR
+from core.lifecycle import stop_event
+from core.settings import Settings
 from domain.city import City
 from domain.registry import Device
-from gridhub.city import DEMO_CITY_DIR
-from gridhub.runtime import stop_event
-from gridhub.settings import Settings
 from simulators.fleet import Fleet, FleetError
 from simulators.progress import Progress, summary
 from simulators.scenario import ScenarioConfig, base_rate, select_devices, speed_for_rate

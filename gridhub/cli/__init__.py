@@ -1,75 +1,17 @@
-"""The `gridhub` command line (DESIGN.md §4)."""
+"""The `gridhub` command line: the commands other tools rely on are listed in docs/architecture.md."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any
 
 import click
 
+from core.city import CityError, load_city
 from gridhub import __version__
-from gridhub.bench import BenchResult
-from gridhub.city import CityError, load_city
-from gridhub.settings import ConfigError, Settings, load_settings
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-    from domain.city import City
-
-F = TypeVar("F", bound=Callable[..., Any])
-EXIT_CONFIG = 2
-
-
-def config_option(func: F) -> F:
-    """`--config FILE`: the YAML settings file (also `GRIDHUB_CONFIG`)."""
-    return click.option(
-        "--config", "config_file", type=click.Path(path_type=Path), default=None,
-        help="YAML settings file (default: $GRIDHUB_CONFIG, else built-in defaults).",
-    )(func)
-
-
-def _settings(config_file: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
-    try:
-        settings = load_settings(config_file, overrides)
-    except ConfigError as exc:
-        _fail(f"config error: {exc}", EXIT_CONFIG)
-    logging.basicConfig(
-        level=settings.log_level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    return settings
-
-
-def _serve_metrics(port: int | None) -> None:
-    if port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(port, addr="127.0.0.1")
-
-
-def _service_setup(config_file: Path | None, metrics_port: int | None) -> tuple[Settings, City, Engine]:
-    """What a long-running service needs first: settings, the city, metrics and a database with its tables."""
-    from gridhub.db import connect, init_db
-
-    settings = _settings(config_file)
-    try:
-        city = load_city(settings)
-    except CityError as exc:
-        _fail(f"city error: {exc}", EXIT_CONFIG)
-    _serve_metrics(metrics_port)
-    engine = connect(settings.database_url)
-    init_db(engine)
-    return settings, city, engine
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"gridhub: {message}", err=True)
-    sys.exit(code)
+from gridhub.cli.common import EXIT_CONFIG, config_option, fail, load, print_bench, service_setup
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,11 +39,11 @@ def up(config_file: Path | None, demo: bool, state_dir: Path | None, api_port: i
     }
     if demo:
         overrides["city.dir"] = None
-    settings = _settings(config_file, overrides)
+    settings = load(config_file, overrides)
     try:
         city = load_city(settings)
     except CityError as exc:
-        _fail(f"city error: {exc}", EXIT_CONFIG)
+        fail(f"city error: {exc}", EXIT_CONFIG)
     sys.exit(runtime.main(settings, city, demo=demo, config_file=config_file))
 
 
@@ -113,11 +55,11 @@ def api(config_file: Path | None) -> None:
 
     from api.app import create_app
 
-    settings = _settings(config_file)
+    settings = load(config_file)
     try:
         app = create_app(settings)
     except CityError as exc:
-        _fail(f"city error: {exc}", EXIT_CONFIG)
+        fail(f"city error: {exc}", EXIT_CONFIG)
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level=settings.log_level,
                 timeout_graceful_shutdown=5)
 
@@ -128,10 +70,10 @@ def api(config_file: Path | None) -> None:
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (when run on its own).")
 def gateway(config_file: Path | None, client_id: str | None, metrics_port: int | None) -> None:
     """MQTT ingestion gateway: validate telemetry and produce it to Kafka."""
-    from gridhub.devices import is_demo_city, load_registry, seed_devices
     from ingest.gateway import main as run_gateway
+    from storage.devices import is_demo_city, load_registry, seed_devices
 
-    settings, city, engine = _service_setup(config_file, metrics_port)
+    settings, city, engine = service_setup(config_file, metrics_port)
     seed_devices(engine, city, demo=is_demo_city(settings))
     sys.exit(run_gateway(settings, load_registry(engine, city), client_id=client_id,
                          reload_registry=lambda: load_registry(engine, city)))
@@ -144,7 +86,7 @@ def worker(config_file: Path | None, metrics_port: int | None) -> None:
     """Faust stream worker: turn telemetry and detections into grid cases (several split the partitions)."""
     from streams.app import serve
 
-    sys.exit(serve(*_service_setup(config_file, metrics_port)))
+    sys.exit(serve(*service_setup(config_file, metrics_port)))
 
 
 @cli.group()
@@ -170,17 +112,17 @@ def simulate_sensors(config_file: Path | None, seed: int, speed: float | None, r
                      duration: float | None, malformed_share: float, devices: int | None,
                      ready_file: Path | None) -> None:
     """Publish realistic telemetry from the demo city's devices."""
-    from simulators.cli import SensorOptions, SimulatorError, run_sensors
+    from simulators.sensors import SensorOptions, SimulatorError, run_sensors
 
-    settings = _settings(config_file)
+    settings = load(config_file)
     options = SensorOptions(seed=seed, speed=speed, rate=rate, duration_s=duration,
                             malformed_share=malformed_share, devices=devices, ready_file=ready_file)
     try:
         sys.exit(run_sensors(settings, load_city(settings), options))
     except CityError as exc:
-        _fail(f"city error: {exc}", EXIT_CONFIG)
+        fail(f"city error: {exc}", EXIT_CONFIG)
     except SimulatorError as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        fail(str(exc), EXIT_CONFIG)
 
 
 @cli.group()
@@ -202,7 +144,7 @@ def bench_gateway(messages: int, devices: int, broker: str, protocol: str, as_js
 
     logging.basicConfig(level=logging.WARNING)
     result = run(messages, devices, broker, protocol)
-    _print_bench(result, environment(str(result.details.get("broker_version"))), as_json)
+    print_bench(result, environment(str(result.details.get("broker_version"))), as_json)
 
 
 @bench.command("streams")
@@ -218,7 +160,7 @@ def bench_streams(readings: int, rate: int, linger_ms: int, partitions: int, as_
     from gridhub.bench.streams import run
 
     logging.basicConfig(level=logging.WARNING)
-    _print_bench(run(readings, rate, linger_ms, partitions), environment("tansu (embedded)"), as_json)
+    print_bench(run(readings, rate, linger_ms, partitions), environment("tansu (embedded)"), as_json)
 
 
 @bench.command("e2e")
@@ -236,44 +178,24 @@ def bench_e2e(probes: int, interval: float, background: int, as_json: bool) -> N
     try:
         result = run(probes, interval, background)
     except (ValueError, RuntimeError) as exc:
-        _fail(str(exc), EXIT_CONFIG)
-    _print_bench(result, environment(f"{mosquitto_version(localbrokers.mosquitto_binary())} + tansu (embedded)"),
+        fail(str(exc), EXIT_CONFIG)
+    print_bench(result, environment(f"{mosquitto_version(localbrokers.mosquitto_binary())} + tansu (embedded)"),
                  as_json)
 
 
-from gridhub.devices_cli import devices  # noqa: E402 (it imports config_option and _settings from here)
+from gridhub.cli.devices import devices  # noqa: E402 (registered last: they import gridhub.cli.common)
 
 cli.add_command(devices)
 
-from gridhub.cli_detect import bench_detect, detect  # noqa: E402 (same reason)
-from simulators.cameras.cli import simulate_cameras  # noqa: E402 (same reason)
+from gridhub.cli.cameras import simulate_cameras  # noqa: E402 (registered last: they import gridhub.cli.common)
+from gridhub.cli.detect import bench_detect, detect  # noqa: E402 (registered last: they import gridhub.cli.common)
 
 cli.add_command(detect)
 simulate.add_command(simulate_cameras, "cameras")
 bench.add_command(bench_detect, "detect")
 
 
-def _print_bench(result: BenchResult, env: dict[str, Any], as_json: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"gridhub bench {result.name}")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row(f"{result.name} ({result.unit})", f"{result.value:,.0f}")
-    table.add_row(f"baseline ({result.unit})", f"{result.baseline:,.0f}")
-    table.add_row("ratio", f"{result.ratio:.2f}")
-    for key, value in result.details.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
-    table.add_row("target", result.target)
-    table.add_row("met", "yes" if result.met else "NO")
-    table.add_row("cpu", f"{env['cpu']} × {env['cores']}")
-    Console().print(table)
-    if as_json:
-        click.echo(result.as_json(env).decode())
-
-
-from gridhub.cli_store import store  # noqa: E402 (it imports config_option and _settings from here)
+from gridhub.cli.store import store  # noqa: E402 (registered last: they import gridhub.cli.common)
 
 cli.add_command(store)
 

@@ -39,9 +39,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from core.kafka import CASE_EVENTS
 from domain.case_records import CaseRecordFormatError, decode_case_event
-from gridhub.db import metadata
-from gridhub.kafka import CASE_EVENTS
+from storage.metadata import metadata
 
 log = logging.getLogger("gridhub.sink")
 

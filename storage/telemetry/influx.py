@@ -30,7 +30,7 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 from urllib3.exceptions import HTTPError
 
-from ingest.store.base import (
+from storage.telemetry.base import (
     Position,
     ReadingRow,
     SeriesRequest,

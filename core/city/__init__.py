@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo
 import orjson
 import yaml
 
+from core.settings import Settings, SlaSettings
 from domain.cells import CellIndex, cells_from_geojson
 from domain.city import City
 from domain.registry import Registry, camera_from_mapping, device_from_row
 from domain.routing import routing_from_rows
 from domain.sla import ChinaWorkdays, SlaCalendar
 from domain.taxonomy import taxonomy_from_rows
-from gridhub.settings import Settings, SlaSettings
 
 DEMO_CITY_DIR = Path(__file__).parent / "demo"
 CITY_FILES = ("city.yaml", "cells.geojson", "devices.csv", "cameras.yaml", "taxonomy.csv", "routing.csv")

@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import BigInteger, Column, Engine, LargeBinary, String, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from gridhub.db import metadata
+from storage.metadata import metadata
 
 cells_table = Table(
     "stream_cells",

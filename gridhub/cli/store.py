@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gridhub.cli import _settings, config_option
+from gridhub.cli.common import config_option, load
 
 
 @click.command()
@@ -16,6 +16,6 @@ from gridhub.cli import _settings, config_option
               help="Serve Prometheus metrics on this port (when run on its own; `gridhub up` serves them on the API).")
 def store(config_file: Path | None, metrics_port: int | None) -> None:
     """Telemetry store writer: consume gridhub.telemetry into SQL or InfluxDB (started by `gridhub up`)."""
-    from ingest.store.writer import serve
+    from ingest.store_writer import serve
 
-    sys.exit(serve(_settings(config_file), metrics_port=metrics_port))
+    sys.exit(serve(load(config_file), metrics_port=metrics_port))

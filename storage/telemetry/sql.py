@@ -34,8 +34,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from gridhub.db import metadata
-from ingest.store.base import (
+from storage.metadata import metadata
+from storage.telemetry.base import (
     MAX_GRID_CODE_LENGTH,
     MAX_ID_LENGTH,
     Position,

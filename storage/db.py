@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
-from sqlalchemy import Column, Engine, MetaData, String, Table, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-
-SCHEMA_VERSION = "1"
-#: Modules that define their tables on `metadata`; `init_db` imports them so that every table exists.
-TABLE_MODULES = ("gridhub.devices", "ingest.store.sql", "streams.sink", "streams.checkpoint")
-
-metadata = MetaData()
-
-meta_table = Table(
-    "gridhub_meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", String(256), nullable=False),
-)
 
 
 def connect(url: str) -> Engine:
@@ -32,17 +18,6 @@ def connect(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
-
-
-def init_db(engine: Engine) -> None:
-    """Create missing tables and record the schema version."""
-    for module in TABLE_MODULES:
-        importlib.import_module(module)
-    metadata.create_all(engine)
-    with engine.begin() as conn:
-        current = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
-        if current is None:
-            conn.execute(meta_table.insert().values(key="schema_version", value=SCHEMA_VERSION))
 
 
 def ping(engine: Engine) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from domain.registry import Camera
-from gridhub.cli import EXIT_CONFIG, _fail
+from gridhub.cli.common import EXIT_CONFIG, fail
 from simulators.cameras.clip import DEFAULT_GRID_CODE, ClipError, load_camera, write_clip
 from simulators.cameras.mjpeg import MjpegServer
 from simulators.cameras.scene import Scene
@@ -56,7 +56,7 @@ def simulate_cameras(scene: str | None, seed: int | None, params: tuple[str, ...
     try:
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
-        _fail(f"--size {size!r} must be WIDTHxHEIGHT, e.g. 640x360", EXIT_CONFIG)
+        fail(f"--size {size!r} must be WIDTHxHEIGHT, e.g. 640x360", EXIT_CONFIG)
     try:
         camera = load_camera(camera_file, camera_id) if camera_file else None
         spec = _spec(scene, seed, params, camera)
@@ -67,7 +67,7 @@ def simulate_cameras(scene: str | None, seed: int | None, params: tuple[str, ...
             _serve(Scene(spec, zones, fps=rate, width=width, height=height, camera_id=name), host, port)
             return
         if out_dir is None:
-            _fail("give --out DIR to write a clip, or --serve PORT to stream", EXIT_CONFIG)
+            fail("give --out DIR to write a clip, or --serve PORT to stream", EXIT_CONFIG)
         grid_code = camera.grid_code if camera and camera.grid_code else DEFAULT_GRID_CODE
         for number in range(clips or 1):
             clip_spec = SceneSpec(spec.kind, spec.seed + number, spec.overrides)
@@ -78,14 +78,14 @@ def simulate_cameras(scene: str | None, seed: int | None, params: tuple[str, ...
             click.echo(f"{clip_spec.url}: {files.frames} frames in {time.monotonic() - started:.1f} s, "
                        f"{files.events} true events -> {files.video}, {files.truth}, {files.camera}")
     except (ClipError, SimUrlError, ValueError) as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        fail(str(exc), EXIT_CONFIG)
 
 
 def _serve(scene: Scene, host: str, port: int) -> None:
     try:
         server = MjpegServer(scene, host, port)
     except OSError as exc:
-        _fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}", EXIT_CONFIG)
+        fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}", EXIT_CONFIG)
     with server:
         click.echo(f"{scene.spec.url}: serving {server.url} at {scene.fps:g} fps; Ctrl-C stops")
         try:

@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
+from core.city import CityError, load_city
+from core.settings import Settings
 from domain.city import City
 from domain.gridcode import GridCodeError, parse_prefix
 from domain.registry import DeviceKind, RegistryError
-from gridhub.city import CityError, load_city
-from gridhub.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from gridhub.devices import DeviceRecord
+    from storage.devices import DeviceRecord
 
 EXIT_FAILED = 1
 
@@ -32,7 +32,7 @@ def devices() -> None:
     """Device registry and MQTT credentials: add, list, rotate secrets, disable, enable, remove."""
 
 
-from gridhub.cli import EXIT_CONFIG, _fail, _settings, config_option  # noqa: E402
+from gridhub.cli.common import EXIT_CONFIG, config_option, fail, load  # noqa: E402
 
 
 @devices.command("add")
@@ -51,12 +51,12 @@ def add(config_file: Path | None, device_id: str, kind: str, lon: str, lat: str,
         report_interval: str, component_id: str, well_depth_cm: str, zone_area_m2: str,
         battery_floor_v: str) -> None:
     """Register a device and print its new secret, once."""
-    from gridhub.devices import DeviceError, add_device, new_device
+    from storage.devices import DeviceError, add_device, new_device
 
     settings, city, engine = _open(config_file)
     accounts = {*_service_accounts(settings, engine), settings.mqtt.username}
     if any(device_id.startswith(account) for account in accounts):
-        _fail(f"device {device_id}: names beginning with a service account's ({', '.join(sorted(accounts))}) "
+        fail(f"device {device_id}: names beginning with a service account's ({', '.join(sorted(accounts))}) "
               "are reserved for its gateways' client ids", EXIT_FAILED)
     try:
         device = new_device(city, {
@@ -66,7 +66,7 @@ def add(config_file: Path | None, device_id: str, kind: str, lon: str, lat: str,
         })
         secret = add_device(engine, device)
     except (DeviceError, RegistryError) as exc:
-        _fail(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
     click.echo(f"added {device.id} ({device.kind}) in grid cell {device.grid_code}")
     _show_secret(device.id, secret)
     _update_broker(settings, engine)
@@ -79,18 +79,18 @@ def add(config_file: Path | None, device_id: str, kind: str, lon: str, lat: str,
 @click.option("--grid-prefix", default=None, help="Only devices under this district, street, community or cell.")
 def list_(config_file: Path | None, as_json: bool, kind: str | None, grid_prefix: str | None) -> None:
     """List registered devices."""
-    from gridhub.devices import list_devices
+    from storage.devices import list_devices
 
     _, city, engine = _open(config_file)
     try:
         wanted_kind = DeviceKind(kind) if kind is not None else None
     except ValueError:
-        _fail(f"kind {kind!r} must be rain, crowd or manhole", EXIT_FAILED)
+        fail(f"kind {kind!r} must be rain, crowd or manhole", EXIT_FAILED)
     if grid_prefix is not None:
         try:
             parse_prefix(grid_prefix, city.cells.code_length)
         except GridCodeError as exc:
-            _fail(str(exc), EXIT_FAILED)
+            fail(str(exc), EXIT_FAILED)
     records = list_devices(engine, kind=wanted_kind, grid_prefix=grid_prefix)
     if as_json:
         click.echo(orjson.dumps([_as_json(record) for record in records]).decode())
@@ -109,13 +109,13 @@ def list_(config_file: Path | None, as_json: bool, kind: str | None, grid_prefix
 @click.argument("device_id")
 def rotate_secret_(config_file: Path | None, device_id: str) -> None:
     """Give a device a new secret and print it, once; the old one stops working."""
-    from gridhub.devices import DeviceError, rotate_secret
+    from storage.devices import DeviceError, rotate_secret
 
     settings, _, engine = _open(config_file)
     try:
         secret = rotate_secret(engine, device_id)
     except DeviceError as exc:
-        _fail(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
     _show_secret(device_id, secret)
     _update_broker(settings, engine)
 
@@ -141,25 +141,25 @@ def enable(config_file: Path | None, device_id: str) -> None:
 @click.argument("device_id")
 def remove(config_file: Path | None, device_id: str) -> None:
     """Delete a device and its secret from the registry (its telemetry history stays); its session is ended."""
-    from gridhub.devices import DeviceError, remove_device
+    from storage.devices import DeviceError, remove_device
 
     settings, _, engine = _open(config_file)
     try:
         remove_device(engine, device_id)
     except DeviceError as exc:
-        _fail(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
     click.echo(f"removed {device_id}: it can no longer log in")
     _update_broker(settings, engine)
 
 
 def _set_enabled(config_file: Path | None, device_id: str, enabled: bool) -> None:
-    from gridhub.devices import DeviceError, set_enabled
+    from storage.devices import DeviceError, set_enabled
 
     settings, _, engine = _open(config_file)
     try:
         changed = set_enabled(engine, device_id, enabled)
     except DeviceError as exc:
-        _fail(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
     if not changed:
         click.echo(f"{device_id} was already {'enabled' if enabled else 'disabled'}")
         return
@@ -181,34 +181,35 @@ def broker_files(config_file: Path | None) -> None:
 @click.argument("device_id")
 def credentials(config_file: Path | None, device_id: str) -> None:
     """Demo city only: print `username password` of a device, for simulators and mosquitto_pub."""
-    from gridhub.devices import DeviceError, demo_credentials, is_demo_city
+    from storage.devices import DeviceError, demo_credentials, is_demo_city
 
     settings, _, engine = _open(config_file)
     if not is_demo_city(settings):
-        _fail("secrets are stored hashed and cannot be shown again; "
+        fail("secrets are stored hashed and cannot be shown again; "
               f"run `gridhub devices rotate-secret {device_id}` for a new one", EXIT_FAILED)
     try:
         click.echo(f"{device_id} {demo_credentials(engine, device_id)}")
     except DeviceError as exc:
-        _fail(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
 
 
 def _open(config_file: Path | None) -> tuple[Settings, City, Engine]:
     """Settings, city and database, with the city's new devices registered (and the broker told, if any)."""
-    from gridhub.db import connect, init_db
-    from gridhub.devices import DeviceError, is_demo_city, seed_devices
+    from storage.db import connect
+    from storage.devices import DeviceError, is_demo_city, seed_devices
+    from storage.schema import init_db
 
-    settings = _settings(config_file)
+    settings = load(config_file)
     try:
         city = load_city(settings)
     except CityError as exc:
-        _fail(f"city error: {exc}", EXIT_CONFIG)
+        fail(f"city error: {exc}", EXIT_CONFIG)
     engine = connect(settings.database_url)
     init_db(engine)
     try:
         seeded = seed_devices(engine, city, demo=is_demo_city(settings))
     except DeviceError as exc:
-        _fail(f"database {settings.database_url}: {exc}", EXIT_CONFIG)
+        fail(f"database {settings.database_url}: {exc}", EXIT_CONFIG)
     if seeded:
         _update_broker(settings, engine, quiet=True)
     return settings, city, engine
@@ -216,14 +217,14 @@ def _open(config_file: Path | None) -> tuple[Settings, City, Engine]:
 
 def _update_broker(settings: Settings, engine: Engine, *, quiet: bool = False) -> None:
     """Rewrite the broker's files from the registry, with the service accounts."""
-    from gridhub import broker_auth
+    from storage import broker_files as broker_auth
 
     directory = broker_auth.auth_dir(settings)
     accounts = _service_accounts(settings, engine)
     try:
         files = broker_auth.write_broker_files(engine, directory, accounts, settings.mqtt)
     except (broker_auth.BrokerAuthError, OSError) as exc:
-        _fail(f"broker files in {directory}: {exc}", EXIT_FAILED)
+        fail(f"broker files in {directory}: {exc}", EXIT_FAILED)
     if quiet:
         return
     if settings.mqtt.host is None:
@@ -240,14 +241,14 @@ def _service_accounts(settings: Settings, engine: Engine) -> dict[str, str]:
     A hash already in place that the configured password matches stays as it is: a broker may take a new
     hash for a new secret and end the sessions logged in with the old one.
     """
-    from gridhub import broker_auth
-    from gridhub.credentials import check_password
+    from core.credentials import check_password
+    from storage import broker_files as broker_auth
 
     try:
         accounts = broker_auth.current_service_accounts(engine, broker_auth.auth_dir(settings))
         password = settings.mqtt_password()
     except (broker_auth.BrokerAuthError, OSError) as exc:  # OSError: an unreadable mqtt.password_file
-        _fail(f"service accounts: {exc}", EXIT_FAILED)
+        fail(f"service accounts: {exc}", EXIT_FAILED)
     username = settings.mqtt.username
     if password is not None and not check_password(password, accounts.get(username, "")):
         accounts[username] = broker_auth.configured_service_accounts(settings)[username]

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from gridhub.credentials import password_hash
-from gridhub.devices import device_ids, secret_hashes
-from gridhub.settings import MqttSettings, Settings
+from core.credentials import password_hash
+from core.settings import MqttSettings, Settings
+from storage.devices import device_ids, secret_hashes
 
 PASSWORD_FILE = "passwd"
 ACL_FILE = "acl"

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from gridhub.db import connect
-from gridhub.settings import Settings
-from ingest.store.base import TelemetryStore
-from ingest.store.sql import SqlTelemetryStore
+from core.settings import Settings
+from storage.db import connect
+from storage.telemetry.base import TelemetryStore
+from storage.telemetry.sql import SqlTelemetryStore
 
 
 def open_store(settings: Settings, engine: Engine | None = None) -> TelemetryStore:
     """The configured backend; the SQL backend uses `engine` if given, else connects to the database."""
     config = settings.telemetry_store
     if config.backend == "influxdb":
-        from ingest.store.influx import InfluxTelemetryStore  # influxdb-client is needed only when configured
+        from storage.telemetry.influx import InfluxTelemetryStore  # influxdb-client is needed only when configured
 
         return InfluxTelemetryStore(config.influx_url, config.token(), config.influx_org, config.influx_bucket)
     return SqlTelemetryStore(engine or connect(settings.database_url))

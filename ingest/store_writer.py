@@ -36,10 +36,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_h
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from domain.telemetry import TelemetryFormatError, decode_record
-from gridhub import kafka
-from gridhub.db import connect, init_db
-from gridhub.metrics import (
+from core import kafka
+from core.lifecycle import mark_ready, stop_event
+from core.metrics import (
     MULTIPROC_ENV,
     STORE_LAG,
     STORE_REPLAYED_STATUS_SKIPPED,
@@ -48,10 +47,12 @@ from gridhub.metrics import (
     STORE_WRITE_SECONDS,
     STORE_WRITTEN,
 )
-from gridhub.runtime import mark_ready, stop_event
-from gridhub.settings import Settings
-from ingest.store import open_store
-from ingest.store.base import (
+from core.settings import Settings
+from domain.telemetry import TelemetryFormatError, decode_record
+from storage.db import connect
+from storage.schema import init_db
+from storage.telemetry import open_store
+from storage.telemetry.base import (
     Position,
     ReadingRow,
     StatusRow,
