@@ -21,7 +21,7 @@ from domain.routing import RoutingTable, routing_from_rows
 from domain.sla import SlaCalendar
 from domain.taxonomy import Taxonomy, taxonomy_from_rows
 
-DEMO = Path(__file__).parents[2] / "gridhub" / "city" / "demo"
+DEMO = Path(__file__).parents[2] / "core" / "city" / "demo"
 
 
 def read_csv(name: str) -> list[dict[str, str]]:

@@ -13,7 +13,7 @@ from domain.routing import Route, RoutingError, RoutingTable, routing_from_rows
 from domain.sla import Clock, SlaError, SlaTerm
 from domain.taxonomy import Taxonomy, taxonomy_from_rows
 
-DEMO = Path(__file__).parents[2] / "gridhub" / "city" / "demo"
+DEMO = Path(__file__).parents[2] / "core" / "city" / "demo"
 H = timedelta(hours=1)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from domain.taxonomy import Category, CategoryKind, TaxonomyError, taxonomy_from_rows
 
-DEMO_TAXONOMY = Path(__file__).parents[2] / "gridhub" / "city" / "demo" / "taxonomy.csv"
+DEMO_TAXONOMY = Path(__file__).parents[2] / "core" / "city" / "demo" / "taxonomy.csv"
 
 
 def row(code: str = "0101", name_zh: str = "上水井盖", name_en: str = "water-supply manhole cover",

@@ -68,7 +68,7 @@ def test_the_cli_writes_numbered_clips_with_consecutive_seeds(tmp_path: Path) ->
 
 
 def test_the_cli_takes_id_zones_and_scene_from_a_camera_yaml(tmp_path: Path) -> None:
-    demo = Path(__file__).parents[2] / "gridhub" / "city" / "demo" / "cameras.yaml"
+    demo = Path(__file__).parents[2] / "core" / "city" / "demo" / "cameras.yaml"
     result = CliRunner().invoke(cli, ["simulate", "cameras", "--camera", str(demo), "--camera-id", "cam-hunan-02",
                                       "--seconds", "2", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
