@@ -103,7 +103,7 @@ def metrics_child(tmp_path: Path, ready: Path) -> list[str]:
     return python(
         f"import os, pathlib, time; runs = pathlib.Path({str(runs)!r}); first = not runs.exists(); runs.touch()\n"
         "if first:\n"
-        "    from gridhub import metrics\n"
+        "    from core import metrics\n"
         "    metrics.GATEWAY_INFLIGHT.set(7)\n"
         "    metrics.GATEWAY_RECEIVED.inc(3)\n"
         f"pathlib.Path({str(ready)!r}).write_text(str(os.getpid())); time.sleep(60)"
