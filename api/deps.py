@@ -1,4 +1,4 @@
-"""Dependencies that routes declare: the caller's role, the database engine, the city, a registered device."""
+"""Dependencies that routes declare: the caller's role, the database, the city, a device, the telemetry store."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from api.auth import Role, token_hash
 from domain.city import City
 from domain.registry import DeviceKind
 from storage.devices import devices_table
+from storage.telemetry.base import TelemetryStore
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -51,6 +52,11 @@ def _city(request: Request) -> City:
     return city
 
 
+def _telemetry_store(request: Request) -> TelemetryStore:
+    store: TelemetryStore = request.app.state.telemetry_store  # opened and closed by the app's lifespan
+    return store
+
+
 def _device(device_id: str, engine: Annotated[Engine, Depends(_engine)]) -> RegisteredDevice:
     """The device named in the path, 404 if the database does not hold it.
 
@@ -73,3 +79,4 @@ CurrentRole = Annotated[Role, Depends(_role)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 CityDep = Annotated[City, Depends(_city)]
 DeviceDep = Annotated[RegisteredDevice, Depends(_device)]
+TelemetryStoreDep = Annotated[TelemetryStore, Depends(_telemetry_store)]

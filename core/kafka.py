@@ -1,4 +1,4 @@
-"""Kafka topics GridHub uses (DESIGN.md §4) and the admin step that creates them."""
+"""Kafka topics GridHub uses (docs/architecture.md §1) and the admin step that creates them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
+
+from core.retry import Retry, wait_or_stop
 
 TELEMETRY = "gridhub.telemetry"
 DETECTIONS = "gridhub.detections"
@@ -44,15 +46,14 @@ async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -
 
 async def start_producer(producer: AIOKafkaProducer, bootstrap: str, stop: asyncio.Event) -> None:
     """Start the producer, waiting for Kafka as long as it takes (the broker may start after us)."""
-    attempt = 0
+    retry = Retry(START_BACKOFF_S, log)
     while True:
         try:
             await producer.start()
-            return
         except Exception as exc:
             if stop.is_set():
                 raise
-            if attempt == 0:
-                log.warning("Kafka at %s is not reachable (%s); retrying", bootstrap, exc)
-            await asyncio.sleep(START_BACKOFF_S[min(attempt, len(START_BACKOFF_S) - 1)])
-            attempt += 1
+            await wait_or_stop(retry.failed("Kafka at %s is not reachable (%s); retrying", bootstrap, exc), stop)
+            continue
+        retry.recovered("Kafka at %s answers", bootstrap)
+        return

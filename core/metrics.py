@@ -2,16 +2,29 @@
 
 Under `gridhub up` every child process writes its metrics to the shared directory named by
 `PROMETHEUS_MULTIPROC_DIR`, and the API's `/metrics` serves them all together. A service run on
-its own (production) serves its metrics with `--metrics-port`.
+its own (production) serves its metrics with `--metrics-port` on `metrics.host` (`serve_metrics`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+log = logging.getLogger("gridhub.metrics")
 
 GATEWAY_RECEIVED = Counter("gridhub_gateway_received_total", "MQTT messages the gateway received")
 GATEWAY_ACCEPTED = Counter("gridhub_gateway_accepted_total", "Readings accepted and produced to Kafka")
@@ -66,8 +79,19 @@ STREAMS_CHECKPOINT_RETRIES = Counter("gridhub_streams_checkpoint_retries_total",
 
 def exposition() -> bytes:
     """Metrics in Prometheus text format: all processes' when multi-process, else this process's."""
+    return bytes(generate_latest(_registry()))
+
+
+def serve_metrics(host: str, port: int) -> WSGIServer:
+    """Serve `exposition()`'s metrics at http://host:port/metrics from a daemon thread; return the bound server."""
+    server, _ = start_http_server(port, addr=host, registry=_registry())
+    log.info("metrics on http://%s:%d/metrics", *server.server_address[:2])
+    return server
+
+
+def _registry() -> CollectorRegistry:
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return bytes(generate_latest(registry))
-    return bytes(generate_latest())
+        return registry
+    return REGISTRY

@@ -26,9 +26,12 @@ from pydantic import (
     model_validator,
 )
 
+from core.detect_settings import DustSettings, StallSettings
+from core.lifecycle import READY_FILE_ENV
+
 ENV_PREFIX = "GRIDHUB_"
 #: Environment variables with the prefix that are not settings.
-ENV_NOT_SETTINGS = frozenset({"GRIDHUB_CONFIG", "GRIDHUB_READY_FILE"})
+ENV_NOT_SETTINGS = frozenset({"GRIDHUB_CONFIG", READY_FILE_ENV, "GRIDHUB_TEST_POSTGRES_URL"})
 
 
 class ConfigError(Exception):
@@ -85,6 +88,11 @@ class KafkaSettings(_Section):
     port: int = Field(9092, ge=0, le=65535)
     partitions: int = Field(6, ge=1, le=256)
     tansu_bin: Path | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where clients connect: the configured bootstrap, or the embedded broker on this machine's `port`."""
+        return self.bootstrap or f"127.0.0.1:{self.port}"
 
 
 class GatewaySettings(_Section):
@@ -146,6 +154,12 @@ class ApiSettings(_Section):
     tokens_file: Path | None = None
 
 
+class MetricsSettings(_Section):
+    """Prometheus metrics of a service run on its own (`--metrics-port`); under `gridhub up` the API serves them."""
+
+    host: str = "127.0.0.1"  # the address the metrics port listens on; 0.0.0.0 for every interface
+
+
 class SlaSettings(_Section):
     """The SLA calendar: time zone, working periods of a working day, and the city's own day overrides."""
 
@@ -165,7 +179,7 @@ class SlaSettings(_Section):
 
 
 class StreamsSettings(_Section):
-    """The stream worker: rule thresholds, correlation and lifecycle automation (DESIGN.md §2)."""
+    """The stream worker: rule thresholds, correlation and lifecycle automation."""
 
     app_id: str = "gridhub-streams"
     rain_short_heavy_1h_mm: float = Field(20.0, gt=0)  # 短时强降水
@@ -199,9 +213,12 @@ class StreamsSettings(_Section):
 
 
 class DetectSettings(_Section):
-    """Camera detectors (`gridhub detect run`): where evidence snapshots go."""
+    """Camera detectors (`gridhub detect run`, `detect offline`): where evidence snapshots go, and the
+    detectors' tunables (`core/detect_settings.py`)."""
 
     evidence_dir: Path | None = None  # default: STATE_DIR/evidence
+    stall: StallSettings = StallSettings()
+    dust: DustSettings = DustSettings()
 
 
 class Settings(_Section):
@@ -216,6 +233,7 @@ class Settings(_Section):
     gateway: GatewaySettings = GatewaySettings()
     telemetry_store: TelemetryStoreSettings = TelemetryStoreSettings()
     api: ApiSettings = ApiSettings()
+    metrics: MetricsSettings = MetricsSettings()
     sla: SlaSettings = SlaSettings()
     streams: StreamsSettings = StreamsSettings()
     detect: DetectSettings = DetectSettings()

@@ -15,6 +15,8 @@ most of the last few seconds (walkers pass on). A plume rises from the ground, s
 source, largely above the zone's ground outline in the image: a zone's cells are its own and those of the air
 above it. The zone's score is the share of its cells that are dusty; an episode starts when its first cells went
 dusty and needs the score above its threshold, with gaps of a few seconds allowed, for the zone's dwell time.
+
+The tunables (grid, time constants, thresholds) are settings `detect.dust.*`, `core/detect_settings.py`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from core.detect_settings import DustSettings
 from detectors.arrays import f32, u8
 from detectors.events import Observation
 from detectors.zones import ZoneArea
@@ -35,26 +38,6 @@ from domain.registry import ZoneKind
 
 Image = npt.NDArray[np.float32]
 Cells = npt.NDArray[np.bool_]
-
-CELL = 12  # working pixels per cell side
-STEP_S = 0.5  # the score is computed this often (dust is slow)
-SMOOTH_S = 2.0  # time constant of each cell's measures
-SAMPLE_S = 2.0  # the clear baseline takes a sample this often...
-SAMPLES = 120  # ...and is the median of this many (four minutes)
-DUSTY_S = 3.0  # time constant of "hazy lately"...
-DUSTY_SHARE = 0.6  # ...and how much of it makes a cell dusty
-MIN_CV, MIN_TEXTURE = 0.03, 0.02  # cells flatter than this in clear air cannot show a loss of contrast
-OVEREXPOSED = 235.0  # cells brighter than this lose texture to clipping, not to dust
-HAZY = 0.3  # a loss of this share of the baseline contrast is haze
-AIRLIGHT = 0.035  # a brightening (log) beyond the frame's upper quartile this large is airlight...
-AIRLIGHT_MAX_CONTRAST = 1.05  # ...when contrast did not grow with it (a bright object has edges)
-AIRLIGHT_MAX = 0.25  # a veil over the ground brightens it less than this; more is light (a cloud moving off)
-REFERENCE_QUANTILE = 75.0
-SCORE_ON, SCORE_OFF = 0.03, 0.015  # share of dusty cells that starts an episode / that it needs to go on
-MIN_CELLS = 3  # and at least this many cells: a plume, not a parked wheelbarrow
-GAP_S = 15.0  # the score may dip below its threshold this long without breaking an episode (one plume, one event)
-BACKDATE_S = 10.0  # an episode starts when the zone's first cells went dusty, at most this long before
-AIR_RISE = 0.5  # dust rises: the air above a zone, up to this share of the zone's height, is watched with it
 
 
 @dataclass
@@ -78,17 +61,18 @@ class _ZoneDust:
 class DustDetector:
     """Dust over construction zones, from frames at the working resolution."""
 
-    def __init__(self, areas: Sequence[ZoneArea], shape: tuple[int, int]) -> None:
-        self._grid = (max(1, shape[1] // CELL), max(1, shape[0] // CELL))
+    def __init__(self, areas: Sequence[ZoneArea], shape: tuple[int, int], settings: DustSettings) -> None:
+        self._settings = settings
+        self._grid = (max(1, shape[1] // settings.cell_px), max(1, shape[0] // settings.cell_px))
         self._zones = []
         for area in areas:
             if area.zone.kind is ZoneKind.CONSTRUCTION:
-                coverage = cv2.resize(_with_air(area.mask).astype(np.float32), self._grid,
+                coverage = cv2.resize(_with_air(area.mask, settings.air_rise).astype(np.float32), self._grid,
                                       interpolation=cv2.INTER_AREA)
                 self._zones.append(_ZoneDust(area, coverage >= 0.5))
         self._t: float | None = None
         self._smooth = np.empty((0,), np.float32)  # (rows, cols, 3): cv, texture, log brightness
-        self._samples = np.empty((0,), np.float32)  # (SAMPLES, rows, cols, 3), a ring
+        self._samples = np.empty((0,), np.float32)  # (samples, rows, cols, 3), a ring
         self._baseline = np.empty((0,), np.float32)
         self._dusty = np.empty((0,), np.float32)
         self._sample_t = 0.0
@@ -99,7 +83,7 @@ class DustDetector:
         """Feed one frame (BGR float32 at the working resolution); observations due now."""
         if not self._zones:
             return []
-        if self._t is None or t - self._t >= STEP_S:
+        if self._t is None or t - self._t >= self._settings.step_s:
             self._measure(frame, t)
         return [obs for zone in self._zones if (obs := self._observe(zone)) is not None]
 
@@ -117,9 +101,10 @@ class DustDetector:
 
     def _measure(self, frame: Image, t: float) -> None:
         measures, mean = self._measures(frame)
+        s = self._settings
         if self._t is None:
             self._smooth = measures
-            self._samples = np.full((SAMPLES, *measures.shape), np.nan, np.float32)
+            self._samples = np.full((s.samples, *measures.shape), np.nan, np.float32)
             self._samples[0] = measures
             self._baseline, self._sample_t, self._count = measures.copy(), t, 1
             self._dusty = np.zeros(measures.shape[:2], np.float32)
@@ -127,12 +112,12 @@ class DustDetector:
             return
         dt = t - self._t
         self._t = t
-        self._smooth += (measures - self._smooth) * np.float32(1 - math.exp(-dt / SMOOTH_S))
-        exposed = mean < OVEREXPOSED
+        self._smooth += (measures - self._smooth) * np.float32(1 - math.exp(-dt / s.smooth_s))
+        exposed = mean < s.overexposed
         hazy = self._hazy(exposed)
-        self._dusty += (hazy.astype(np.float32) - self._dusty) * np.float32(1 - math.exp(-dt / DUSTY_S))
-        dusty = self._dusty >= DUSTY_SHARE
-        if t - self._sample_t >= SAMPLE_S:
+        self._dusty += (hazy.astype(np.float32) - self._dusty) * np.float32(1 - math.exp(-dt / s.dusty_s))
+        dusty = self._dusty >= s.dusty_share
+        if t - self._sample_t >= s.sample_s:
             self._sample(hazy | (self._dusty > 0.3), t)
         for zone in self._zones:
             cells = zone.cells & exposed
@@ -141,22 +126,23 @@ class DustDetector:
             self.scores[zone.area.zone.id] = score
             if count == 0:
                 zone.clear_t = t
-            self._persist(zone, score if count >= MIN_CELLS else 0.0, t)
+            self._persist(zone, score if count >= s.min_cells else 0.0, t)
 
     def _hazy(self, exposed: Cells) -> Cells:
         """Cells that look veiled now: contrast lost, or brighter than the frame's light explains."""
+        s = self._settings
         ratio = self._smooth[..., :2] / np.maximum(self._baseline[..., :2], np.float32(1e-6))
         contrast = np.sqrt(np.clip(ratio[..., 0], 0, None) * np.clip(ratio[..., 1], 0, None))
-        structured = (self._baseline[..., 0] >= MIN_CV) & (self._baseline[..., 1] >= MIN_TEXTURE)
+        structured = (self._baseline[..., 0] >= s.min_cv) & (self._baseline[..., 1] >= s.min_texture)
         brightening = self._smooth[..., 2] - self._baseline[..., 2]
-        reference = float(np.percentile(brightening[exposed], REFERENCE_QUANTILE)) if exposed.any() else 0.0
+        reference = float(np.percentile(brightening[exposed], s.reference_quantile)) if exposed.any() else 0.0
         lighter = brightening - reference
-        airlight = (lighter >= AIRLIGHT) & (lighter <= AIRLIGHT_MAX) & (contrast <= AIRLIGHT_MAX_CONTRAST)
-        return exposed & ((structured & (contrast <= 1 - HAZY)) | airlight)
+        airlight = (lighter >= s.airlight) & (lighter <= s.airlight_max) & (contrast <= s.airlight_max_contrast)
+        return exposed & ((structured & (contrast <= 1 - s.hazy)) | airlight)
 
     def _sample(self, unclear: Cells, t: float) -> None:
         """Add the clear cells' measures to the baseline's samples (the others keep theirs) and update it."""
-        slot = self._count % SAMPLES
+        slot = self._count % self._settings.samples
         self._samples[slot] = np.where(unclear[..., None], self._samples[slot - 1], self._smooth)
         self._count += 1
         self._sample_t = t
@@ -165,14 +151,14 @@ class DustDetector:
     def _persist(self, zone: _ZoneDust, score: float, t: float) -> None:
         episode = zone.episode
         confirmed = episode is not None and episode.seen_t - episode.since_t >= zone.area.zone.dwell_s
-        if score >= (SCORE_OFF if confirmed else SCORE_ON):
+        if score >= (self._settings.score_off if confirmed else self._settings.score_on):
             if episode is None:
                 zone.number += 1
                 # The dust rose when its first cells went dusty; the thresholds only confirm it is a plume.
-                zone.episode = _Episode(max(zone.clear_t, t - BACKDATE_S), t, score)
+                zone.episode = _Episode(max(zone.clear_t, t - self._settings.backdate_s), t, score)
             else:
                 episode.seen_t, episode.peak = t, max(episode.peak, score)
-        elif episode is not None and t - episode.seen_t > GAP_S:
+        elif episode is not None and t - episode.seen_t > self._settings.gap_s:
             zone.episode = None
 
     def _observe(self, zone: _ZoneDust) -> Observation | None:
@@ -184,12 +170,12 @@ class DustDetector:
                            episode.since_t, episode.seen_t, round(min(confidence, 0.99), 3))
 
 
-def _with_air(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """The zone and the air above it: a plume rises from the ground, so in the image its cloud stands over its
-    source, much of it above the zone's ground outline."""
+def _with_air(mask: npt.NDArray[np.bool_], air_rise: float) -> npt.NDArray[np.bool_]:
+    """The zone and the air above it, up to `air_rise` × its height: a plume rises from the ground, so in the image
+    its cloud stands over its source, much of it above the zone's ground outline."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return mask
-    rise = max(1, round(AIR_RISE * (rows[-1] - rows[0] + 1)))
+    rise = max(1, round(air_rise * (rows[-1] - rows[0] + 1)))
     column = np.ones((rise + 1, 1), np.uint8)
     return u8(cv2.dilate(mask.view(np.uint8), column, anchor=(0, 0))).view(np.bool_)

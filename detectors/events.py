@@ -46,11 +46,6 @@ class ZoneEvent:
     confidence: float
     bbox: Box | None
 
-    @property
-    def is_start(self) -> bool:
-        """Whether this is the alert."""
-        return self.phase is Phase.START
-
 
 class EventLog:
     """Open events of one camera, advanced with each step's observations."""

@@ -6,9 +6,7 @@ The embedded profile keeps them in a directory; another store (S3, the case data
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from core.files import write_atomically
 from detectors.events import ZoneEvent
 
 JPEG_QUALITY = 85
@@ -40,14 +39,7 @@ class DirectoryEvidence:
         """Write the file atomically (a reader never sees half a JPEG) and return its relative path."""
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(jpeg)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(path, jpeg)
         return name
 
 

@@ -1,6 +1,6 @@
 """`gridhub detect offline`: run a camera's detectors over a clip and write one JSON line per detection.
 
-Each line (DESIGN.md §4): `camera_id`, `zone_id`, `kind` (stall|dust), `start_s` (when the detector believes
+Each line: `camera_id`, `zone_id`, `kind` (stall|dust), `start_s` (when the detector believes
 the condition began: the object became stationary, the dust rose), `end_s`, `confidence` (the highest
 reached), `bbox` ([x, y, w, h] in source pixels at the alert, stalls only, else null), and the extra
 `alert_s`: when the detection was raised, i.e. when the `start` record would have gone to Kafka. The alert
@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from core.settings import DetectSettings
 from detectors.events import Box, ZoneEvent
 from detectors.pipeline import CameraPipeline
 from detectors.sources import clip_frames
@@ -43,9 +44,9 @@ class ClipDetection:
                 "alert_s": round(self.alert_s, 2)}
 
 
-def detect_clip(camera: Camera, clip: str) -> list[ClipDetection]:
+def detect_clip(camera: Camera, clip: str, settings: DetectSettings | None = None) -> list[ClipDetection]:
     """Every detection in the clip, in order of start; raise SourceError if the clip cannot be decoded."""
-    pipeline = CameraPipeline(camera)
+    pipeline = CameraPipeline(camera, settings)
     events: list[ZoneEvent] = []
     for frame in clip_frames(clip, camera.fps):
         events.extend(pipeline.process(frame.image, frame.t))

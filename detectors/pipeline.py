@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from core.settings import DetectSettings
 from detectors.arrays import f32, u8
 from detectors.dust import DustDetector
 from detectors.events import EventLog, ZoneEvent
@@ -22,8 +23,9 @@ Frame = npt.NDArray[np.uint8]
 class CameraPipeline:
     """Feed frames with their times (seconds, any clock that does not go back); get detection events."""
 
-    def __init__(self, camera: Camera) -> None:
+    def __init__(self, camera: Camera, settings: DetectSettings | None = None) -> None:
         self.camera = camera
+        self._settings = settings or DetectSettings()
         self.events = EventLog(camera.id)
         self._source_size: tuple[int, int] | None = None
         self._size = (WORK_WIDTH, WORK_WIDTH)
@@ -66,5 +68,5 @@ class CameraPipeline:
         shape = (self._size[1], self._size[0])
         areas = [ZoneArea.of(zone, shape, scale) for zone in self.camera.zones]
         self._motion = MotionGate()
-        self._stall = StallDetector(areas, shape, 1 / scale)
-        self._dust = DustDetector(areas, shape)
+        self._stall = StallDetector(areas, shape, 1 / scale, self._settings.stall)
+        self._dust = DustDetector(areas, shape, self._settings.dust)

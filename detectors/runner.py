@@ -21,6 +21,8 @@ import numpy.typing as npt
 from aiokafka import AIOKafkaProducer
 
 from core import kafka
+from core.retry import Retry
+from core.settings import DetectSettings
 from detectors.events import ZoneEvent
 from detectors.evidence import EvidenceStore, render_snapshot, snapshot_name
 from detectors.pipeline import CameraPipeline
@@ -48,12 +50,13 @@ def source_for(camera: Camera, scenes: SceneRenderer | None = None) -> LiveSourc
 class CameraWorker:
     """Runs one camera's pipeline on the latest frames of its source at the camera's fps."""
 
-    def __init__(self, camera: Camera, source: LiveSource, sink: Sink, evidence: EvidenceStore) -> None:
+    def __init__(self, camera: Camera, source: LiveSource, sink: Sink, evidence: EvidenceStore,
+                 settings: DetectSettings | None = None) -> None:
         self.camera = camera
         self.source = source
         self._sink = sink
         self._evidence = evidence
-        self._pipeline = CameraPipeline(camera)
+        self._pipeline = CameraPipeline(camera, settings)
         self._snapshots: dict[str, str] = {}  # event id → reference of its latest snapshot
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"camera-{camera.id}", daemon=True)
@@ -128,11 +131,14 @@ class Fleet:
     """All cameras of the process, with the watchdog that restarts stuck readers and dead workers."""
 
     def __init__(self, cameras: Sequence[Camera], sink: Sink, evidence: EvidenceStore,
-                 source_factory: Callable[[Camera], LiveSource] = source_for) -> None:
+                 source_factory: Callable[[Camera], LiveSource] = source_for,
+                 settings: DetectSettings | None = None) -> None:
         self._sink = sink
         self._evidence = evidence
         self._source_factory = source_factory
-        self.workers = {camera.id: CameraWorker(camera, source_factory(camera), sink, evidence) for camera in cameras}
+        self._settings = settings
+        self.workers = {camera.id: CameraWorker(camera, source_factory(camera), sink, evidence, settings)
+                        for camera in cameras}
 
     def start(self) -> None:
         """Start every camera."""
@@ -151,7 +157,8 @@ class Fleet:
             if not worker.alive:
                 log.error("camera %s: its worker stopped; starting a new one", camera_id)
                 worker.source.stop()
-                fresh = CameraWorker(worker.camera, self._source_factory(worker.camera), self._sink, self._evidence)
+                fresh = CameraWorker(worker.camera, self._source_factory(worker.camera), self._sink, self._evidence,
+                                     self._settings)
                 self.workers[camera_id] = fresh
                 fresh.start()
             elif not worker.source.last_error and now - worker.source.last_frame_at > stuck_after_s:
@@ -162,30 +169,35 @@ async def produce(bootstrap: str, queue: asyncio.Queue[Detection], stop: asyncio
     """Send queued detections to Kafka, keyed by grid cell, retrying each until Kafka takes it."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, request_timeout_ms=10_000)
     await kafka.start_producer(producer, bootstrap, stop)
+    retry = Retry(RETRY_BACKOFF_S, log)
     try:
         while not (stop.is_set() and queue.empty()):
             try:
                 detection = await asyncio.wait_for(queue.get(), 0.5)
             except TimeoutError:
                 continue
-            for attempt in range(1_000_000):
+            while True:
                 try:
                     await producer.send_and_wait(kafka.DETECTIONS, encode_detection(detection),
                                                  key=detection.grid_code.encode())
-                    break
                 except Exception as exc:
-                    if attempt == 0:
-                        log.warning("Kafka did not take detection %s (%s); retrying", detection.event_id, exc)
-                    if stop.is_set() and attempt >= len(RETRY_BACKOFF_S):
+                    delay = retry.failed("Kafka did not take detection %s (%s); retrying", detection.event_id, exc)
+                    # At shutdown a detection still gets one round of the schedule, not the outage's whole length.
+                    if stop.is_set() and retry.failures > len(RETRY_BACKOFF_S):
                         log.error("giving up on detection %s at shutdown", detection.event_id)
+                        retry.recovered()  # the next detection gets its own round
                         break
-                    await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
+                    await asyncio.sleep(delay)  # not cut short by stop: that round is what the detection gets
+                    continue
+                retry.recovered("Kafka took detections again (after %d retries)", retry.failures)
+                break
     finally:
         await producer.stop()
 
 
 async def run(cameras: Sequence[Camera], bootstrap: str, evidence: EvidenceStore, stop: asyncio.Event,
-              ready: Callable[[], None] = lambda: None, scenes: SceneRenderer | None = None) -> None:
+              ready: Callable[[], None] = lambda: None, scenes: SceneRenderer | None = None,
+              settings: DetectSettings | None = None) -> None:
     """Run the cameras and produce their detections until `stop` is set."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Detection] = asyncio.Queue()
@@ -199,7 +211,7 @@ async def run(cameras: Sequence[Camera], bootstrap: str, evidence: EvidenceStore
     def emit(detection: Detection) -> None:
         loop.call_soon_threadsafe(enqueue, detection)
 
-    fleet = Fleet(cameras, emit, evidence, lambda camera: source_for(camera, scenes))
+    fleet = Fleet(cameras, emit, evidence, lambda camera: source_for(camera, scenes), settings)
     producing = asyncio.create_task(produce(bootstrap, queue, stop))
     fleet.start()
     log.info("detecting on %d camera(s): %s", len(cameras), ", ".join(c.id for c in cameras))

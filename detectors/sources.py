@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from core.retry import Retry
 from detectors.arrays import u8
 from domain.registry import Camera
 
@@ -220,24 +221,22 @@ class LiveSource:
         return not self._stopped.is_set() and generation == self._generation
 
     def _read(self, generation: int) -> None:
-        failures = 0
+        retry = Retry(BACKOFF_S, log)
         while self._current(generation):
             try:
                 capture = self._opener()
             except SourceError as exc:
-                failures = self._failed(str(exc), failures)
+                self._failed(retry, str(exc))
                 continue
-            delivered = self._pump(capture, generation)
+            delivered = self._pump(capture, generation, retry)
             capture.release()
             if not self._current(generation):
                 return
             if delivered and self._paced:
                 continue  # end of the file: play it again
-            if delivered:
-                failures = 0
-            failures = self._failed(f"{self.uri}: stream ended or dropped", failures)
+            self._failed(retry, f"{self.uri}: stream ended or dropped")
 
-    def _pump(self, capture: Capture, generation: int) -> int:
+    def _pump(self, capture: Capture, generation: int, retry: Retry) -> int:
         """Read frames until the source ends or fails; how many were delivered."""
         delivered = 0
         started = time.monotonic()
@@ -251,8 +250,8 @@ class LiveSource:
                 if delay > 0 and self._stopped.wait(delay):
                     break
             delivered += 1
-            if delivered == 1 and (self.last_error or self.reconnects):
-                log.info("camera %s: receiving frames again", self.name)
+            if delivered == 1:
+                retry.recovered("camera %s: receiving frames again", self.name)
             with self._lock:
                 if generation != self._generation:
                     break
@@ -263,11 +262,7 @@ class LiveSource:
                 self._lock.notify_all()
         return delivered
 
-    def _failed(self, reason: str, failures: int) -> int:
-        delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
-        if reason != self.last_error or failures == 0:
-            log.warning("camera %s: %s; trying again in %.1f s", self.name, reason, delay)
+    def _failed(self, retry: Retry, reason: str) -> None:
         self.last_error = reason
         self.reconnects += 1
-        self._stopped.wait(delay)
-        return failures + 1
+        self._stopped.wait(retry.failed("camera %s: %s; retrying with backoff", self.name, reason))

@@ -10,6 +10,8 @@ Lighting: images are compared as log intensities, so a change of illumination is
 gain field (the median offset over large cells) removes global and large-scale changes, sudden or gradual;
 what is left is judged by its chromaticity change and by its change of log-gradient (texture and edges),
 both blind to a local gain such as a shadow, plus only large changes of brightness.
+
+The tunables (thresholds, time constants, shape rules) are settings `detect.stall.*`, `core/detect_settings.py`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from core.detect_settings import StallSettings
 from detectors.arrays import f32, u8
 from detectors.events import Box, Observation
 from detectors.zones import STALL_ZONES, ZoneArea
@@ -29,30 +32,6 @@ from domain.detections import DetectionKind
 
 Image = npt.NDArray[np.float32]
 Mask = npt.NDArray[np.bool_]
-
-BOOTSTRAP_S = 4.0  # the first background is the median of this much video, so walkers at start leave no ghosts
-LONG_TERM_S = 60.0  # time constant of the long-term background where it sees background
-LOG_OFFSET = 16.0  # keeps log intensities of dark, noisy pixels tame
-GAIN_GRID = (8, 5)  # cells of the coarse gain field (columns, rows)
-CHROMA_MIN, GRADIENT_MIN = 0.10, 0.22  # thresholds never go below these (log units)
-NOISE_FACTOR = 4.0  # thresholds are this × the median of each measure over the frame (its noise level)
-BRIGHTNESS_CHANGE = 0.7  # a change of log brightness beyond this is an object whatever its colour or texture
-SHADOW_MIN, SHADOW_MAX = 0.03, 1.2  # a darkening (log) in this range without a change of chroma is a shadow
-STATIONARY_ON_S = 2.0  # pixels stationary this long form candidate blobs
-MISS_RESET_S = 1.0  # a pixel seen as background this long loses its stationary time
-MIN_AREA_SHARE = 0.0006  # smallest blob, as a share of the frame
-RESET_SHARE = 0.6  # this much foreground means the camera moved or the light failed: relearn the background
-TRACK_GRACE_S = 4.0  # a track unseen this long has left...
-CONFIRMED_GRACE_S = 12.0  # ...or this long once reported: a stall hidden by a crowd is still the same stall
-SETTLED_OVERLAP = 0.6  # a box that overlaps where it settled less than this is an object still arriving
-GROUP_REACH = 0.25  # blobs closer than this share of their height are pieces of one object (goods, vendor, shadow)
-KNOWN_REACH = 0.75  # a new blob this close to a reported object is a part of it (an umbrella over its table)
-COMPACT = 1.6  # ...and their union box is no bigger than this × their boxes
-PERSON_ASPECT = 2.2  # a static blob this much taller than wide is a person standing, not a stall
-MAX_WIDTH_SHARE = 0.3  # a blob wider than this share of the frame is walkers and their shadows merged, not a stall
-MIN_FILL = 0.3  # a stall is solid: its stationary pixels fill at least this share of its box (outlines do not)
-OUTSIDE_S = 10.0  # a track that stood outside every zone this long restarts its dwell on entering one
-GHOST_CHECK_S = 5.0  # unreported tracks are checked this often for being a ghost (something that left)
 
 
 @dataclass
@@ -68,18 +47,20 @@ class _Track:
     outside_t: float = math.inf  # since when the track has stood outside every zone (inf: it is in one)
     confirmed: bool = False  # reported once: reported until it leaves, even if its blob wavers meanwhile
 
-    def resettle(self, box: tuple[int, int, int, int], t: float) -> None:
+    def resettle(self, box: tuple[int, int, int, int], t: float, settings: StallSettings) -> None:
         """Restart the dwell clock if the object left the box where it settled: it is still on its way.
         Something joining it (its vendor, a customer) or hiding part of it keeps the overlap high."""
-        if _overlap(box, self.anchor) < SETTLED_OVERLAP:
-            self.since_t, self.anchor = t - STATIONARY_ON_S, box
+        if _overlap(box, self.anchor) < settings.settled_overlap:
+            self.since_t, self.anchor = t - settings.stationary_on_s, box
 
 
 class StallDetector:
     """Stationary objects in stall zones, from frames at the working resolution."""
 
-    def __init__(self, areas: Sequence[ZoneArea], shape: tuple[int, int], to_source: float) -> None:
+    def __init__(self, areas: Sequence[ZoneArea], shape: tuple[int, int], to_source: float,
+                 settings: StallSettings) -> None:
         self.areas = [area for area in areas if area.zone.kind in STALL_ZONES]
+        self._settings = settings
         self._shape = shape
         self._to_source = to_source
         self._bootstrap: list[Image] = []
@@ -105,7 +86,7 @@ class StallDetector:
         dt = min(max(t - (self._t or t), 0.0), 1.0)
         self._t = t
         self.foreground = self._foreground(frame, moving)
-        if cv2.countNonZero(self.foreground.view(np.uint8)) > RESET_SHARE * self.foreground.size:
+        if cv2.countNonZero(self.foreground.view(np.uint8)) > self._settings.reset_share * self.foreground.size:
             self._relearn(frame)
             return []
         self._accumulate(self.foreground, moving, dt)
@@ -119,7 +100,7 @@ class StallDetector:
         if self._bootstrap_t is None:
             self._bootstrap_t = t
         self._bootstrap.append(frame)
-        if t - self._bootstrap_t >= BOOTSTRAP_S:
+        if t - self._bootstrap_t >= self._settings.bootstrap_s:
             step = max(1, len(self._bootstrap) // 15)
             self._set_background(np.median(np.stack(self._bootstrap[::step]), axis=0).astype(np.float32))
             self._bootstrap = []
@@ -127,7 +108,7 @@ class StallDetector:
 
     def _set_background(self, background: Image) -> None:
         self._background = background
-        self._log_background = f32(cv2.log(background + np.float32(LOG_OFFSET)))
+        self._log_background = f32(cv2.log(background + np.float32(self._settings.log_offset)))
 
     def _relearn(self, frame: Image) -> None:
         self._set_background(frame.copy())
@@ -138,11 +119,11 @@ class StallDetector:
         """Blend background pixels into the long-term background, once a second (it changes slowly)."""
         if t - self._learn_t < 1.0 or self._background is None:
             return
-        alpha = 1.0 - math.exp(-(t - self._learn_t) / LONG_TERM_S)
+        alpha = 1.0 - math.exp(-(t - self._learn_t) / self._settings.long_term_s)
         # Pixels of a stationary object stay out even when they briefly look like background.
         quiet = (~self.foreground & ~moving & (self._stationary == 0)).view(np.uint8)
         for track in self._tracks:  # nor does any of an object's box, or its edges would be learned as background
-            x, y, w, h = _grown(track.box)
+            x, y, w, h = _grown(track.box, self._settings.group_reach)
             quiet[max(y, 0):y + h, max(x, 0):x + w] = 0
         cv2.accumulateWeighted(frame, self._background, alpha, mask=quiet)
         self._set_background(self._background)
@@ -152,7 +133,8 @@ class StallDetector:
 
     def _foreground(self, frame: Image, moving: Mask) -> Mask:
         assert self._log_background is not None
-        difference = f32(cv2.log(frame + np.float32(LOG_OFFSET))) - self._log_background
+        s = self._settings
+        difference = f32(cv2.log(frame + np.float32(s.log_offset))) - self._log_background
         difference -= self._gain_field(difference, moving)
         brightness = f32(cv2.transform(difference, _MEAN))
         # |d − mean(d)|² over the channels = Σd² − 3·mean², the part of the change a gain cannot explain.
@@ -160,11 +142,11 @@ class StallDetector:
         chroma = f32(cv2.sqrt(np.maximum(squares - 3 * brightness * brightness, 0)))
         gradient = f32(cv2.magnitude(cv2.Sobel(brightness, cv2.CV_32F, 1, 0, ksize=3),
                                  cv2.Sobel(brightness, cv2.CV_32F, 0, 1, ksize=3))) * np.float32(0.25)
-        chroma_limit = max(CHROMA_MIN, NOISE_FACTOR * _noise(chroma))
-        gradient_limit = max(GRADIENT_MIN, NOISE_FACTOR * _noise(gradient))
+        chroma_limit = max(s.chroma_min, s.noise_factor * _noise(chroma))
+        gradient_limit = max(s.gradient_min, s.noise_factor * _noise(gradient))
         # A shadow darkens every channel alike: no chroma change, and its edges are edges of light, not of a thing.
-        shadow = (brightness < -SHADOW_MIN) & (brightness > -SHADOW_MAX) & (chroma <= chroma_limit)
-        changed = (chroma > chroma_limit) | (((gradient > gradient_limit) | (np.abs(brightness) > BRIGHTNESS_CHANGE))
+        shadow = (brightness < -s.shadow_min) & (brightness > -s.shadow_max) & (chroma <= chroma_limit)
+        changed = (chroma > chroma_limit) | (((gradient > gradient_limit) | (np.abs(brightness) > s.brightness_change))
                                              & ~shadow)
         changed_u8 = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, _SMALL)
         return u8(cv2.morphologyEx(changed_u8, cv2.MORPH_CLOSE, _CLOSE)).view(np.bool_)
@@ -177,8 +159,9 @@ class StallDetector:
         if cv2.countNonZero(weight) < 0.2 * weight.size:  # almost everything changed: take the whole frame
             weight[:] = 1
         overall = f32(cv2.mean(difference, mask=(weight > 0).view(np.uint8))[:3])
-        sums = cv2.resize(difference * weight[..., None], GAIN_GRID, interpolation=cv2.INTER_AREA)
-        weights = cv2.resize(weight, GAIN_GRID, interpolation=cv2.INTER_AREA)[..., None]
+        grid = (self._settings.gain_columns, self._settings.gain_rows)
+        sums = cv2.resize(difference * weight[..., None], grid, interpolation=cv2.INTER_AREA)
+        weights = cv2.resize(weight, grid, interpolation=cv2.INTER_AREA)[..., None]
         field = np.where(weights > 0.25, sums / np.maximum(weights, np.float32(1e-6)), overall).astype(np.float32)
         field = f32(cv2.GaussianBlur(field, (3, 3), 0))
         return f32(cv2.resize(field, (self._shape[1], self._shape[0]), interpolation=cv2.INTER_LINEAR))
@@ -191,25 +174,26 @@ class StallDetector:
         self._missing[foreground] = 0
         # Looking like the long-term background again, moving or not, means the object is gone.
         self._missing[~foreground] += dt
-        gone = self._missing >= MISS_RESET_S
+        gone = self._missing >= self._settings.miss_reset_s
         self._stationary[gone] = 0
 
     # --- blobs, tracks and ghosts ----------------------------------------------------------------
 
     def _track(self, frame: Image, t: float) -> None:
-        static = (self._stationary >= STATIONARY_ON_S).view(np.uint8)
+        s = self._settings
+        static = (self._stationary >= s.stationary_on_s).view(np.uint8)
         static = u8(cv2.morphologyEx(static, cv2.MORPH_CLOSE, _CLOSE))
         count, _, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
-        min_area = MIN_AREA_SHARE * self._shape[0] * self._shape[1]
+        min_area = s.min_area_share * self._shape[0] * self._shape[1]
         blobs = [(int(x), int(y), int(w), int(h), int(area))
                  for x, y, w, h, area in stats[1:count] if area >= min_area]
         seen: dict[int, tuple[tuple[int, int, int, int], int]] = {}
-        for box, area in _group(blobs):
+        for box, area in _group(blobs, s):
             track = self._match(box)
             if track is None:
                 if self._near_known(box):
                     continue  # a piece of a reported object (goods, a customer): not another object
-                track = _Track(self._next_id, box, t - STATIONARY_ON_S, t, None, 0.0, box, t)
+                track = _Track(self._next_id, box, t - s.stationary_on_s, t, None, 0.0, box, t)
                 self._next_id += 1
                 self._tracks.append(track)
             if track.id in seen and seen[track.id][1] >= area:  # two objects now match one track: keep the larger
@@ -220,31 +204,32 @@ class StallDetector:
                 continue
             box, area = seen[track.id]
             if not track.confirmed:
-                track.resettle(box, t)
+                track.resettle(box, t, s)
             track.box, track.seen_t = box, t
             track.fill = area / float(box[2] * box[3])
             if not track.confirmed:
                 area_now = self._area_of(box)
                 if area_now is None:
                     track.outside_t = min(track.outside_t, t)
-                elif t - track.outside_t >= OUTSIDE_S:
+                elif t - track.outside_t >= s.outside_s:
                     # The dwell is time in the zone: something that stood beside it and that a passer-by's
                     # blob stretches into the zone has not been standing in it.
-                    track.since_t = max(track.since_t, t - STATIONARY_ON_S)
+                    track.since_t = max(track.since_t, t - s.stationary_on_s)
                 if area_now is not None:
                     track.outside_t = math.inf
                 track.area = area_now
-            if not track.confirmed and t - track.ghost_checked_t >= GHOST_CHECK_S:
+            if not track.confirmed and t - track.ghost_checked_t >= s.ghost_check_s:
                 track.ghost_checked_t = t
                 if self._is_ghost(frame, box):
                     self._absorb(frame, box)
                     track.seen_t = -math.inf
         self._tracks = [track for track in self._tracks
-                        if t - track.seen_t <= (CONFIRMED_GRACE_S if track.confirmed else TRACK_GRACE_S)]
+                        if t - track.seen_t <= (s.confirmed_grace_s if track.confirmed else s.track_grace_s)]
 
     def _near_known(self, box: tuple[int, int, int, int]) -> bool:
         """Whether the box touches an object already reported."""
-        return any(track.confirmed and track.box != box and _overlap(box, _grown(track.box, KNOWN_REACH)) > 0
+        reach = self._settings.known_reach
+        return any(track.confirmed and track.box != box and _overlap(box, _grown(track.box, reach)) > 0
                    for track in self._tracks)
 
     def _match(self, box: tuple[int, int, int, int]) -> _Track | None:
@@ -267,13 +252,13 @@ class StallDetector:
         pad = 2
         y0, x0 = max(0, y - pad), max(0, x - pad)
         y1, x1 = y + h + pad, x + w + pad
-        mask = (self._stationary[y0:y1, x0:x1] >= STATIONARY_ON_S).view(np.uint8)
+        mask = (self._stationary[y0:y1, x0:x1] >= self._settings.stationary_on_s).view(np.uint8)
         mask = u8(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _CLOSE))
         outline = (cv2.dilate(mask, _SMALL) - cv2.erode(mask, _SMALL)).view(np.bool_)
         if not outline.any():
             return False
-        now = _edges(frame[y0:y1, x0:x1])[outline].mean()
-        before = _edges(self._background[y0:y1, x0:x1])[outline].mean()
+        now = _edges(frame[y0:y1, x0:x1], self._settings.log_offset)[outline].mean()
+        before = _edges(self._background[y0:y1, x0:x1], self._settings.log_offset)[outline].mean()
         return bool(before > 1.3 * now)
 
     def _absorb(self, frame: Image, box: tuple[int, int, int, int]) -> None:
@@ -303,8 +288,9 @@ class StallDetector:
 
     def _plausible(self, track: _Track) -> bool:
         """Whether the track is shaped like one object rather than a merge of shadows and passers-by."""
-        w = track.box[2]
-        return w <= MAX_WIDTH_SHARE * self._shape[1] and track.fill >= MIN_FILL and not _person_shaped(track.box)
+        s = self._settings
+        return (track.box[2] <= s.max_width_share * self._shape[1] and track.fill >= s.min_fill
+                and not _person_shaped(track.box, s.person_aspect))
 
     def _source_box(self, box: tuple[int, int, int, int]) -> Box:
         s = self._to_source
@@ -326,14 +312,15 @@ def _noise(measure: Image) -> float:
     return float(np.median(measure[::2, ::2]))
 
 
-def _grown(box: tuple[int, int, int, int], reach: float = GROUP_REACH) -> tuple[int, int, int, int]:
+def _grown(box: tuple[int, int, int, int], reach: float) -> tuple[int, int, int, int]:
     """The box with a margin of `reach` × its height (and at least two pixels) on every side."""
     x, y, w, h = box
     margin = max(2, round(reach * h))
     return (x - margin, y - margin, w + 2 * margin, h + 2 * margin)
 
 
-def _group(blobs: list[tuple[int, int, int, int, int]]) -> list[tuple[tuple[int, int, int, int], int]]:
+def _group(blobs: list[tuple[int, int, int, int, int]],
+           settings: StallSettings) -> list[tuple[tuple[int, int, int, int], int]]:
     """Blobs (x, y, w, h, area) merged into objects where their grown boxes meet and their union is compact
     (side by side, not two objects diagonally apart): (union box, total area)."""
     groups = [((x, y, w, h), area) for x, y, w, h, area in blobs]
@@ -344,8 +331,11 @@ def _group(blobs: list[tuple[int, int, int, int, int]]) -> list[tuple[tuple[int,
             for j in range(i + 1, len(groups)):
                 a, b = groups[i][0], groups[j][0]
                 box = _union([a, b])
-                if (_overlap(_grown(a), _grown(b)) > 0 and box[2] * box[3] <= COMPACT * (a[2] * a[3] + b[2] * b[3])
-                        and (_side_by_side(a, b) or not (_person_shaped(a) or _person_shaped(b)))):
+                near = _overlap(_grown(a, settings.group_reach), _grown(b, settings.group_reach)) > 0
+                compact = box[2] * box[3] <= settings.compact * (a[2] * a[3] + b[2] * b[3])
+                aspect = settings.person_aspect
+                if near and compact and (_side_by_side(a, b)
+                                         or not (_person_shaped(a, aspect) or _person_shaped(b, aspect))):
                     groups[i] = (box, groups[i][1] + groups[j][1])
                     del groups[j]
                     merged = True
@@ -355,8 +345,8 @@ def _group(blobs: list[tuple[int, int, int, int, int]]) -> list[tuple[tuple[int,
     return groups
 
 
-def _person_shaped(box: tuple[int, int, int, int]) -> bool:
-    return box[3] > PERSON_ASPECT * box[2]
+def _person_shaped(box: tuple[int, int, int, int], aspect: float) -> bool:
+    return box[3] > aspect * box[2]
 
 
 def _side_by_side(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
@@ -374,8 +364,8 @@ def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
     return (x0, y0, x1 - x0, y1 - y0)
 
 
-def _edges(image: Image) -> Image:
-    gray = cv2.log(cv2.transform(image, _MEAN) + np.float32(LOG_OFFSET))
+def _edges(image: Image, log_offset: float) -> Image:
+    gray = cv2.log(cv2.transform(image, _MEAN) + np.float32(log_offset))
     return f32(cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)))
 
 

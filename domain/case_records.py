@@ -1,4 +1,4 @@
-"""Cases as JSON: the `gridhub.case-events` record format and whole-case documents.
+"""Cases as JSON: the `gridhub.case-events` and `gridhub.case-commands` record formats and whole-case documents.
 
 Every change to a case is one record on `gridhub.case-events`, keyed by the case's grid cell code: the
 event (version, action, states, who, when, note, data) and the case as it stands after it, without its
@@ -11,146 +11,187 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
-import orjson
+import msgspec
 
-from domain.cases import Action, Case, CaseEvent, CaseState, Evidence, Source, Tier
+from domain import wire
+from domain.cases import Action, Case, CaseEvent, CaseState, Evidence, Severity, Source, Tier
 from domain.sla import Clock, SlaTerm
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Final = 1
+
+# Without its offset the instant of a time is unknown; guessing the local zone would shift it by hours.
+_Time = Annotated[datetime, msgspec.Meta(tz=True)]
+_TierName = Literal["community", "street", "district"]
+_TIERS: dict[_TierName, Tier] = {"community": Tier.COMMUNITY, "street": Tier.STREET, "district": Tier.DISTRICT}
+_TIER_NAMES: dict[Tier, _TierName] = {tier: name for name, tier in _TIERS.items()}
 
 
 class CaseRecordFormatError(ValueError):
     """A record or document that does not decode to a case."""
 
 
-def event_doc(event: CaseEvent) -> dict[str, Any]:
-    """One timeline event as a JSON-ready mapping."""
-    return {
-        "version": event.version, "action": event.action.value,
-        "from_state": event.from_state.value if event.from_state else None, "to_state": event.to_state.value,
-        "at": event.at.isoformat(), "actor": event.actor, "note": event.note, "data": dict(event.data),
-    }
+class _TermDoc(msgspec.Struct, frozen=True):
+    seconds: float
+    clock: Clock
+
+
+class _EvidenceDoc(msgspec.Struct, frozen=True):
+    at: _Time
+    source_id: str
+    summary: str
+    ref: str
+
+
+class EventDoc(msgspec.Struct, frozen=True):
+    """One timeline event as the records carry it."""
+
+    version: int
+    action: Action
+    from_state: CaseState | None
+    to_state: CaseState
+    at: _Time
+    actor: str
+    note: str
+    data: dict[str, str]
+
+
+class CaseDoc(msgspec.Struct, frozen=True):
+    """A case as the records carry it: flat, durations in seconds, the timeline only in whole-case documents."""
+
+    id: str
+    version: int
+    grid_code: str
+    category: str
+    source: Source
+    state: CaseState
+    reported_at: _Time
+    severity: Severity
+    urgent: bool
+    title: str
+    term: _TermDoc | None
+    department: str | None
+    tier: _TierName | None
+    filed_at: _Time | None
+    dispatched_at: _Time | None
+    deadline_at: _Time | None
+    first_handled_at: _Time | None
+    handled_at: _Time | None
+    closed_at: _Time | None
+    voided_at: _Time | None
+    suspended_at: _Time | None
+    remaining_when_suspended_s: float | None
+    suspended_total_s: float
+    extensions_on_resume: list[_TermDoc]
+    rework_count: int
+    extension_count: int
+    escalation_count: int
+    reassign_count: int
+    send_back_count: int
+    satisfied: bool | None
+    evidence: list[_EvidenceDoc]
+    history: list[EventDoc] | msgspec.UnsetType = msgspec.UNSET  # left out of case-event records
+
+
+class _CaseEventRecord(msgspec.Struct, frozen=True):
+    v: Literal[1]
+    event: EventDoc
+    case: CaseDoc
+
+
+_CASE_EVENT = msgspec.json.Decoder(_CaseEventRecord)
 
 
 def case_doc(case: Case, *, with_history: bool = True) -> dict[str, Any]:
     """The case as a JSON-ready mapping; `with_history=False` leaves the timeline out."""
-    doc: dict[str, Any] = {
-        "id": case.id, "version": case.version, "grid_code": case.grid_code, "category": case.category,
-        "source": case.source.value, "state": case.state.value, "reported_at": _time(case.reported_at),
-        "severity": case.severity, "urgent": case.urgent, "title": case.title,
-        "term": _term(case.term), "department": case.department,
-        "tier": case.tier.name.lower() if case.tier else None,
-        "filed_at": _time(case.filed_at), "dispatched_at": _time(case.dispatched_at),
-        "deadline_at": _time(case.deadline_at), "first_handled_at": _time(case.first_handled_at),
-        "handled_at": _time(case.handled_at), "closed_at": _time(case.closed_at),
-        "voided_at": _time(case.voided_at), "suspended_at": _time(case.suspended_at),
-        "remaining_when_suspended_s": _seconds(case.remaining_when_suspended),
-        "suspended_total_s": case.suspended_total.total_seconds(),
-        "extensions_on_resume": [_term(term) for term in case.extensions_on_resume],
-        "rework_count": case.rework_count, "extension_count": case.extension_count,
-        "escalation_count": case.escalation_count, "reassign_count": case.reassign_count,
-        "send_back_count": case.send_back_count, "satisfied": case.satisfied,
-        "evidence": [
-            {"at": e.at.isoformat(), "source_id": e.source_id, "summary": e.summary, "ref": e.ref}
-            for e in case.evidence
-        ],
-    }
-    if with_history:
-        doc["history"] = [event_doc(event) for event in case.history]
+    doc: dict[str, Any] = msgspec.to_builtins(_case_doc(case, with_history=with_history))
     return doc
 
 
 def case_from_doc(doc: dict[str, Any]) -> Case:
     """Rebuild a case from `case_doc(case)` (with its history); raise CaseRecordFormatError otherwise."""
     try:
-        history = tuple(_event(e) for e in doc["history"])
-        case = Case(
-            id=str(doc["id"]), grid_code=str(doc["grid_code"]), category=str(doc["category"]),
-            source=Source(doc["source"]), state=CaseState(doc["state"]),
-            reported_at=datetime.fromisoformat(doc["reported_at"]), severity=str(doc["severity"]),
-            urgent=bool(doc["urgent"]), title=str(doc["title"]), term=_parse_term(doc["term"]),
-            department=doc["department"], tier=Tier[doc["tier"].upper()] if doc["tier"] else None,
-            filed_at=_parse_time(doc["filed_at"]), dispatched_at=_parse_time(doc["dispatched_at"]),
-            deadline_at=_parse_time(doc["deadline_at"]), first_handled_at=_parse_time(doc["first_handled_at"]),
-            handled_at=_parse_time(doc["handled_at"]), closed_at=_parse_time(doc["closed_at"]),
-            voided_at=_parse_time(doc["voided_at"]), suspended_at=_parse_time(doc["suspended_at"]),
-            remaining_when_suspended=_parse_seconds(doc["remaining_when_suspended_s"]),
-            suspended_total=timedelta(seconds=float(doc["suspended_total_s"])),
-            extensions_on_resume=tuple(t for t in map(_parse_term, doc["extensions_on_resume"]) if t),
-            rework_count=int(doc["rework_count"]), extension_count=int(doc["extension_count"]),
-            escalation_count=int(doc["escalation_count"]), reassign_count=int(doc["reassign_count"]),
-            send_back_count=int(doc["send_back_count"]), satisfied=doc["satisfied"],
-            evidence=tuple(
-                Evidence(datetime.fromisoformat(e["at"]), str(e["source_id"]), str(e["summary"]), str(e["ref"]))
-                for e in doc["evidence"]
-            ),
-            history=history,
-        )
-        if case.version != int(doc.get("version", case.version)):
-            raise CaseRecordFormatError(f"case {case.id}: version {doc.get('version')} but {case.version} events")
-    except CaseRecordFormatError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CaseRecordFormatError(f"not a case document: {exc!r}") from None
+        parsed = msgspec.convert(doc, CaseDoc)
+    except msgspec.ValidationError as exc:
+        raise CaseRecordFormatError(f"not a case document: {exc}") from None
+    if isinstance(parsed.history, msgspec.UnsetType):
+        raise CaseRecordFormatError(f"case {parsed.id}: the document has no history")
+    case = _case(parsed, parsed.history)
+    if case.version != parsed.version:
+        raise CaseRecordFormatError(f"case {case.id}: version {parsed.version} but {case.version} events")
     return case
 
 
 def encode_case_event(case: Case, event: CaseEvent) -> bytes:
     """The record for `event`, with the case as it stands after it (without the timeline)."""
-    return orjson.dumps({"v": FORMAT_VERSION, "event": event_doc(event), "case": case_doc(case, with_history=False)})
+    return msgspec.json.encode(_CaseEventRecord(FORMAT_VERSION, _event_doc(event), _case_doc(case, with_history=False)))
 
 
-def decode_case_event(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(case document without history, event document) from a record; raise CaseRecordFormatError otherwise."""
-    try:
-        doc: Any = orjson.loads(data)
-        if doc.get("v") != FORMAT_VERSION:
-            raise CaseRecordFormatError(f"unsupported case-event format version {doc.get('v')!r}")
-        case, event = doc["case"], doc["event"]
-        _event(event)
-        case_from_doc({**case, "history": [], "version": 0})  # validates every field but the timeline
-        if int(case["version"]) != int(event["version"]):
-            raise CaseRecordFormatError("the case's version is not the event's")
-    except CaseRecordFormatError:
-        raise
-    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise CaseRecordFormatError(f"not a case event: {exc!r}") from None
-    return case, event
+def decode_case_event(data: bytes) -> tuple[CaseDoc, EventDoc]:
+    """(case without history, event) from a record; raise CaseRecordFormatError otherwise."""
+    record = wire.decode(_CASE_EVENT, data, CaseRecordFormatError, "case-event", FORMAT_VERSION)
+    if record.case.version != record.event.version:
+        raise CaseRecordFormatError("the case's version is not the event's")
+    return record.case, record.event
 
 
-def _event(doc: dict[str, Any]) -> CaseEvent:
-    return CaseEvent(
-        version=int(doc["version"]), action=Action(doc["action"]),
-        from_state=CaseState(doc["from_state"]) if doc["from_state"] else None,
-        to_state=CaseState(doc["to_state"]), at=datetime.fromisoformat(doc["at"]), actor=str(doc["actor"]),
-        note=str(doc["note"]), data={str(k): str(v) for k, v in doc["data"].items()},
+def _case_doc(case: Case, *, with_history: bool) -> CaseDoc:
+    return CaseDoc(
+        id=case.id, version=case.version, grid_code=case.grid_code, category=case.category, source=case.source,
+        state=case.state, reported_at=case.reported_at, severity=case.severity, urgent=case.urgent,
+        title=case.title, term=_term_doc(case.term), department=case.department,
+        tier=_TIER_NAMES[case.tier] if case.tier else None,
+        filed_at=case.filed_at, dispatched_at=case.dispatched_at, deadline_at=case.deadline_at,
+        first_handled_at=case.first_handled_at, handled_at=case.handled_at, closed_at=case.closed_at,
+        voided_at=case.voided_at, suspended_at=case.suspended_at,
+        remaining_when_suspended_s=_seconds(case.remaining_when_suspended),
+        suspended_total_s=case.suspended_total.total_seconds(),
+        extensions_on_resume=[_TermDoc(t.duration.total_seconds(), t.clock) for t in case.extensions_on_resume],
+        rework_count=case.rework_count, extension_count=case.extension_count,
+        escalation_count=case.escalation_count, reassign_count=case.reassign_count,
+        send_back_count=case.send_back_count, satisfied=case.satisfied,
+        evidence=[_EvidenceDoc(e.at, e.source_id, e.summary, e.ref) for e in case.evidence],
+        history=[_event_doc(event) for event in case.history] if with_history else msgspec.UNSET,
     )
 
 
-def _time(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
+def _case(doc: CaseDoc, history: list[EventDoc]) -> Case:
+    return Case(
+        id=doc.id, grid_code=doc.grid_code, category=doc.category, source=doc.source, state=doc.state,
+        reported_at=doc.reported_at, severity=doc.severity, urgent=doc.urgent, title=doc.title,
+        term=_term(doc.term), department=doc.department, tier=_TIERS[doc.tier] if doc.tier else None,
+        filed_at=doc.filed_at, dispatched_at=doc.dispatched_at, deadline_at=doc.deadline_at,
+        first_handled_at=doc.first_handled_at, handled_at=doc.handled_at, closed_at=doc.closed_at,
+        voided_at=doc.voided_at, suspended_at=doc.suspended_at,
+        remaining_when_suspended=(timedelta(seconds=doc.remaining_when_suspended_s)
+                                  if doc.remaining_when_suspended_s is not None else None),
+        suspended_total=timedelta(seconds=doc.suspended_total_s),
+        extensions_on_resume=tuple(SlaTerm(timedelta(seconds=t.seconds), t.clock) for t in doc.extensions_on_resume),
+        rework_count=doc.rework_count, extension_count=doc.extension_count,
+        escalation_count=doc.escalation_count, reassign_count=doc.reassign_count,
+        send_back_count=doc.send_back_count, satisfied=doc.satisfied,
+        evidence=tuple(Evidence(e.at, e.source_id, e.summary, e.ref) for e in doc.evidence),
+        history=tuple(CaseEvent(e.version, e.action, e.from_state, e.to_state, e.at, e.actor, e.note, e.data)
+                      for e in history),
+    )
 
 
-def _parse_time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+def _event_doc(event: CaseEvent) -> EventDoc:
+    return EventDoc(event.version, event.action, event.from_state, event.to_state, event.at, event.actor, event.note,
+                    dict(event.data))
 
 
 def _seconds(duration: timedelta | None) -> float | None:
     return duration.total_seconds() if duration is not None else None
 
 
-def _parse_seconds(seconds: float | None) -> timedelta | None:
-    return timedelta(seconds=float(seconds)) if seconds is not None else None
+def _term_doc(term: SlaTerm | None) -> _TermDoc | None:
+    return _TermDoc(term.duration.total_seconds(), term.clock) if term else None
 
 
-def _term(term: SlaTerm | None) -> dict[str, Any] | None:
-    return {"seconds": term.duration.total_seconds(), "clock": term.clock.value} if term else None
-
-
-def _parse_term(doc: dict[str, Any] | None) -> SlaTerm | None:
-    return SlaTerm(timedelta(seconds=float(doc["seconds"])), Clock(doc["clock"])) if doc else None
+def _term(doc: _TermDoc | None) -> SlaTerm | None:
+    return SlaTerm(timedelta(seconds=doc.seconds), doc.clock) if doc else None
 
 
 class Command(StrEnum):
@@ -172,27 +213,26 @@ class CaseCommand:
     note: str = ""
 
 
+class _CommandRecord(msgspec.Struct, frozen=True):
+    v: Literal[1]
+    case_id: str
+    grid_code: str
+    command: Command
+    actor: str
+    at: _Time
+    note: str = ""
+
+
+_COMMAND = msgspec.json.Decoder(_CommandRecord)
+
+
 def encode_command(command: CaseCommand) -> bytes:
     """The command as compact JSON bytes."""
-    return orjson.dumps({
-        "v": FORMAT_VERSION, "case_id": command.case_id, "grid_code": command.grid_code,
-        "command": command.command.value, "actor": command.actor, "at": command.at.isoformat(),
-        "note": command.note,
-    })
+    c = command
+    return msgspec.json.encode(_CommandRecord(FORMAT_VERSION, c.case_id, c.grid_code, c.command, c.actor, c.at, c.note))
 
 
 def decode_command(data: bytes) -> CaseCommand:
     """Parse a record written by `encode_command`; raise CaseRecordFormatError on anything else."""
-    try:
-        doc: Any = orjson.loads(data)
-        if doc.get("v") != FORMAT_VERSION:
-            raise CaseRecordFormatError(f"unsupported case-command format version {doc.get('v')!r}")
-        at = datetime.fromisoformat(doc["at"])
-        if at.tzinfo is None:
-            raise CaseRecordFormatError("command time needs a UTC offset")
-        return CaseCommand(str(doc["case_id"]), str(doc["grid_code"]), Command(doc["command"]),
-                           str(doc["actor"]), at, str(doc.get("note") or ""))
-    except CaseRecordFormatError:
-        raise
-    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise CaseRecordFormatError(f"not a case command: {exc!r}") from None
+    r = wire.decode(_COMMAND, data, CaseRecordFormatError, "case-command", FORMAT_VERSION)
+    return CaseCommand(r.case_id, r.grid_code, r.command, r.actor, r.at, r.note)

@@ -75,6 +75,34 @@ class Source(StrEnum):
     PATROL = "patrol"  # grid inspector (网格员)
 
 
+class Severity(StrEnum):
+    """How serious a case is; the value is what the records and the database carry.
+
+    Two scales share it: warning and urgent (crowds, displaced covers), and the rainstorm signals
+    (暴雨预警信号) from short-heavy rain up to red. A case only ever moves up its own scale.
+    """
+
+    NORMAL = "normal"
+    WARNING = "warning"
+    URGENT = "urgent"
+    SHORT_HEAVY_RAIN = "short_heavy_rain"  # 短时强降水
+    BLUE = "blue"
+    YELLOW = "yellow"
+    ORANGE = "orange"
+    RED = "red"
+
+    @property
+    def rank(self) -> int:
+        """Higher is more serious; ranks compare within a scale (normal is the bottom of both)."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK: Mapping[Severity, int] = MappingProxyType({
+    Severity.NORMAL: 0, Severity.WARNING: 1, Severity.URGENT: 2,
+    Severity.SHORT_HEAVY_RAIN: 1, Severity.BLUE: 2, Severity.YELLOW: 3, Severity.ORANGE: 4, Severity.RED: 5,
+})
+
+
 class IllegalTransition(ValueError):
     """An action that the case's current state does not allow, or that lacks what it needs."""
 
@@ -136,7 +164,7 @@ class Case:
     source: Source
     state: CaseState
     reported_at: datetime
-    severity: str = "normal"
+    severity: Severity = Severity.NORMAL
     urgent: bool = False
     title: str = ""
     term: SlaTerm | None = None
@@ -310,7 +338,7 @@ class Case:
             satisfied=satisfied,
         )
 
-    def upgrade(self, at: datetime, actor: str, *, severity: str, urgent: bool | None = None,
+    def upgrade(self, at: datetime, actor: str, *, severity: Severity, urgent: bool | None = None,
                 note: str = "") -> Case:
         """Change the case's severity (e.g. a rainstorm signal rising from yellow to red)."""
         self._require(Action.UPGRADE)
@@ -357,7 +385,7 @@ class Case:
 
 def report(
     case_id: str, *, grid_code: str, category: str, source: Source, at: datetime, actor: str,
-    severity: str = "normal", urgent: bool = False, title: str = "", evidence: tuple[Evidence, ...] = (),
+    severity: Severity = Severity.NORMAL, urgent: bool = False, title: str = "", evidence: tuple[Evidence, ...] = (),
 ) -> Case:
     """发现上报: a new case in state `reported`, with its first audited event."""
     if not actor.strip():

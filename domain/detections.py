@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Final, Literal
 
-import orjson
+import msgspec
 
+from domain import taxonomy, wire
 from domain.registry import ZoneKind
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Final = 1
 
 
 class DetectionKind(StrEnum):
@@ -34,11 +35,11 @@ class Phase(StrEnum):
     END = "end"
 
 
-#: Taxonomy code of a detection by the kind of zone it happened in (DESIGN.md §2).
+#: Taxonomy code of a detection by the kind of zone it happened in.
 CATEGORY_BY_ZONE: dict[ZoneKind, str] = {
-    ZoneKind.NO_VENDING: "0501",  # 无照经营游商
-    ZoneKind.SHOPFRONT: "0504",  # 店外经营
-    ZoneKind.CONSTRUCTION: "0302",  # 工地扬尘
+    ZoneKind.NO_VENDING: taxonomy.STREET_VENDING,
+    ZoneKind.SHOPFRONT: taxonomy.SHOP_SPILL_OUT,
+    ZoneKind.CONSTRUCTION: taxonomy.CONSTRUCTION_DUST,
 }
 
 
@@ -69,52 +70,34 @@ class Detection:
         return CATEGORY_BY_ZONE[self.zone_kind]
 
 
+class _Record(msgspec.Struct, frozen=True):
+    v: Literal[1]
+    event_id: str
+    phase: Phase
+    camera_id: str
+    zone_id: str
+    zone_kind: ZoneKind
+    kind: DetectionKind
+    grid_code: str
+    start_ms: int
+    at_ms: int
+    confidence: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    bbox: tuple[int, int, int, int] | None = None
+    snapshot: str = ""
+
+
+_DECODER = msgspec.json.Decoder(_Record)
+
+
 def encode_detection(detection: Detection) -> bytes:
     """The detection as compact JSON bytes."""
-    return orjson.dumps({
-        "v": FORMAT_VERSION,
-        "event_id": detection.event_id,
-        "phase": detection.phase.value,
-        "camera_id": detection.camera_id,
-        "zone_id": detection.zone_id,
-        "zone_kind": detection.zone_kind.value,
-        "kind": detection.kind.value,
-        "grid_code": detection.grid_code,
-        "start_ms": detection.start_ms,
-        "at_ms": detection.at_ms,
-        "confidence": detection.confidence,
-        "bbox": list(detection.bbox) if detection.bbox is not None else None,
-        "snapshot": detection.snapshot,
-    })
+    d = detection
+    return msgspec.json.encode(_Record(FORMAT_VERSION, d.event_id, d.phase, d.camera_id, d.zone_id, d.zone_kind,
+                                       d.kind, d.grid_code, d.start_ms, d.at_ms, d.confidence, d.bbox, d.snapshot))
 
 
 def decode_detection(data: bytes) -> Detection:
     """Parse a record written by `encode_detection`; raise DetectionFormatError on anything else."""
-    try:
-        doc: Any = orjson.loads(data)
-        if doc.get("v") != FORMAT_VERSION:
-            raise DetectionFormatError(f"unsupported detection format version {doc.get('v')!r}")
-        bbox = doc.get("bbox")
-        if isinstance(doc["confidence"], bool):
-            raise DetectionFormatError("confidence must be a number, not a boolean")
-        confidence = float(doc["confidence"])
-        if not 0.0 <= confidence <= 1.0:
-            raise DetectionFormatError(f"confidence {confidence} is outside 0..1")
-        return Detection(
-            event_id=str(doc["event_id"]),
-            phase=Phase(doc["phase"]),
-            camera_id=str(doc["camera_id"]),
-            zone_id=str(doc["zone_id"]),
-            zone_kind=ZoneKind(doc["zone_kind"]),
-            kind=DetectionKind(doc["kind"]),
-            grid_code=str(doc["grid_code"]),
-            start_ms=int(doc["start_ms"]),
-            at_ms=int(doc["at_ms"]),
-            confidence=confidence,
-            bbox=(int(bbox[0]), int(bbox[1]), int(bbox[2]), int(bbox[3])) if bbox is not None else None,
-            snapshot=str(doc.get("snapshot") or ""),
-        )
-    except DetectionFormatError:
-        raise
-    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
-        raise DetectionFormatError(f"not a detection: {exc!r}") from None
+    r = wire.decode(_DECODER, data, DetectionFormatError, "detection", FORMAT_VERSION)
+    return Detection(r.event_id, r.phase, r.camera_id, r.zone_id, r.zone_kind, r.kind, r.grid_code, r.start_ms,
+                     r.at_ms, r.confidence, r.bbox, r.snapshot)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -38,10 +38,9 @@ class Device:
     well_depth_cm: float | None = None  # manhole sensors: cover to well bottom
     zone_area_m2: float | None = None  # crowd counters: the area they count
 
-    @property
-    def offline_after_s(self) -> int:
-        """Silence longer than this (3 × the report interval) means the device is offline."""
-        return 3 * self.report_interval_s
+    def offline_after_s(self, intervals: float) -> float:
+        """Silence longer than this many report `intervals` (`streams.offline_after_intervals`) means offline."""
+        return intervals * self.report_interval_s
 
 
 class ZoneKind(StrEnum):
@@ -62,15 +61,22 @@ class Zone:
     dwell_s: float
 
 
+# The frame a camera's zones are drawn on unless it says otherwise: the simulator's, and the demo city's cameras'.
+FRAME_WIDTH, FRAME_HEIGHT = 640, 360
+
+
 @dataclass(frozen=True, slots=True)
 class Camera:
-    """One camera: its source (file, RTSP/HTTP URL or simulator), cell, processing rate and zones."""
+    """One camera: its source (file, RTSP/HTTP URL or simulator), cell, processing rate and zones, and the size
+    of the frame (source pixels) its zones are drawn on."""
 
     id: str
     source: str
     grid_code: str
     fps: float
     zones: tuple[Zone, ...]
+    width: int = FRAME_WIDTH
+    height: int = FRAME_HEIGHT
 
 
 class Registry:
@@ -145,46 +151,9 @@ def device_from_row(row: Mapping[str, str]) -> Device:
     return device
 
 
-def camera_from_mapping(data: Mapping[str, object]) -> Camera:
-    """Build a camera from its YAML mapping (DESIGN.md §4: id, source, grid_code, fps, zones)."""
-    camera_id = str(data.get("id") or "")
-    where = f"camera {camera_id or '(no id)'}"
-    if not camera_id:
-        raise RegistryError(f"{where}: id is required")
-    zones_data = data.get("zones") or []
-    if not isinstance(zones_data, Sequence):
-        raise RegistryError(f"{where}: zones must be a list")
-    zones = []
-    for zone_data in zones_data:
-        if not isinstance(zone_data, Mapping):
-            raise RegistryError(f"{where}: every zone must be a mapping")
-        zone_id = str(zone_data.get("id") or "")
-        try:
-            kind = ZoneKind(str(zone_data.get("kind")))
-        except ValueError:
-            raise RegistryError(
-                f"{where}, zone {zone_id}: kind must be no_vending, shopfront or construction"
-            ) from None
-        raw_polygon = zone_data.get("polygon") or []
-        try:
-            polygon = tuple((float(x), float(y)) for x, y in raw_polygon)
-        except (TypeError, ValueError):
-            raise RegistryError(f"{where}, zone {zone_id}: polygon must be a list of [x, y] points") from None
-        if len(polygon) < 3:
-            raise RegistryError(f"{where}, zone {zone_id}: polygon needs at least 3 points")
-        dwell_s = _number(zone_data, "dwell_s", f"{where}, zone {zone_id}", minimum=0, default="60")
-        zones.append(Zone(zone_id, kind, polygon, dwell_s))
-    fps = _number(data, "fps", where, default="5")
-    if fps <= 0:
-        raise RegistryError(f"{where}: fps must be positive")
-    return Camera(camera_id, str(data.get("source") or ""), str(data.get("grid_code") or ""), fps, tuple(zones))
-
-
-def _number(
-    row: Mapping[str, object], key: str, where: str, minimum: float | None = None, default: str = ""
-) -> float:
+def _number(row: Mapping[str, str], key: str, where: str, minimum: float | None = None) -> float:
     value = row.get(key)
-    text = default if key not in row else "" if value is None else str(value).strip()
+    text = "" if value is None else str(value).strip()
     try:
         number = float(text)
     except ValueError:

@@ -6,6 +6,19 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+# The codes GridHub's own rules and detectors file cases under (the demo city's table names them).
+WATER_SUPPLY_COVER = "0101"  # 上水井盖
+SEWAGE_COVER = "0102"  # 污水井盖
+RAIN_WATER_COVER = "0103"  # 雨水井盖
+CONSTRUCTION_DUST = "0302"  # 工地扬尘
+SEWER_BLOCKED = "0404"  # 下水道堵塞或破损
+WATERLOGGING = "0406"  # 道路积水
+STREET_VENDING = "0501"  # 无照经营游商
+SHOP_SPILL_OUT = "0504"  # 店外经营
+CROWD_GATHERING = "9901"  # 人群聚集
+DEVICE_OFFLINE = "9902"  # 设备离线
+LOW_BATTERY = "9903"  # 设备低电量
+
 
 class TaxonomyError(ValueError):
     """A malformed taxonomy table or an unknown code."""

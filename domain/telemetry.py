@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Final, Literal
 
-import orjson
+import msgspec
 
+from domain import wire
 from domain.registry import DeviceKind
 
-FORMAT_VERSION = 2
+FORMAT_VERSION: Final = 2
 
-#: Measured quantities by device kind, with their units (DESIGN.md §4). `battery_v` is optional for all.
+#: Measured quantities by device kind (units in the names). `battery_v` is optional for all.
 MEASUREMENTS: Mapping[DeviceKind, tuple[str, ...]] = {
     DeviceKind.RAIN: ("rain_mm",),
     DeviceKind.CROWD: ("count",),
@@ -82,54 +83,67 @@ class TelemetryBatch:
         return len(self.readings) + len(self.statuses)
 
 
+class _ReadingDoc(msgspec.Struct, frozen=True):
+    device_id: str
+    kind: DeviceKind
+    ts_ms: int
+    received_ms: int
+    seq: int
+    values: dict[str, bool | int | float]
+    late: bool
+    component_id: str | None
+    well_depth_cm: float | None
+    zone_area_m2: float | None
+
+
+class _StatusDoc(msgspec.Struct, frozen=True):
+    device_id: str
+    kind: DeviceKind
+    ts_ms: int
+    online: bool
+    replayed: bool = False  # records written before `replayed` existed have none
+
+
+class _CellDoc(msgspec.Struct, frozen=True):
+    grid_code: str  # once per cell: the readings and statuses in it leave it out
+    readings: list[_ReadingDoc]
+    statuses: list[_StatusDoc]
+
+
+class _Record(msgspec.Struct, frozen=True):
+    v: Literal[2]
+    cells: list[_CellDoc]
+
+
+_DECODER = msgspec.json.Decoder(_Record)
+
+
 def encode_record(batches: Sequence[TelemetryBatch]) -> bytes:
     """One record's worth of cell batches as compact JSON bytes."""
-    return orjson.dumps({"v": FORMAT_VERSION, "cells": [_batch_doc(batch) for batch in batches]})
+    return msgspec.json.encode(_Record(FORMAT_VERSION, [_cell_doc(batch) for batch in batches]))
 
 
 def decode_record(data: bytes) -> tuple[TelemetryBatch, ...]:
     """Parse a record written by `encode_record`; raise TelemetryFormatError on anything else."""
-    try:
-        doc: Any = orjson.loads(data)
-        if doc.get("v") != FORMAT_VERSION:
-            raise TelemetryFormatError(f"unsupported telemetry format version {doc.get('v')!r}")
-        return tuple(_batch(cell) for cell in doc["cells"])
-    except TelemetryFormatError:
-        raise
-    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise TelemetryFormatError(f"not a telemetry record: {exc!r}") from None
+    record = wire.decode(_DECODER, data, TelemetryFormatError, "telemetry", FORMAT_VERSION)
+    return tuple(_batch(cell) for cell in record.cells)
 
 
-def _batch_doc(batch: TelemetryBatch) -> dict[str, Any]:
-    return {
-        "grid_code": batch.grid_code,
-        "readings": [
-            {
-                "device_id": r.device_id, "kind": r.kind.value, "ts_ms": r.ts_ms, "received_ms": r.received_ms,
-                "seq": r.seq, "values": dict(r.values), "late": r.late, "component_id": r.component_id,
-                "well_depth_cm": r.well_depth_cm, "zone_area_m2": r.zone_area_m2,
-            }
-            for r in batch.readings
-        ],
-        "statuses": [
-            {"device_id": s.device_id, "kind": s.kind.value, "ts_ms": s.ts_ms, "online": s.online,
-             "replayed": s.replayed}
-            for s in batch.statuses
-        ],
-    }
+def _cell_doc(batch: TelemetryBatch) -> _CellDoc:
+    return _CellDoc(
+        batch.grid_code,
+        [_ReadingDoc(r.device_id, r.kind, r.ts_ms, r.received_ms, r.seq, dict(r.values), r.late, r.component_id,
+                     r.well_depth_cm, r.zone_area_m2) for r in batch.readings],
+        [_StatusDoc(s.device_id, s.kind, s.ts_ms, s.online, s.replayed) for s in batch.statuses],
+    )
 
 
-def _batch(doc: Any) -> TelemetryBatch:
-    grid_code = str(doc["grid_code"])
+def _batch(cell: _CellDoc) -> TelemetryBatch:
+    code = cell.grid_code
     readings = tuple(  # positional arguments: this runs once per reading on every consumer's hot path
-        Reading(r["device_id"], DeviceKind(r["kind"]), grid_code, int(r["ts_ms"]), int(r["received_ms"]),
-                int(r["seq"]), r["values"], bool(r["late"]), r["component_id"], r["well_depth_cm"],
-                r["zone_area_m2"])
-        for r in doc["readings"]
+        Reading(r.device_id, r.kind, code, r.ts_ms, r.received_ms, r.seq, r.values, r.late, r.component_id,
+                r.well_depth_cm, r.zone_area_m2)
+        for r in cell.readings
     )
-    statuses = tuple(
-        StatusChange(s["device_id"], DeviceKind(s["kind"]), grid_code, int(s["ts_ms"]), bool(s["online"]),
-                     bool(s.get("replayed", False)))  # records written before `replayed` existed have none
-        for s in doc["statuses"]
-    )
-    return TelemetryBatch(grid_code, readings, statuses)
+    statuses = tuple(StatusChange(s.device_id, s.kind, code, s.ts_ms, s.online, s.replayed) for s in cell.statuses)
+    return TelemetryBatch(code, readings, statuses)

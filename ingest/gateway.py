@@ -40,6 +40,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from core import kafka, metrics
 from core.lifecycle import mark_ready, stop_event
+from core.retry import Retry
 from core.settings import Settings
 from domain.registry import Registry
 from domain.telemetry import Reading, StatusChange, TelemetryBatch, encode_record
@@ -82,12 +83,7 @@ class Gateway:
         self._reload_registry = reload_registry
         gw = settings.gateway
         self.client_id = client_id or gw.client_id
-        self.validator = Validator(registry, Limits(
-            max_payload_bytes=gw.max_payload_bytes,
-            future_tolerance_ms=gw.future_tolerance_s * 1000,
-            late_after_ms=gw.late_after_s * 1000,
-            max_lateness_ms=gw.max_lateness_s * 1000,
-        ))
+        self.validator = Validator(registry, Limits.of(gw))
         self.sequences = SequenceTracker(gw.dedupe_cache_size)
         # (device, seq) of readings not yet in Kafka → handles of their duplicates, acknowledged only with them:
         # a redelivered copy must not be PUBACKed while the first copy could still die with this process.
@@ -114,7 +110,7 @@ class Gateway:
         self._subscribe_lock = threading.Lock()  # a SUBACK may come back before subscribe() has returned
         self._subscribing: dict[int, list[str]] = {}  # SUBSCRIBE packet id → its filters, until the SUBACK
         self._refused: set[str] = set()
-        self._resubscribe_attempt = 0
+        self._resubscribing = Retry(RESUBSCRIBE_BACKOFF_S)  # no outage log: every refusal is an error worth a line
         self._had_session = False
         self._stopping = False
 
@@ -221,14 +217,13 @@ class Gateway:
             self._refused - set(filters))
         self._show_subscribed()
         if refused:
-            delay = RESUBSCRIBE_BACKOFF_S[min(self._resubscribe_attempt, len(RESUBSCRIBE_BACKOFF_S) - 1)]
-            self._resubscribe_attempt += 1
+            delay = self._resubscribing.failed()
             log.error("the broker refused the subscription to %s: no messages arrive there; trying again in %.0f s",
                       ", ".join(refused), delay)
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._loop.call_later, delay, self._resubscribe, client)
         else:
-            self._resubscribe_attempt = 0
+            self._resubscribing.recovered()
             log.info("subscribed to %s", ", ".join(filters))
 
     def _resubscribe(self, client: mqtt.Client) -> None:
@@ -304,7 +299,7 @@ class Gateway:
         """Connect both sides and forward until `stop` is set; then flush what was received."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        bootstrap = self.settings.kafka.bootstrap or "127.0.0.1:9092"
+        bootstrap = self.settings.kafka.bootstrap_servers
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                     max_batch_size=1_048_576, request_timeout_ms=10_000,
                                     retry_backoff_ms=200)
@@ -363,23 +358,22 @@ class Gateway:
                        partition=partition)
 
     def _send(self, producer: AIOKafkaProducer, topic: str, key: bytes | None, value: bytes, items: list[Received],
-              attempt: int = 0, partition: int | None = None) -> None:
+              retry: Retry | None = None, partition: int | None = None) -> None:
         task = asyncio.ensure_future(producer.send_and_wait(topic, value, key=key, partition=partition))
         self._sending.add(task)
 
         def done(future: asyncio.Future[object]) -> None:
             self._sending.discard(task)
             if future.cancelled() or future.exception() is not None:
-                if attempt == 0:
-                    error = "cancelled" if future.cancelled() else repr(future.exception())
-                    log.warning("Kafka did not take a %s record (%s); retrying, nothing is acknowledged meanwhile",
-                                topic, error)
-                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                again = retry or Retry(RETRY_BACKOFF_S, log)  # made on the first failure: most records need none
+                error = "cancelled" if future.cancelled() else repr(future.exception())
+                delay = again.failed("Kafka did not take a %s record (%s); retrying, nothing is acknowledged "
+                                     "meanwhile", topic, error)
                 assert self._loop is not None
-                self._loop.call_later(delay, self._send, producer, topic, key, value, items, attempt + 1, partition)
+                self._loop.call_later(delay, self._send, producer, topic, key, value, items, again, partition)
                 return
-            if attempt > 0:
-                log.info("Kafka took the %s record after %d retries", topic, attempt)
+            if retry is not None:
+                retry.recovered("Kafka took the %s record after %d retries", topic, retry.failures)
             self._produced(topic, items)
 
         task.add_done_callback(done)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
+from core.settings import GatewaySettings
 from domain.registry import Device, DeviceKind, Registry
 from domain.telemetry import MEASUREMENTS, Reading, StatusChange
 
@@ -95,12 +96,18 @@ _STATUS_WORDS = {b"online": True, b"offline": False, b'"online"': True, b'"offli
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The gateway's acceptance windows (settings.gateway)."""
+    """The gateway's acceptance windows, in the milliseconds the checks compare."""
 
-    max_payload_bytes: int = 4096
-    future_tolerance_ms: int = 300_000
-    late_after_ms: int = 300_000
-    max_lateness_ms: int = 6 * 3_600_000
+    max_payload_bytes: int
+    future_tolerance_ms: int
+    late_after_ms: int
+    max_lateness_ms: int
+
+    @classmethod
+    def of(cls, gateway: GatewaySettings) -> Limits:
+        """The limits the gateway's settings give."""
+        return cls(max_payload_bytes=gateway.max_payload_bytes, future_tolerance_ms=gateway.future_tolerance_s * 1000,
+                   late_after_ms=gateway.late_after_s * 1000, max_lateness_ms=gateway.max_lateness_s * 1000)
 
 
 class Validator:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import hashlib
 import logging
 import os
@@ -32,7 +31,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+from prometheus_client import multiprocess
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -46,8 +45,10 @@ from core.metrics import (
     STORE_SKIPPED,
     STORE_WRITE_SECONDS,
     STORE_WRITTEN,
+    serve_metrics,
 )
-from core.settings import Settings
+from core.retry import Retry, wait_or_stop
+from core.settings import Settings, TelemetryStoreSettings
 from domain.telemetry import TelemetryFormatError, decode_record
 from storage.db import connect
 from storage.schema import init_db
@@ -116,15 +117,15 @@ class StoreWriter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
     """One member of the store's consumer group: reads a topic and writes it to a telemetry store."""
 
     def __init__(
-        self, store: TelemetryStore, bootstrap: str, *, topic: str = kafka.TELEMETRY, group: str = GROUP,
-        batch_max: int = 5000, linger_ms: int = 200, lag_interval_s: float = LAG_INTERVAL_S,
+        self, store: TelemetryStore, bootstrap: str, config: TelemetryStoreSettings, *, topic: str = kafka.TELEMETRY,
+        group: str = GROUP, lag_interval_s: float = LAG_INTERVAL_S,
     ) -> None:
         self._store = store
         self._bootstrap = bootstrap
         self._topic = topic
         self._group = group
-        self._batch_max = batch_max
-        self._linger_s = linger_ms / 1000
+        self._batch_max = config.batch_max
+        self._linger_s = config.linger_ms / 1000
         self._lag_interval_s = lag_interval_s
         self._consumer: Any = None
         self._pending = _Pending()
@@ -169,7 +170,7 @@ class StoreWriter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
         mark_ready()
 
     async def _start(self, stop: asyncio.Event) -> Any:
-        failures = 0
+        retry = Retry(RETRY_DELAYS_S, log)
         while not stop.is_set():
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._bootstrap, group_id=self._group, client_id="gridhub-store",
@@ -181,10 +182,8 @@ class StoreWriter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
                 await consumer.start()
             except KafkaError as exc:
                 await consumer.stop()
-                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
-                failures += 1
-                log.warning("Kafka at %s does not answer (%s); trying again in %.1f s", self._bootstrap, exc, delay)
-                await _sleep(delay, stop)
+                await wait_or_stop(retry.failed("Kafka at %s does not answer (%s); retrying", self._bootstrap, exc),
+                                   stop)
                 continue
             consumer.subscribe([self._topic], listener=self)
             self._consumer = consumer
@@ -260,7 +259,7 @@ class StoreWriter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
     async def _flush(self, stop: asyncio.Event) -> None:
         pending, self._pending = self._pending, _Pending()
         positions = {p: Position(record.offset + 1, fingerprint(record)) for p, record in pending.last.items()}
-        failures = 0
+        retry = Retry(RETRY_DELAYS_S, log)
         while True:
             started = time.perf_counter()
             try:
@@ -271,15 +270,11 @@ class StoreWriter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
                     log.warning("stopping with %d rows not written (%s); they are read again on the next start",
                                 pending.rows, exc)
                     return
-                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
-                failures += 1
                 STORE_RETRIES.inc()
-                log.warning("telemetry store unavailable: %s; holding %d rows, offsets not advanced; "
-                            "retry %d in %.1f s", exc, pending.rows, failures, delay)
-                await self._hold(delay, stop)
+                await self._hold(retry.failed("telemetry store unavailable: %s; holding %d rows, offsets not "
+                                              "advanced; retrying", exc, pending.rows), stop)
         STORE_WRITE_SECONDS.observe(time.perf_counter() - started)
-        if failures:
-            log.info("telemetry store is back: wrote %d rows after %d retries", pending.rows, failures)
+        if retry.recovered("telemetry store is back: wrote %d rows after %d retries", pending.rows, retry.failures):
             self._resume()
         for reason, what in pending.skipped:
             STORE_SKIPPED.labels(reason=reason).inc()
@@ -410,19 +405,16 @@ def news(latest: dict[str, bool], live: list[StatusRow], replayed: list[StatusRo
 def serve(settings: Settings, metrics_port: int | None = None) -> int:
     """Run the store writer until SIGINT or SIGTERM; 0 on a clean stop."""
     if metrics_port is not None:
-        _serve_metrics(metrics_port)
-    config = settings.telemetry_store
-    bootstrap = settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.port}"
+        serve_metrics(settings.metrics.host, metrics_port)
 
     async def _main() -> None:
         stop = stop_event()
-        engine = connect(settings.database_url) if config.backend == "sql" else None
+        engine = connect(settings.database_url) if settings.telemetry_store.backend == "sql" else None
         if engine is not None and not await _create_tables(engine, stop):
             return
         store = open_store(settings, engine)
         try:
-            writer = StoreWriter(store, bootstrap, batch_max=config.batch_max, linger_ms=config.linger_ms)
-            await writer.run(stop)
+            await StoreWriter(store, settings.kafka.bootstrap_servers, settings.telemetry_store).run(stop)
         finally:
             store.close()
 
@@ -436,29 +428,14 @@ def serve(settings: Settings, metrics_port: int | None = None) -> int:
 
 
 async def _create_tables(engine: Engine, stop: asyncio.Event) -> bool:
-    """Create the tables, waiting for the database if it does not answer; False if stopped first."""
-    failures = 0
+    """Upgrade the schema to the newest revision, waiting for the database to answer; False if stopped first."""
+    retry = Retry(RETRY_DELAYS_S, log)
     while not stop.is_set():
         try:
             await asyncio.to_thread(init_db, engine)
-            return True
         except OperationalError as exc:
-            delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
-            failures += 1
-            log.warning("database does not answer (%s); trying again in %.1f s", exc.orig or exc, delay)
-            await _sleep(delay, stop)
+            await wait_or_stop(retry.failed("database does not answer (%s); retrying", exc.orig or exc), stop)
+            continue
+        retry.recovered("database answers after %d retries", retry.failures)
+        return True
     return False
-
-
-async def _sleep(seconds: float, stop: asyncio.Event) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-
-
-def _serve_metrics(port: int) -> None:
-    registry = REGISTRY
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    server, _ = start_http_server(port, registry=registry)
-    log.info("metrics on http://%s:%d/metrics", *server.server_address[:2])

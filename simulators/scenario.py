@@ -6,7 +6,7 @@ so `--speed 10` shows a day in 2.4 hours; devices report `speed` times more ofte
 one registered report interval of scenario time, and every timestamp is real wall-clock time.
 
 Two kinds of duration are kept on the wall clock instead, because the stream rules measure them there
-(DESIGN.md §2) and compressing them would make a sped-up demo never show them: how long a crowd surge
+and compressing them would make a sped-up demo never show them: how long a crowd surge
 stays over its density threshold (sustained 2 min → 9901; brief spikes stay under that), and how long an
 outage lasts (at least 4 registered report intervals, so the silence rule fires as well as the will).
 
@@ -161,7 +161,7 @@ class Message:
 
     @property
     def topic(self) -> str:
-        """`gridhub/v1/{kind}/{device_id}/telemetry` (DESIGN.md §4)."""
+        """`gridhub/v1/{kind}/{device_id}/telemetry`, the MQTT topic the device publishes on."""
         return telemetry_topic(self.device)
 
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import IntFlag
@@ -24,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from core.credentials import password_hash
+from core.files import write_atomically
 from core.settings import MqttSettings, Settings
 from storage.devices import device_ids, secret_hashes
 
@@ -118,11 +117,12 @@ def write_broker_files(
         files = BrokerFiles(directory / PASSWORD_FILE, directory / ACL_FILE, directory / HUB_PASSWORD_FILE,
                             directory / HUB_ACL_FILE, directory / CONF_FILE)
         # ACLs first: an account can log in only once the rules that limit it are in place.
-        _replace(files.hub_acl_file, render_hub_acl(service_accounts))
-        _replace(files.acl_file, render_device_acl())
-        _replace(files.hub_password_file, render_password_file(service_accounts))
-        _replace(files.password_file, render_password_file(devices))
-        _replace(files.conf_file, production_mosquitto_conf(directory, mqtt or MqttSettings()))
+        write_atomically(files.hub_acl_file, render_hub_acl(service_accounts).encode(), FILE_MODE)
+        write_atomically(files.acl_file, render_device_acl().encode(), FILE_MODE)
+        write_atomically(files.hub_password_file, render_password_file(service_accounts).encode(), FILE_MODE)
+        write_atomically(files.password_file, render_password_file(devices).encode(), FILE_MODE)
+        write_atomically(files.conf_file, production_mosquitto_conf(directory, mqtt or MqttSettings()).encode(),
+                         FILE_MODE)
     return files
 
 
@@ -407,17 +407,3 @@ def _locked(directory: Path) -> Iterator[None]:
     with (directory / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
-
-
-def _replace(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 import orjson
 from sqlalchemy import (
     BigInteger,
@@ -40,15 +40,15 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from core.kafka import CASE_EVENTS
+from core.retry import Retry, doubling, wait_or_stop
 from domain.case_records import CaseRecordFormatError, decode_case_event
+from domain.epoch import EPOCH
 from storage.metadata import metadata
 
 log = logging.getLogger("gridhub.sink")
 
 #: Retry delays through a database outage: the first, doubled after each failure up to the cap.
-FIRST_RETRY_S = 0.2
-MAX_RETRY_S = 5.0
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RETRY_S = doubling(0.2, 5.0)
 
 # Text columns that come from records have no length limit: a record that the domain accepts must never be
 # refused by a column width, or the sink would retry it forever and hold every record behind it.
@@ -227,29 +227,23 @@ async def write_with_retry(
     sink: CaseSink, records: Sequence[bytes | None], stop: asyncio.Event
 ) -> SinkResult | None:
     """Write the batch, retrying it through a database outage; None if stopped first (keep its offsets)."""
-    delay = FIRST_RETRY_S
-    failures = 0
-    outage_started = 0.0
+    retry = Retry(RETRY_S, log)
+    outage_started = time.monotonic()
     while True:
         try:
             result = await asyncio.to_thread(sink.write, records)
         except SinkUnavailable as exc:
-            if not failures:
+            if not retry.failures:
                 outage_started = time.monotonic()
-                log.warning("case database unavailable (%s); holding %d records and retrying until it answers",
-                            exc, len(records))
-            failures += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            if stop.is_set():
+            delay = retry.failed("case database unavailable (%s); holding %d records and retrying until it answers",
+                                 exc, len(records))
+            if await wait_or_stop(delay, stop):
                 log.warning("stopping with %d case-event records not written; they are read again on the next start",
                             len(records))
                 return None
-            delay = min(delay * 2, MAX_RETRY_S)
             continue
-        if failures:
-            log.info("case database is back: wrote %d events after %d retries (%.1f s)",
-                     result.events, failures, time.monotonic() - outage_started)
+        retry.recovered("case database is back: wrote %d events after %d retries (%.1f s)",
+                        result.events, retry.failures, time.monotonic() - outage_started)
         return result
 
 
@@ -304,37 +298,24 @@ def get_case(engine: Engine, case_id: str) -> tuple[dict[str, Any], list[dict[st
 
 def _rows(record: bytes | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The case row and event row of a record; raise CaseRecordFormatError if it is not one (a tombstone neither)."""
-    case, event = decode_case_event(record or b"")
-    case_id = str(case["id"])
+    case, event = decode_case_event(record or b"")  # typed and checked, times with their offsets
     case_row = {
-        "id": case_id, "version": int(case["version"]), "grid_code": str(case["grid_code"]),
-        "category": str(case["category"]), "source": str(case["source"]), "state": str(case["state"]),
-        "severity": str(case["severity"]), "urgent": bool(case["urgent"]), "title": str(case["title"]),
-        "department": _text(case["department"]), "tier": case["tier"],
-        **{f"{name}_ms": _ms(case[f"{name}_at"]) for name in _CASE_TIMES},
-        "doc": orjson.dumps(case).decode(),
+        "id": case.id, "version": case.version, "grid_code": case.grid_code, "category": case.category,
+        "source": case.source.value, "state": case.state.value, "severity": case.severity.value,
+        "urgent": case.urgent, "title": case.title, "department": case.department, "tier": case.tier,
+        **{f"{name}_ms": _ms(getattr(case, f"{name}_at")) for name in _CASE_TIMES},
+        "doc": msgspec.json.encode(case).decode(),
     }
     event_row = {
-        "case_id": case_id, "version": int(event["version"]), "action": str(event["action"]),
-        "from_state": event["from_state"], "to_state": str(event["to_state"]), "at_ms": _ms(event["at"]),
-        "actor": str(event["actor"]), "note": str(event["note"]), "data": orjson.dumps(event["data"]).decode(),
+        "case_id": case.id, "version": event.version, "action": event.action.value,
+        "from_state": event.from_state.value if event.from_state else None, "to_state": event.to_state.value,
+        "at_ms": _ms(event.at), "actor": event.actor, "note": event.note, "data": orjson.dumps(event.data).decode(),
     }
     return case_row, event_row
 
 
-def _text(value: Any) -> str | None:
-    # The domain does not type-check this field; PostgreSQL would refuse a number in a text column.
-    return None if value is None else str(value)
-
-
-def _ms(text: str | None) -> int | None:
-    if text is None:
-        return None
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        # Without an offset the instant is unknown; guessing the local zone would shift it by hours.
-        raise CaseRecordFormatError(f"time {text!r} has no UTC offset")
-    return (moment - EPOCH) // timedelta(milliseconds=1)
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 def _iso(ms: int) -> str:

@@ -1,9 +1,9 @@
 """The stream worker's checkpoint: each grid cell's rule state and open cases, saved in the database.
 
-The embedded Kafka keeps no durable state, so Faust's changelog-backed tables are not the truth here
-(DESIGN.md §6): the database is. A cell's state is saved after the case events it produced were
-delivered and before the records that led to it are acknowledged, so Kafka's committed offsets never
-run ahead of the saved state. A worker that starts, or takes over a partition, loads the state of the
+The embedded Kafka keeps no durable state, so Faust's changelog-backed tables are not the truth here:
+the database is. A cell's state is saved after the case events it produced were delivered and before
+the records that led to it are acknowledged, so Kafka's committed offsets never run ahead of the saved
+state. A worker that starts, or takes over a partition, loads the state of the
 partition's cells and reads on from the committed offset; records read a second time change
 nothing, because the rules key samples by device and measurement time.
 """

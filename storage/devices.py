@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
-    Connection,
     DateTime,
     Engine,
     Float,
@@ -25,10 +24,7 @@ from sqlalchemy import (
     RowMapping,
     String,
     Table,
-    event,
-    inspect,
     select,
-    text,
     true,
 )
 from sqlalchemy.exc import IntegrityError
@@ -68,21 +64,6 @@ removed_devices_table = Table(
     Column("id", String(64), primary_key=True),
     Column("removed_at", DateTime(timezone=True), nullable=False),
 )
-
-
-@event.listens_for(metadata, "after_create")
-def _add_missing_columns(_metadata: object, connection: Connection, **_kw: object) -> None:
-    """Give a devices table created by an earlier GridHub the columns added since (there are no migrations yet).
-
-    `create_all` leaves an existing table as it is; this runs after it, in the same transaction.
-    """
-    present = {column["name"] for column in inspect(connection).get_columns(devices_table.name)}
-    if "enabled" not in present:
-        dialect = connection.dialect
-        connection.execute(text(
-            f"ALTER TABLE {devices_table.name} ADD COLUMN enabled {Boolean().compile(dialect=dialect)} "
-            f"NOT NULL DEFAULT {true().compile(dialect=dialect)}"
-        ))
 
 
 #: gridhub_meta key recording whether this database's registry is the demo city's (public secrets) or not.

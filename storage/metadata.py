@@ -1,13 +1,12 @@
-"""The SQLAlchemy metadata every table of GridHub's database is defined on, and the schema's own record."""
+"""The SQLAlchemy metadata every table of GridHub's database is defined on, and a table of facts about the database."""
 
 from __future__ import annotations
 
 from sqlalchemy import Column, MetaData, String, Table
 
-SCHEMA_VERSION = "1"
-
 metadata = MetaData()
 
+#: Facts about the database as a whole (which registry it holds); its schema revision is in alembic_version.
 meta_table = Table(
     "gridhub_meta",
     metadata,

@@ -28,7 +28,7 @@ import faust
 import orjson
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, EventT, StreamT
-from sqlalchemy import Engine as Database
+from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core import kafka
@@ -41,6 +41,7 @@ from core.metrics import (
     STREAMS_RECORDS,
     STREAMS_SKIPPED,
 )
+from core.retry import Retry, wait_or_stop
 from core.settings import Settings
 from domain.case_records import CaseRecordFormatError, decode_command, encode_case_event
 from domain.city import City
@@ -49,7 +50,7 @@ from domain.telemetry import TelemetryFormatError, decode_record
 from storage.cases import CaseSink, write_with_retry
 from storage.checkpoints import load_cell, save_cells, saved_cells
 from storage.devices import load_registry
-from streams.engine import Change, Engine, limits_from
+from streams.engine import CaseEngine, Change, limits_from
 
 log = logging.getLogger("gridhub.streams")
 
@@ -87,12 +88,12 @@ class _ShortFetchTransport(faust_aiokafka.Transport):
 class StreamWorker:
     """The engine, its checkpoint and the Faust app that feeds it."""
 
-    def __init__(self, settings: Settings, city: City, db: Database) -> None:
+    def __init__(self, settings: Settings, city: City, db: Engine) -> None:
         self.settings = settings
         self.city = city
         self.db = db
         conf = settings.streams
-        self.engine = Engine(
+        self.engine = CaseEngine(
             limits=limits_from(conf), routing=city.routing, calendar=city.calendar,
             devices=load_registry(db, city).devices, load_cell=lambda code: load_cell(db, code),
         )
@@ -105,16 +106,17 @@ class StreamWorker:
         self._last_checkpoint = time.monotonic()
         self._last_escalation_check = 0.0
         self._last_registry_refresh = time.monotonic()
-        bootstrap = settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.port}"
+        settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust makes its data directory, not its parents
         self.app = faust.App(
             conf.app_id,
-            broker=f"kafka://{bootstrap}",
+            broker=f"kafka://{settings.kafka.bootstrap_servers}",
+            datadir=settings.state_dir / "streams",  # Faust's default is the working directory
             store="memory://",
             autodiscover=False,
             web_enabled=False,
             topic_partitions=settings.kafka.partitions,
             consumer_auto_offset_reset="earliest",
-            # A new group's first join takes about half the session timeout on the embedded Kafka (DESIGN.md §6).
+            # A new group's first join takes about half the session timeout on the embedded Kafka (Tansu).
             broker_session_timeout=conf.session_timeout_s,
             broker_heartbeat_interval=min(1.0, conf.session_timeout_s / 6),
             broker_rebalance_timeout=conf.session_timeout_s,
@@ -210,7 +212,7 @@ class StreamWorker:
             held, self._held = self._held, []
             states = {code: orjson.dumps(doc) for code, doc in self.engine.take_dirty().items()}
             await self.app.producer.flush()
-            failures = 0
+            retry = Retry(RETRY_DELAYS_S, log)
             while True:
                 try:
                     await asyncio.to_thread(save_cells, self.db, states)
@@ -221,14 +223,10 @@ class StreamWorker:
                         log.warning("stopping without a checkpoint (%s); %d records will be read again",
                                     exc.orig or exc, len(held))
                         return
-                    delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
-                    if failures == 0:
-                        log.warning("database unavailable for the checkpoint (%s); holding %d records and "
-                                    "trying again", exc.orig or exc, len(held))
-                    failures += 1
-                    await asyncio.sleep(delay)
-            if failures:
-                log.info("checkpoint saved after %d attempts", failures + 1)
+                    await wait_or_stop(retry.failed("database unavailable for the checkpoint (%s); holding %d "
+                                                    "records and trying again", exc.orig or exc, len(held)),
+                                       self.stopping)
+            retry.recovered("checkpoint saved after %d attempts", retry.failures + 1)
             for stream, event in held:
                 await stream.ack(event)
             self._last_checkpoint = time.monotonic()
@@ -279,7 +277,7 @@ def _leave_now() -> None:
     os._exit(0)
 
 
-def serve(settings: Settings, city: City, db: Database) -> int:
+def serve(settings: Settings, city: City, db: Engine) -> int:
     """Run one worker until SIGINT or SIGTERM (Faust handles the signals); 0 on a clean stop."""
     worker = StreamWorker(settings, city, db)
     faust_worker = faust.Worker(worker.app, loglevel=settings.log_level.upper(), quiet=True)

@@ -26,23 +26,18 @@ from typing import Any
 
 from core.settings import StreamsSettings
 from domain.case_records import CaseCommand, Command, case_doc, case_from_doc
-from domain.cases import Action, Case, CaseEvent, CaseState, Evidence, Source, report
+from domain.cases import Action, Case, CaseEvent, CaseState, Evidence, Severity, Source, report
 from domain.components import ComponentIdError, parse_component_id
 from domain.detections import Detection, Phase
 from domain.registry import Device, DeviceKind
 from domain.routing import RoutingTable
 from domain.sla import SlaCalendar
+from domain.taxonomy import CROWD_GATHERING, DEVICE_OFFLINE, LOW_BATTERY, WATERLOGGING
 from domain.telemetry import Reading, StatusChange, TelemetryBatch
 from streams.rules import crowd, health, manhole, rain
 from streams.rules.series import Series
 
 ACTOR = "gridhub-streams"
-DEVICE_OFFLINE, LOW_BATTERY, CROWD_GATHERING = "9902", "9903", "9901"
-CROWD_WARNING, CROWD_URGENT = "warning", "urgent"
-_SEVERITY_RANK = {
-    "normal": 0, **{colour.label: int(colour) for colour in rain.RainColour if colour},
-    CROWD_WARNING: 1, CROWD_URGENT: 2,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +115,7 @@ def case_id(grid_code: str, key: str, opened_ms: int) -> str:
     return f"{grid_code}-{key.replace('/', '-')}-{stamp}{opened_ms % 1000:03d}"
 
 
-class Engine:
+class CaseEngine:
     """Turns a cell's signals into case changes (see the module docstring)."""
 
     def __init__(
@@ -336,16 +331,16 @@ class Engine:
             for gauge in cell.rain.values():
                 late.update(t for t in gauge.ts[bisect_left(gauge.ts, r.ts_ms):bisect_right(gauge.ts, until)])
             instants = sorted(late | {r.ts_ms})
-        key = correlation_key(manhole.WATERLOGGING)
+        key = correlation_key(WATERLOGGING)
         for at_ms in instants:
             window = rain.rainfall_at(cell.rain.values(), at_ms)
             colour = rain.rain_colour(window, self.limits.rain)
-            if colour is rain.RainColour.NONE or not self._would_act(cell, key, colour.label, r.device_id, at_ms):
+            if colour is rain.RainColour.NONE or not self._would_act(cell, key, colour.severity, r.device_id, at_ms):
                 continue
-            summary = (f"rain {colour.label}: {window.mm_1h:.1f} mm/1h, {window.mm_3h:.1f} mm/3h, "
+            summary = (f"rain {colour.severity}: {window.mm_1h:.1f} mm/1h, {window.mm_3h:.1f} mm/3h, "
                        f"{window.mm_6h:.1f} mm/6h, {window.mm_12h:.1f} mm/12h over {window.gauges} gauge(s)")
-            self._signal(cell, key, manhole.WATERLOGGING, at_ms, Evidence(_time(at_ms), r.device_id, summary), out,
-                         severity=colour.label, urgent=colour >= rain.RainColour.ORANGE)
+            self._signal(cell, key, WATERLOGGING, at_ms, Evidence(_time(at_ms), r.device_id, summary), out,
+                         severity=colour.severity, urgent=colour >= rain.RainColour.ORANGE)
 
     def _crowd(self, cell: CellState, r: Reading, out: list[Change]) -> None:
         count = r.values.get("count")
@@ -359,8 +354,9 @@ class Engine:
         limits = self.limits.crowd
         # A late sample can complete a run that ends after it: look at the run around each affected sample.
         key = correlation_key(CROWD_GATHERING)
+        levels = ((limits.urgent_per_m2, Severity.URGENT), (limits.warning_per_m2, Severity.WARNING))
         for at_ms in (r.ts_ms,) if r.ts_ms == series.ts[-1] else (r.ts_ms, series.ts[-1]):
-            for threshold, level in ((limits.urgent_per_m2, CROWD_URGENT), (limits.warning_per_m2, CROWD_WARNING)):
+            for threshold, level in levels:
                 since = crowd.sustained_from(series, at_ms, threshold, max_gap, limits.sustain_ms)
                 if since is not None and not self._would_act(cell, key, level, r.device_id, since):
                     break
@@ -369,7 +365,7 @@ class Engine:
                                f"{limits.sustain_ms // 1000} s ({count:g} counted)")
                     self._signal(cell, key, CROWD_GATHERING, since,
                                  Evidence(_time(since), r.device_id, summary), out,
-                                 severity=level, urgent=level == CROWD_URGENT)
+                                 severity=level, urgent=level is Severity.URGENT)
                     break
 
     def _manhole(self, cell: CellState, r: Reading, out: list[Change]) -> None:
@@ -385,7 +381,7 @@ class Engine:
             if category:
                 self._signal(cell, correlation_key(category, r.component_id), category, r.ts_ms,
                              Evidence(r.ts, r.device_id, f"component {r.component_id}: {displaced}"), out,
-                             severity="urgent", urgent=True)
+                             severity=Severity.URGENT, urgent=True)
         gap = manhole.water_near_cover(r.values, r.well_depth_cm, self.limits.manhole)
         if gap is not None:
             rained = rain.rained_within(cell.rain.values(), r.ts_ms - self.limits.rain_lookback_ms, r.ts_ms)
@@ -396,22 +392,22 @@ class Engine:
 
     # --- correlation and lifecycle -----------------------------------------------------------------
 
-    def _would_act(self, cell: CellState, key: str, severity: str, source_id: str, at_ms: int) -> bool:
+    def _would_act(self, cell: CellState, key: str, severity: Severity, source_id: str, at_ms: int) -> bool:
         """Whether `_signal` would change the case: spares building evidence that would be dropped."""
         case = cell.cases.get(key)
-        if case is None or _SEVERITY_RANK.get(severity, 0) > _SEVERITY_RANK.get(case.severity, 0):
+        if case is None or severity.rank > case.severity.rank:
             return True
         last = cell.last_evidence_ms.get(f"{case.id}|{source_id}")
         return last is None or at_ms >= last + self.limits.evidence_every_ms
 
     def _signal(self, cell: CellState, key: str, category: str, at_ms: int, evidence: Evidence,
-                out: list[Change], *, severity: str = "normal", urgent: bool = False) -> None:
+                out: list[Change], *, severity: Severity = Severity.NORMAL, urgent: bool = False) -> None:
         """A rule fired: open the case for its key, or upgrade it, or attach the evidence to it."""
         case = cell.cases.get(key)
         if case is None:
             self._open(cell, key, category, Source.SENSOR, at_ms, evidence, out, severity=severity,
                        urgent=urgent, title=evidence.summary, file=True)
-        elif _SEVERITY_RANK.get(severity, 0) > _SEVERITY_RANK.get(case.severity, 0):
+        elif severity.rank > case.severity.rank:
             at = max(evidence.at, case.history[-1].at)  # late data upgrades now, not in the case's past
             self._push(cell, key, case.upgrade(at, ACTOR, severity=severity, urgent=urgent or case.urgent,
                                                note=evidence.summary), out)
@@ -420,7 +416,8 @@ class Engine:
             self._attach(cell, key, evidence, out)
 
     def _open(self, cell: CellState, key: str, category: str, source: Source, at_ms: int, evidence: Evidence,
-              out: list[Change], *, title: str, file: bool, severity: str = "normal", urgent: bool = False) -> None:
+              out: list[Change], *, title: str, file: bool, severity: Severity = Severity.NORMAL,
+              urgent: bool = False) -> None:
         at = _time(at_ms)
         new_id = case_id(cell.grid_code, key, at_ms)
         if new_id in cell.finished:

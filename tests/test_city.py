@@ -78,9 +78,37 @@ def test_malformed_geojson_names_file(city_copy: Path) -> None:
         load_city(settings_for(city_copy))
 
 
-def test_bad_camera_zone_names_file_and_camera(city_copy: Path) -> None:
+def test_bad_camera_zone_names_file_camera_zone_and_key(city_copy: Path) -> None:
     cameras = city_copy / "cameras.yaml"
     cameras.write_text(cameras.read_text(encoding="utf-8").replace("kind: shopfront", "kind: parking"),
                        encoding="utf-8")
-    with pytest.raises(CityError, match=r"cameras.yaml: camera cam-hunan-02, zone shopfront-east: kind must be"):
+    with pytest.raises(CityError, match=r"cameras\.yaml: camera cam-hunan-02: zone shopfront-east: kind: must be"):
+        load_city(settings_for(city_copy))
+
+
+def test_a_misspelt_camera_key_names_file_camera_and_key(city_copy: Path) -> None:
+    cameras = city_copy / "cameras.yaml"
+    cameras.write_text(cameras.read_text(encoding="utf-8").replace("fps: 5", "fsp: 25", 1), encoding="utf-8")
+    with pytest.raises(CityError, match=rf"^{cameras}: camera cam-tianping-01: fsp: unknown key$"):
+        load_city(settings_for(city_copy))
+
+
+def test_a_camera_file_that_is_not_utf8_is_named(city_copy: Path) -> None:
+    cameras = city_copy / "cameras.yaml"
+    cameras.write_bytes(cameras.read_text(encoding="utf-8").replace("cam-hunan-02", "湖南路-02").encode("gb18030"))
+    with pytest.raises(CityError, match=r"cameras\.yaml: not UTF-8 text"):
+        load_city(settings_for(city_copy))
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("districts: 3", "districts: unknown key"),
+    ("code_length: 16", "code_length: Input should be 15 or 14"),
+    ('county_code: "3101"', "county_code: String should match pattern"),
+])
+def test_city_yaml_is_strict(city_copy: Path, line: str, message: str) -> None:
+    meta = city_copy / "city.yaml"
+    key = line.split(":")[0]
+    kept = [other for other in meta.read_text(encoding="utf-8").splitlines() if not other.startswith(f"{key}:")]
+    meta.write_text("\n".join([*kept, line]) + "\n", encoding="utf-8")
+    with pytest.raises(CityError, match=rf"^{meta}: {message}"):
         load_city(settings_for(city_copy))

@@ -1,10 +1,15 @@
-"""The command line: every DESIGN.md §4 subcommand exists."""
+"""The command line: every documented subcommand exists."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from click.testing import CliRunner
 
+from core import metrics
 from gridhub.cli import cli
+from gridhub.cli.common import service_setup
 
 
 def test_help_lists_the_subcommands_of_the_design() -> None:
@@ -12,3 +17,14 @@ def test_help_lists_the_subcommands_of_the_design() -> None:
     assert result.exit_code == 0
     for name in ("up", "gateway", "worker", "detect", "api", "simulate", "bench"):
         assert f"  {name} " in result.output
+
+
+def test_a_service_serves_its_metrics_on_the_configured_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[tuple[str, int]] = []
+    monkeypatch.setattr(metrics, "serve_metrics", lambda host, port: served.append((host, port)))
+    monkeypatch.setenv("GRIDHUB_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("GRIDHUB_METRICS__HOST", "10.0.0.7")
+
+    service_setup(None, metrics_port=9464)
+
+    assert served == [("10.0.0.7", 9464)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.settings import GatewaySettings
 from domain.registry import Device, DeviceKind, Registry
 from domain.telemetry import Reading
 from ingest.dedupe import Seen, SequenceTracker, Verdict
@@ -27,7 +28,8 @@ def test_an_exact_repeat_is_a_duplicate_whenever_it_was_received() -> None:
 
 
 def test_the_same_reading_written_differently_is_a_duplicate() -> None:
-    validator = Validator(Registry([Device("rain-0001", DeviceKind.RAIN, CELL, 121.43, 31.195, 60)]), Limits())
+    validator = Validator(Registry([Device("rain-0001", DeviceKind.RAIN, CELL, 121.43, 31.195, 60)]),
+                          Limits.of(GatewaySettings()))
     spellings = [b'{"ts": 1795000000, "seq": 4, "rain_mm": 1}',
                  b'{ "rain_mm" : 1.0 ,\n "seq":4, "ts":"2026-11-18T19:06:40+08:00"}']
     tracker = SequenceTracker(100)

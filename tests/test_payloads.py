@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.settings import GatewaySettings
 from domain.components import parse_component_id
 from domain.registry import Device, DeviceKind, Registry
 from domain.telemetry import Reading, StatusChange
@@ -141,6 +142,13 @@ def test_whole_numbers_are_numbers_and_read_as_floats() -> None:
 
 def test_a_reading_naming_its_own_device_is_fine() -> None:
     assert isinstance(check(RAIN, {"ts": NOW_S, "seq": 1, "rain_mm": 1, "device_id": "rain-0001"}), Reading)
+
+
+def test_the_limits_are_the_gateway_settings_in_milliseconds() -> None:
+    gateway = GatewaySettings(max_payload_bytes=2048, future_tolerance_s=60, late_after_s=120, max_lateness_s=3600)
+
+    assert Limits.of(gateway) == Limits(max_payload_bytes=2048, future_tolerance_ms=60_000, late_after_ms=120_000,
+                                        max_lateness_ms=3_600_000)
 
 
 @pytest.mark.parametrize(("payload", "online"), [(b"online", True), (b"OFFLINE\n", False), (b'"offline"', False)])

@@ -27,6 +27,17 @@ def test_defaults_need_no_file_and_mean_embedded_brokers() -> None:
     assert settings.sla.working_periods == [(time(8, 30), time(17, 30))]
 
 
+def test_without_a_bootstrap_clients_look_for_the_embedded_kafka_on_its_port() -> None:
+    settings = load_settings(environ={"GRIDHUB_KAFKA__PORT": "19092"})
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:19092"
+
+
+def test_a_configured_bootstrap_is_where_clients_connect() -> None:
+    settings = load_settings(environ={"GRIDHUB_KAFKA__BOOTSTRAP": "kafka-1:9092,kafka-2:9092",
+                                      "GRIDHUB_KAFKA__PORT": "19092"})
+    assert settings.kafka.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
+
+
 def test_minimal_file_is_loaded(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, MINIMAL), environ={})
     assert settings.mqtt.host == "broker.local"

@@ -38,7 +38,7 @@ MAX_PAYLOAD_BYTES = 4096  # the gateway's default limit
 
 
 def problem(payload: bytes, device: Device, sent_at: float) -> str | None:
-    """Why a telemetry payload breaks the DESIGN.md §4 contract, or None when it is well formed."""
+    """Why a telemetry payload breaks the gateway's payload contract, or None when it is well formed."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         return "oversized"
     try:

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+import api.app
+from api.app import create_app
 from api.routes.telemetry import format_duration, parse_duration_ms
+from core.settings import load_settings
 from domain.registry import DeviceKind
 from storage.devices import add_device, devices_table, new_device, seed_devices
 from storage.telemetry.base import ReadingRow, SeriesRequest, StoreBatch, StoreUnavailable, Window
@@ -158,6 +161,22 @@ def test_a_store_that_does_not_answer_is_503(client: TestClient, viewer: dict[st
     response = client.get("/api/v1/devices/rain-0001/telemetry", headers=viewer)
     assert response.status_code == 503
     assert response.json()["detail"] == "telemetry store unavailable: database: connection refused"
+
+
+class _ClosableStore:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_api_closes_its_telemetry_store_when_it_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _ClosableStore()
+    monkeypatch.setattr(api.app, "open_store", lambda _settings, _engine: store)
+    with TestClient(create_app(load_settings(overrides={"state_dir": tmp_path}, environ={}))) as client:
+        assert client.app.state.telemetry_store is store  # type: ignore[attr-defined]
+        assert not store.closed
+    assert store.closed
 
 
 @pytest.mark.parametrize(("text", "ms", "normal"), [("30s", 30_000, "30s"), ("90m", 5_400_000, "1h30m"),

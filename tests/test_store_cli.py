@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,22 @@ import pytest
 
 from core.metrics import MULTIPROC_ENV
 from tests.brokers import free_port
+
+
+def read_until(process: subprocess.Popen[bytes], needle: bytes, timeout_s: float) -> bytes:
+    """The process's output up to the first line holding `needle`; the process is killed if that takes longer."""
+    assert process.stdout is not None
+    deadline = threading.Timer(timeout_s, process.kill)
+    deadline.start()
+    seen = b""
+    try:
+        for line in process.stdout:
+            seen += line
+            if needle in line:
+                return seen
+    finally:
+        deadline.cancel()
+    raise AssertionError(f"never logged {needle!r}:\n{seen.decode(errors='replace')}")
 
 
 @pytest.mark.integration
@@ -35,13 +52,13 @@ def test_gridhub_store_serves_metrics_and_waits_for_kafka_until_sigterm(tmp_path
                 time.sleep(0.1)
         assert response.status_code == 200
         assert "gridhub_store_write_seconds_count 0.0" in response.text
-        time.sleep(1)  # long enough for a failed attempt to reach Kafka
+        seen = read_until(process, b"does not answer", timeout_s=30)  # a failed attempt reached Kafka
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    output = process.stdout.read().decode() if process.stdout else ""
+    output = (seen + (process.stdout.read() if process.stdout else b"")).decode()
     assert f"Kafka at 127.0.0.1:{kafka_port} does not answer" in output
     assert (tmp_path / "gridhub.db").exists()  # it created the store's tables while Kafka was away

@@ -22,6 +22,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from core.settings import TelemetryStoreSettings
 from domain.registry import DeviceKind
 from domain.telemetry import Reading, TelemetryBatch, encode_record
 from ingest.store_writer import StoreWriter
@@ -276,7 +277,8 @@ def test_offsets_advance_only_after_influxdb_accepted_the_points(kafka_bootstrap
         await producer.stop()
 
         stub.refuse = 10**6
-        writer = StoreWriter(store_for(stub, retries=1), kafka_bootstrap, topic=topic, group=group, linger_ms=20)
+        writer = StoreWriter(store_for(stub, retries=1), kafka_bootstrap, TelemetryStoreSettings(linger_ms=20),
+                             topic=topic, group=group)
         stop = asyncio.Event()
         task = asyncio.create_task(writer.run(stop))
         await _until(lambda: len(stub.requests) >= 6, 30)  # joined, fetched, and refused several times

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from domain.registry import DeviceKind
@@ -38,6 +38,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     else:
         engine = connect(str(POSTGRES_URL))
         metadata.drop_all(engine, tables=[readings, status_changes, positions])
+        with engine.begin() as conn:  # so that init_db's migrations create them again
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     init_db(engine)
     yield engine
     engine.dispose()

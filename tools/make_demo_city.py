@@ -15,6 +15,8 @@ from pathlib import Path
 
 from shapely.geometry import Point, Polygon
 
+from domain.taxonomy import RAIN_WATER_COVER, SEWAGE_COVER, WATER_SUPPLY_COVER
+
 COUNTY = "310104"
 ORIGIN_LON, ORIGIN_LAT = 121.4300, 31.1950
 STEP_LON, STEP_LAT = 0.00105, 0.0009  # about 100 m × 100 m at 31.2° N
@@ -97,10 +99,11 @@ def devices(rng: random.Random, features: list[dict[str, object]]) -> list[dict[
     for i in range(1, 121):
         feature = features[i - 1] if i <= len(features) else rng.choice(features)
         code, lon, lat = place(feature)
-        minor = rng.choice(["01", "02", "03", "03"])  # rain-water covers are the most common
+        # The component id carries the cover's taxonomy code; rain-water covers are the most common.
+        cover = rng.choice([WATER_SUPPLY_COVER, SEWAGE_COVER, RAIN_WATER_COVER, RAIN_WATER_COVER])
         rows.append({"id": f"manhole-{i:04d}", "kind": "manhole", "grid_code": code, "lon": lon, "lat": lat,
                      "report_interval_s": 120, "battery_floor_v": 3.3,
-                     "component_id": f"{COUNTY}01{minor}{i:06d}",
+                     "component_id": f"{COUNTY}{cover}{i:06d}",
                      "well_depth_cm": rng.choice([120, 150, 180, 220, 260, 300])})
     return rows
 
@@ -109,7 +112,7 @@ def cameras(features: list[dict[str, object]]) -> str:
     """Four cameras: two on shopping streets, two on construction sites (640×360 source pixels)."""
     codes = [str(f["properties"]["code"]) for f in features]  # type: ignore[index]
     return f"""\
-# Cameras of the demo city (DESIGN.md §4). Zones are polygons in source pixels (640x360).
+# Cameras of the demo city. Zones are polygons in source pixels (640x360).
 # The sim:// sources are rendered by `gridhub simulate cameras`.
 - id: cam-tianping-01
   source: sim://street?seed=101

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from api.deps import CityDep, CurrentRole, EngineDep
 from domain.cases import CaseState, Source
+from domain.epoch import EPOCH
 from storage.cases import CaseCursor, CaseSummary, SinkUnavailable, get_case, list_cases
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
@@ -18,7 +19,6 @@ router = APIRouter(prefix="/api/v1", tags=["cases"])
 MAX_LIMIT = 500
 #: A cursor names a stored report time, so it fits the database's 64-bit integer column.
 _CURSOR_MS = range(-(2**63), 2**63)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 
 #: Every time the API returns is in UTC, whichever offset the worker wrote it with.

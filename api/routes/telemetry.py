@@ -8,17 +8,16 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from api.deps import CityDep, CurrentRole, DeviceDep
-from storage.telemetry import open_store
-from storage.telemetry.base import SeriesRequest, StoreUnavailable, TelemetryStore, Window
+from api.deps import CityDep, CurrentRole, DeviceDep, TelemetryStoreDep
+from domain.epoch import EPOCH
+from storage.telemetry.base import SeriesRequest, StoreUnavailable, Window
 
 router = APIRouter(prefix="/api/v1", tags=["telemetry"])
 
 MAX_WINDOWS = 10_000
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Readings are stamped in epoch milliseconds; the year-9999 end keeps every window start a datetime.
 EARLIEST, LATEST = EPOCH, datetime(9999, 1, 1, tzinfo=UTC)
 MAX_EVERY_DAYS = 366  # longer windows than a year are not a time series
@@ -67,15 +66,6 @@ class GridSeries(BaseModel):
     windows: list[WindowOut]
 
 
-async def _store(request: Request) -> TelemetryStore:
-    """The configured store, opened on first use (async, so that two requests never open it twice)."""
-    store: TelemetryStore | None = getattr(request.app.state, "telemetry_store", None)
-    if store is None:
-        store = open_store(request.app.state.settings, request.app.state.engine)
-        request.app.state.telemetry_store = store
-    return store
-
-
 def _span(
     start: Annotated[datetime | None, Query(
         alias="from", description="range start, RFC 3339 with offset (inclusive); default: one hour before `to`",
@@ -115,12 +105,11 @@ def _span(
     return request
 
 
-StoreDep = Annotated[TelemetryStore, Depends(_store)]
 SpanDep = Annotated[SeriesRequest, Depends(_span)]
 
 
 @router.get("/devices/{device_id}/telemetry")
-def device_telemetry(_role: CurrentRole, device: DeviceDep, store: StoreDep, span: SpanDep) -> DeviceSeries:
+def device_telemetry(_role: CurrentRole, device: DeviceDep, store: TelemetryStoreDep, span: SpanDep) -> DeviceSeries:
     """A device's readings in windows of `every` over [`from`, `to`)."""
     windows = _query(lambda: store.device_series(device.id, span))
     return DeviceSeries(device_id=device.id, kind=device.kind.value, grid_code=device.grid_code,
@@ -129,7 +118,9 @@ def device_telemetry(_role: CurrentRole, device: DeviceDep, store: StoreDep, spa
 
 
 @router.get("/grids/{code}/telemetry")
-def grid_telemetry(code: str, city: CityDep, _role: CurrentRole, store: StoreDep, span: SpanDep) -> GridSeries:
+def grid_telemetry(
+    code: str, city: CityDep, _role: CurrentRole, store: TelemetryStoreDep, span: SpanDep
+) -> GridSeries:
     """A grid cell's readings, all its devices together, in windows of `every` over [`from`, `to`)."""
     if city.cells.get(code) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown grid cell {code!r:.80}")

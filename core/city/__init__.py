@@ -1,4 +1,4 @@
-"""Load a city directory (or the shipped demo city) into the domain's `City`."""
+"""Load a city directory (or the shipped demo city) into the domain's `City`, and camera files on their own."""
 
 from __future__ import annotations
 
@@ -9,24 +9,22 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import orjson
-import yaml
 
+from core.city.config import CityError, load_cameras, load_city_config, read_text
 from core.settings import Settings, SlaSettings
 from domain.cells import CellIndex, cells_from_geojson
 from domain.city import City
-from domain.registry import Registry, camera_from_mapping, device_from_row
+from domain.registry import Registry, device_from_row
 from domain.routing import routing_from_rows
 from domain.sla import ChinaWorkdays, SlaCalendar
 from domain.taxonomy import taxonomy_from_rows
+
+__all__ = ["CITY_FILES", "DEMO_CITY_DIR", "CityError", "build_calendar", "load_cameras", "load_city"]
 
 DEMO_CITY_DIR = Path(__file__).parent / "demo"
 CITY_FILES = ("city.yaml", "cells.geojson", "devices.csv", "cameras.yaml", "taxonomy.csv", "routing.csv")
 
 T = TypeVar("T")
-
-
-class CityError(Exception):
-    """A city file that is missing or wrong, named with the reason."""
 
 
 def load_city(settings: Settings) -> City:
@@ -35,8 +33,8 @@ def load_city(settings: Settings) -> City:
     missing = [name for name in CITY_FILES if not (directory / name).is_file()]
     if missing:
         raise CityError(f"{directory}: missing city file(s): {', '.join(missing)}")
-    meta = _parse(directory / "city.yaml", lambda text: yaml.safe_load(text) or {})
-    code_length = int(meta.get("code_length", 15))
+    meta = load_city_config(directory / "city.yaml")
+    code_length = meta.code_length
     calendar = build_calendar(settings.sla)
     cells = _parse(directory / "cells.geojson", lambda text: CellIndex(cells_from_geojson(orjson.loads(text),
                                                                                           code_length)))
@@ -44,13 +42,12 @@ def load_city(settings: Settings) -> City:
     routing = _parse(directory / "routing.csv",
                      lambda text: routing_from_rows(_csv_rows(text), taxonomy, calendar.working_day))
     devices = _parse(directory / "devices.csv", lambda text: [device_from_row(r) for r in _csv_rows(text)])
-    cameras = _parse(directory / "cameras.yaml",
-                     lambda text: [camera_from_mapping(c) for c in (yaml.safe_load(text) or [])])
+    cameras = load_cameras(directory / "cameras.yaml")
     registry = _parse(directory / "devices.csv", lambda _: Registry(devices, cameras))
     _parse(directory / "devices.csv", lambda _: registry.check_against(cells))
     return City(
-        name=str(meta.get("name", directory.name)),
-        county_code=str(meta.get("county_code", "")),
+        name=meta.name or directory.name,
+        county_code=meta.county_code,
         cells=cells,
         registry=registry,
         taxonomy=taxonomy,
@@ -69,11 +66,10 @@ def build_calendar(sla: SlaSettings) -> SlaCalendar:
 
 
 def _parse(path: Path, parse: Callable[[str], T]) -> T:
+    text = read_text(path)
     try:
-        return parse(path.read_text(encoding="utf-8"))
-    except CityError:
-        raise
-    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as exc:
+        return parse(text)
+    except (ValueError, TypeError, KeyError) as exc:
         raise CityError(f"{path}: {exc}") from None
 
 

@@ -1,4 +1,4 @@
-"""Benchmarks: every figure is reported with a baseline measured in the same run (DESIGN.md §4)."""
+"""Benchmarks: every figure is reported with a baseline measured in the same run."""
 
 from __future__ import annotations
 

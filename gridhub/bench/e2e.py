@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from api.auth import issue_tokens
 from core import kafka
 from core.city import load_city
+from core.lifecycle import READY_FILE_ENV
 from core.settings import Settings
 from domain.registry import Device, DeviceKind
 from gridhub import localbrokers
@@ -166,7 +167,7 @@ def run(probes: int, interval_s: float, background_rate: int) -> BenchResult:
                    GRIDHUB_API__PORT=str(api_port))
         floor = _mqtt_round_trip(mqtt_port, 50)
         with _service(["gateway"], env, directory / "gateway.log"), \
-                _service(["worker"], {**env, "GRIDHUB_READY_FILE": str(directory / "worker.ready")},
+                _service(["worker"], {**env, READY_FILE_ENV: str(directory / "worker.ready")},
                          directory / "worker.log"), \
                 _service(["api"], env, directory / "api.log"), \
                 httpx.Client(base_url=f"http://127.0.0.1:{api_port}",

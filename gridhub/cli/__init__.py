@@ -54,12 +54,15 @@ def api(config_file: Path | None) -> None:
     import uvicorn
 
     from api.app import create_app
+    from storage.schema import SchemaError
 
     settings = load(config_file)
     try:
         app = create_app(settings)
     except CityError as exc:
         fail(f"city error: {exc}", EXIT_CONFIG)
+    except SchemaError as exc:
+        fail(str(exc), EXIT_CONFIG)
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level=settings.log_level,
                 timeout_graceful_shutdown=5)
 
@@ -198,6 +201,10 @@ bench.add_command(bench_detect, "detect")
 from gridhub.cli.store import store  # noqa: E402 (registered last: they import gridhub.cli.common)
 
 cli.add_command(store)
+
+from gridhub.cli.db import db  # noqa: E402 (registered last: they import gridhub.cli.common)
+
+cli.add_command(db)
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def _spec(scene: str | None, seed: int | None, params: tuple[str, ...], camera: 
               help="Frames per second (default: the camera's, else 5).")
 @click.option("--size", default="640x360", show_default=True, help="Frame size WIDTHxHEIGHT.")
 @click.option("--camera", "camera_file", type=click.Path(path_type=Path), default=None,
-              help="Camera YAML (DESIGN.md §4) to take the id, grid code, fps and zones from.")
+              help="Camera YAML (as in the city's cameras.yaml) to take the id, grid code, fps and zones from.")
 @click.option("--camera-id", default=None, help="Which camera of a YAML list of cameras.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Directory for clip.avi, truth.json and camera.yaml.")

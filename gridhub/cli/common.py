@@ -46,27 +46,24 @@ def load(config_file: Path | None, overrides: dict[str, Any] | None = None) -> S
     return settings
 
 
-def serve_metrics(port: int | None) -> None:
-    """Serve this process's Prometheus metrics on `port` (a service run on its own)."""
-    if port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(port, addr="127.0.0.1")
-
-
 def service_setup(config_file: Path | None, metrics_port: int | None) -> tuple[Settings, City, Engine]:
     """What a long-running service needs first: settings, the city, metrics and a database with its tables."""
+    from core.metrics import serve_metrics
     from storage.db import connect
-    from storage.schema import init_db
+    from storage.schema import SchemaError, init_db
 
     settings = load(config_file)
     try:
         city = load_city(settings)
     except CityError as exc:
         fail(f"city error: {exc}", EXIT_CONFIG)
-    serve_metrics(metrics_port)
+    if metrics_port is not None:
+        serve_metrics(settings.metrics.host, metrics_port)
     engine = connect(settings.database_url)
-    init_db(engine)
+    try:
+        init_db(engine)
+    except SchemaError as exc:
+        fail(str(exc), EXIT_CONFIG)
     return settings, city, engine
 
 

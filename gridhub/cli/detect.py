@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import click
-import yaml
 
-from core.city import CityError, load_city
-from domain.registry import Camera, RegistryError, camera_from_mapping
+from core.city import CityError, load_cameras, load_city
+from domain.registry import Camera
 from gridhub.cli.common import EXIT_CONFIG, config_option, fail, load, print_bench
 
 EXIT_SOURCE = 4  # the video source cannot be opened or decoded
@@ -43,30 +42,38 @@ def detect_run(config_file: Path | None, camera_files: tuple[Path, ...]) -> None
             fail(f"city error: {exc}", EXIT_CONFIG)
     if not cameras:
         fail("no cameras configured", EXIT_CONFIG)
-    bootstrap = settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.port}"
+    twice = [camera_id for camera_id, count in Counter(camera.id for camera in cameras).items() if count > 1]
+    if twice:
+        fail(f"camera {twice[0]} is given more than once; camera ids must be unique", EXIT_CONFIG)
     evidence = DirectoryEvidence(settings.detect.evidence_dir or settings.state_dir / "evidence")
 
     async def main() -> None:
-        await run(cameras, bootstrap, evidence, stop_event(), ready=mark_ready,
-                  scenes=lambda camera: Scene.for_camera(camera).frame_at)
+        await run(cameras, settings.kafka.bootstrap_servers, evidence, stop_event(), ready=mark_ready,
+                  scenes=lambda camera: Scene.for_camera(camera, camera.width, camera.height).frame_at,
+                  settings=settings.detect)
 
     asyncio.run(main())
     logging.getLogger("gridhub.detect").info("detectors stopped")
 
 
 @detect.command("offline")
+@config_option
 @click.option("--camera", "camera_file", required=True, type=click.Path(path_type=Path),
-              help="Camera YAML (DESIGN.md §4): id, source, grid_code, fps, zones.")
+              help="Camera YAML (as in the city's cameras.yaml): id, source, grid_code, fps, width, height, zones.")
 @click.option("--camera-id", help="Which camera, when the YAML lists several.")
 @click.option("--source", "clip", help="Video file to analyse (default: the camera's source).")
 @click.option("--events", "events_file", required=True, type=click.Path(path_type=Path),
               help="Where to write one JSON line per detection.")
-def detect_offline(camera_file: Path, camera_id: str | None, clip: str | None, events_file: Path) -> None:
+def detect_offline(config_file: Path | None, camera_file: Path, camera_id: str | None, clip: str | None,
+                   events_file: Path) -> None:
     """Run the detectors over a clip and write one JSON line per detection."""
     from detectors.offline import detect_clip, write_jsonl
     from detectors.sources import SourceError
 
+    settings = load(config_file)
     cameras = _read_cameras(camera_file)
+    if not cameras:
+        fail(f"{camera_file}: holds no camera", EXIT_CONFIG)
     chosen = [c for c in cameras if camera_id in (None, c.id)]
     if len(chosen) != 1:
         fail(f"{camera_file}: " + (f"no camera {camera_id}" if camera_id else
@@ -76,7 +83,7 @@ def detect_offline(camera_file: Path, camera_id: str | None, clip: str | None, e
     if not source or source.startswith("sim://"):
         fail(f"camera {camera.id}: offline analysis needs a video file (--source)", EXIT_CONFIG)
     try:
-        detections = detect_clip(camera, source)
+        detections = detect_clip(camera, source, settings.detect)
     except SourceError as exc:
         fail(f"cannot analyse the clip: {exc}", EXIT_SOURCE)
     write_jsonl(detections, events_file)
@@ -129,18 +136,9 @@ def bench_detect(seconds: float, as_json: bool) -> None:
 
 def _read_cameras(path: Path) -> list[Camera]:
     try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        fail(f"{path}: cannot read: {exc.strerror}", EXIT_CONFIG)
-    except yaml.YAMLError as exc:
-        fail(f"{path}: invalid YAML: {exc}", EXIT_CONFIG)
-    entries = data if isinstance(data, list) else [data]
-    if not entries or not all(isinstance(entry, dict) for entry in entries):
-        fail(f"{path}: expected a camera mapping or a list of them", EXIT_CONFIG)
-    try:
-        return [camera_from_mapping(entry) for entry in entries]
-    except RegistryError as exc:
-        fail(f"{path}: {exc}", EXIT_CONFIG)
+        return load_cameras(path)
+    except CityError as exc:
+        fail(str(exc), EXIT_CONFIG)
 
 
 def _figure(value: float | None, digits: int = 3) -> str:

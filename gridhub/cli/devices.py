@@ -197,7 +197,7 @@ def _open(config_file: Path | None) -> tuple[Settings, City, Engine]:
     """Settings, city and database, with the city's new devices registered (and the broker told, if any)."""
     from storage.db import connect
     from storage.devices import DeviceError, is_demo_city, seed_devices
-    from storage.schema import init_db
+    from storage.schema import SchemaError, init_db
 
     settings = load(config_file)
     try:
@@ -205,7 +205,10 @@ def _open(config_file: Path | None) -> tuple[Settings, City, Engine]:
     except CityError as exc:
         fail(f"city error: {exc}", EXIT_CONFIG)
     engine = connect(settings.database_url)
-    init_db(engine)
+    try:
+        init_db(engine)
+    except SchemaError as exc:
+        fail(str(exc), EXIT_CONFIG)
     try:
         seeded = seed_devices(engine, city, demo=is_demo_city(settings))
     except DeviceError as exc:

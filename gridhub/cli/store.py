@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gridhub.cli.common import config_option, load
+from gridhub.cli.common import EXIT_CONFIG, config_option, fail, load
 
 
 @click.command()
@@ -17,5 +17,10 @@ from gridhub.cli.common import config_option, load
 def store(config_file: Path | None, metrics_port: int | None) -> None:
     """Telemetry store writer: consume gridhub.telemetry into SQL or InfluxDB (started by `gridhub up`)."""
     from ingest.store_writer import serve
+    from storage.schema import SchemaError
 
-    sys.exit(serve(load(config_file), metrics_port=metrics_port))
+    try:
+        code = serve(load(config_file), metrics_port=metrics_port)
+    except SchemaError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    sys.exit(code)

@@ -49,6 +49,7 @@ from amqtt.session import ApplicationMessage, Session
 from amqtt.utils import gen_client_id
 
 from core import metrics
+from core.files import write_atomically
 from core.lifecycle import stop_event
 from core.settings import ConfigError, MqttSettings, load_settings
 from gridhub.runtime.mqtt_auth import Accounts, Listener, will_refusal
@@ -194,9 +195,7 @@ class GridBroker(Broker):  # type: ignore[misc]
             })
         retained = [[m.topic, base64.b64encode(bytes(m.data)).decode(), m.qos or 0]
                     for m in self._retained_messages.values()]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps({"version": STATE_VERSION, "sessions": sessions, "retained": retained}))
-        tmp.replace(path)
+        write_atomically(path, orjson.dumps({"version": STATE_VERSION, "sessions": sessions, "retained": retained}))
         queued = sum(len(s["inflight"]) + len(s["waiting"]) for s in sessions)
         log.info("saved %d persistent sessions with %d messages owed, and %d retained messages, to %s",
                  len(sessions), queued, len(retained), path)

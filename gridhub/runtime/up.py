@@ -33,6 +33,7 @@ from api.auth import issue_tokens
 from core import kafka
 from core.city import DEMO_CITY_DIR
 from core.credentials import new_secret, password_hash
+from core.files import write_atomically
 from core.lifecycle import stop_event
 from core.metrics import MULTIPROC_ENV
 from core.settings import Settings
@@ -42,7 +43,7 @@ from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor, file_
 from storage import broker_files as broker_auth
 from storage.db import connect
 from storage.devices import DeviceError, is_demo_city, seed_devices
-from storage.schema import init_db
+from storage.schema import SchemaError, init_db
 
 log = logging.getLogger("gridhub.up")
 LOOPBACK = "127.0.0.1"
@@ -142,7 +143,7 @@ async def _start_all(
     engine = connect(settings.database_url)
     try:
         await asyncio.to_thread(_prepare_database, engine, city, settings)
-    except (DeviceError, OSError, SQLAlchemyError) as exc:
+    except (DeviceError, OSError, SQLAlchemyError, SchemaError) as exc:
         raise StartupError(f"database {settings.database_url}: {exc}") from None
     child_env.update(await asyncio.to_thread(_prepare_broker_auth, engine, settings, state_dir))
 
@@ -292,7 +293,7 @@ async def _start_together(supervisor: Supervisor, *services: Service) -> None:
 
 
 def _prepare_database(engine: Engine, city: City, settings: Settings) -> None:
-    """Create missing tables and register the city's devices that the database does not know yet."""
+    """Upgrade the schema to the newest revision and register the city's devices that the database does not know yet."""
     init_db(engine)
     seeded = seed_devices(engine, city, demo=is_demo_city(settings))
     if seeded:
@@ -398,10 +399,7 @@ def _write_ready(path: Path, endpoints: Endpoints, tokens: dict[str, str]) -> No
         "tokens": tokens,
         "pid": os.getpid(),
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
-    tmp.replace(path)  # readers never see a half-written file
+    write_atomically(path, orjson.dumps(document, option=orjson.OPT_INDENT_2))  # it holds tokens: mode 0600
 
 
 def _ready_banner(endpoints: Endpoints, city: City, state_dir: Path, demo: bool, seconds: float) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,8 @@ import cv2
 import orjson
 import yaml
 
-from domain.registry import Camera, RegistryError, camera_from_mapping
+from core.city import CityError, load_cameras
+from domain.registry import Camera
 from simulators.cameras.scene import Scene
 
 VIDEO_NAME = "clip.avi"
@@ -38,30 +38,23 @@ class ClipFiles:
 def load_camera(path: Path, camera_id: str | None = None) -> Camera:
     """The camera described by a YAML file: one camera mapping, or the one with `camera_id` from a list."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ClipError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ClipError(f"{path} is not valid YAML: {exc}") from exc
-    if isinstance(data, list):
-        matching = [c for c in data if isinstance(c, Mapping) and (camera_id is None or c.get("id") == camera_id)]
-        if len(matching) != 1:
-            ids = ", ".join(str(c.get("id")) for c in data if isinstance(c, Mapping))
-            which = f"no camera {camera_id!r}" if camera_id else "several cameras"
-            raise ClipError(f"{path} holds {which}; choose one with --camera-id ({ids})")
-        data = matching[0]
-    if not isinstance(data, Mapping):
-        raise ClipError(f"{path} must hold a camera (a mapping with id, source, fps and zones) or a list of them")
-    try:
-        return camera_from_mapping(data)
-    except RegistryError as exc:
-        raise ClipError(f"{path}: {exc}") from exc
+        cameras = load_cameras(path)
+    except CityError as exc:
+        raise ClipError(str(exc)) from exc
+    if not cameras:
+        raise ClipError(f"{path} holds no camera")
+    matching = [camera for camera in cameras if camera_id in (None, camera.id)]
+    if len(matching) != 1:
+        which = f"no camera {camera_id!r}" if camera_id else "several cameras"
+        raise ClipError(f"{path} holds {which}; choose one with --camera-id ({', '.join(c.id for c in cameras)})")
+    return matching[0]
 
 
 def camera_yaml(camera_id: str, source: str, grid_code: str, scene: Scene) -> dict[str, Any]:
-    """The camera YAML of DESIGN.md §4 for this scene's zones, reading from `source`."""
+    """A camera entry of `cameras.yaml` for this scene (its id, rate, frame size and zones), reading from `source`."""
     return {
         "id": camera_id, "source": source, "grid_code": grid_code, "fps": scene.fps,
+        "width": scene.width, "height": scene.height,
         "zones": [{"id": zone.id, "kind": zone.kind.value, "polygon": [[x, y] for x, y in zone.polygon],
                    "dwell_s": zone.dwell_s} for zone in scene.zones],
     }

@@ -3,7 +3,7 @@
 A stall event starts when the stall stops moving inside a vending zone (judged by the bottom centre of its
 box) and ends when it starts moving away; a dust event starts when a plume whose source lies in a
 construction zone reaches half its peak opacity and ends when it falls below half again. Intervals are cut
-to the clip, and only events lasting at least the zone's dwell time (stalls) or 30 s (dust, DESIGN.md §2)
+to the clip, and only events lasting at least the zone's dwell time (stalls) or 30 s (dust)
 are truth: stalls outside every zone, shorter stays and short puffs are distractors and never appear here.
 """
 
@@ -19,7 +19,7 @@ from simulators.cameras.zones import DUST_DWELL_S
 
 @dataclass(frozen=True, slots=True)
 class TruthEvent:
-    """One true event, as `gridhub detect offline` should report it (DESIGN.md §4)."""
+    """One true event, as `gridhub detect offline` should report it (the line format of `detectors.offline`)."""
 
     camera_id: str
     zone_id: str

@@ -1,4 +1,4 @@
-"""Camera zones as the simulator uses them: defaults per scene, and which zone a point lies in."""
+"""Camera zones as the simulator uses them: defaults per scene, and how far a point lies from them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from domain.registry import Zone, ZoneKind
 from simulators.cameras.spec import SceneKind
 
 VENDING_KINDS = frozenset({ZoneKind.NO_VENDING, ZoneKind.SHOPFRONT})
-DUST_DWELL_S = 30.0  # DESIGN.md §2: dust above its baseline for 30 s makes a 0302 case
+DUST_DWELL_S = 30.0  # dust above its baseline for 30 s makes a 0302 case
 
 
 def default_zones(kind: SceneKind, width: int = 640, height: int = 360) -> tuple[Zone, ...]:
@@ -31,14 +31,6 @@ def signed_distance(zone: Zone, x: float, y: float) -> float:
     """Distance in pixels from (x, y) to the zone's edge: positive inside, negative outside."""
     contour = np.asarray(zone.polygon, dtype=np.float32).reshape(-1, 1, 2)
     return float(cv2.pointPolygonTest(contour, (float(x), float(y)), True))
-
-
-def zone_at(zones: tuple[Zone, ...], x: float, y: float, margin_px: float = 0.0) -> Zone | None:
-    """The first zone holding (x, y) at least `margin_px` inside its edge."""
-    for zone in zones:
-        if signed_distance(zone, x, y) >= margin_px:
-            return zone
-    return None
 
 
 def clear_of(zones: tuple[Zone, ...], x: float, y: float, margin_px: float) -> bool:

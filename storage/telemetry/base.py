@@ -85,7 +85,7 @@ class SeriesRequest:
 @dataclass(frozen=True, slots=True)
 class Window:
     """Aggregated telemetry of one window. For a grid cell, `rain_mm` is the mean over the cell's gauges of
-    each gauge's total in the window (DESIGN.md §2), and `rain_gauges` says how many gauges reported."""
+    each gauge's total in the window (as the rain rule computes it), and `rain_gauges` says how many gauges reported."""
 
     start_ms: int
     readings: int

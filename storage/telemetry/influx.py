@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -30,6 +30,7 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 from urllib3.exceptions import HTTPError
 
+from domain.epoch import EPOCH
 from storage.telemetry.base import (
     Position,
     ReadingRow,
@@ -41,7 +42,6 @@ from storage.telemetry.base import (
 )
 
 log = logging.getLogger("gridhub.store.influx")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 READING_MEASUREMENTS = ("rain", "crowd", "manhole")
 STATUS_MEASUREMENT = "status"
 

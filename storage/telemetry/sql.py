@@ -1,8 +1,9 @@
 """The SQL telemetry store (SQLite embedded, PostgreSQL in production), in portable SQLAlchemy Core.
 
 Readings get one typed, nullable column per quantity rather than a JSON document: the quantities are
-fixed by the device kinds (DESIGN.md §4), and typed columns let SUM/AVG/MAX/MIN run in the database on
-both SQLite and PostgreSQL without dialect-specific JSON extraction. A new quantity is a new column.
+fixed by the device kinds (`domain.telemetry.MEASUREMENTS`), and typed columns let SUM/AVG/MAX/MIN run in
+the database on both SQLite and PostgreSQL without dialect-specific JSON extraction. A new quantity is a
+new column.
 
 The consumer group's next offset per partition is written in the same transaction as the rows, so the
 rows and the position never disagree; rows are inserted with ON CONFLICT DO NOTHING on their identity

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-WATERLOGGING = "0406"  # 道路积水: water near the cover while it rains
-SEWER_BLOCKED = "0404"  # 下水道堵塞或破损: water near the cover without rain
+from domain.taxonomy import SEWER_BLOCKED, WATERLOGGING
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
+from domain.cases import Severity
 from streams.rules.series import Series
 
 HOUR_MS = 3_600_000
@@ -28,9 +29,9 @@ class RainColour(IntEnum):
     RED = 5
 
     @property
-    def label(self) -> str:
-        """The severity label a case carries."""
-        return "short_heavy_rain" if self is RainColour.SHORT_HEAVY else self.name.lower()
+    def severity(self) -> Severity:
+        """The severity a case carries."""
+        return Severity.SHORT_HEAVY_RAIN if self is RainColour.SHORT_HEAVY else Severity(self.name.lower())
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from domain.registry import Camera, camera_from_mapping
+from core.city.config import camera_from_mapping
+from domain.registry import Camera
 from tests.detectors.scenes import Plume, Scene, Stall, Walker, write_clip
 
 SIDEWALK = [[0, 100], [320, 100], [320, 180], [0, 180]]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.detect_settings import DustSettings
+from core.settings import DetectSettings
 from detectors.offline import detect_clip
 from tests.detectors.conftest import site_camera, walkers
 from tests.detectors.scenes import Scene
@@ -34,6 +36,11 @@ def test_a_zone_watches_the_air_above_it_and_nothing_below_or_beside() -> None:
 
     zone = np.zeros((20, 6), np.bool_)
     zone[10:18, 2:4] = True
-    watched = _with_air(zone)
+    watched = _with_air(zone, air_rise=0.5)
     assert watched[6:18, 2:4].all()  # half the zone's height above it
     assert not watched[:6].any() and not watched[18:].any() and not watched[:, [0, 1, 4, 5]].any()
+
+
+def test_the_dust_tunables_come_from_the_settings(plume_clip: Path) -> None:
+    more_cells_than_the_plume = DetectSettings(dust=DustSettings(min_cells=10_000))
+    assert detect_clip(site_camera(str(plume_clip)), str(plume_clip), more_cells_than_the_plume) == []

@@ -1,4 +1,4 @@
-"""`gridhub detect offline`: the DESIGN.md §4 output format, and failing clearly on bad input."""
+"""`gridhub detect offline`: its JSON-lines output format, and failing clearly on bad input."""
 
 from __future__ import annotations
 
@@ -60,4 +60,22 @@ def test_offline_with_an_invalid_camera_yaml_is_a_config_error(tmp_path: Path) -
     result = CliRunner().invoke(cli, ["detect", "offline", "--camera", str(path), "--source", "x.avi",
                                       "--events", str(tmp_path / "out.jsonl")])
     assert result.exit_code == EXIT_CONFIG
-    assert "kind must be no_vending, shopfront or construction" in result.output
+    assert "camera cam: zone z: kind: must be no_vending, shopfront or construction" in result.output
+
+
+def test_offline_refuses_a_misspelt_camera_key_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "camera.yaml"
+    path.write_text("id: cam\nfsp: 25\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["detect", "offline", "--camera", str(path), "--source", "x.avi",
+                                      "--events", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == EXIT_CONFIG
+    assert f"{path}: camera cam: fsp: unknown key" in result.output
+
+
+def test_offline_refuses_a_camera_file_that_is_not_utf8_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "camera.yaml"
+    path.write_bytes("id: 湖南路-02\n".encode("gb18030"))
+    result = CliRunner().invoke(cli, ["detect", "offline", "--camera", str(path), "--source", "x.avi",
+                                      "--events", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == EXIT_CONFIG
+    assert "not UTF-8 text" in result.output and "Traceback" not in result.output

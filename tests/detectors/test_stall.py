@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.detect_settings import StallSettings
+from core.settings import DetectSettings
 from detectors.offline import ClipDetection, detect_clip
 from tests.detectors.conftest import street_camera, walkers
 from tests.detectors.scenes import Scene, Stall, Walker
@@ -48,3 +50,8 @@ def test_a_change_of_lighting_is_not_a_stall(clips: Callable[[str, Scene], Path]
 def test_a_stall_outside_every_zone_is_not_reported(clips: Callable[[str, Scene], Path]) -> None:
     clip = clips("outside", Scene(seconds=60, walkers=walkers(60), stalls=[Stall(10, 60, 150, 80, width=50)]))
     assert _detect(clip, dwell_s=15) == []
+
+
+def test_the_stall_tunables_come_from_the_settings(stall_clip: Path) -> None:
+    larger_than_the_stall = DetectSettings(stall=StallSettings(min_area_share=0.2))
+    assert detect_clip(street_camera(str(stall_clip)), str(stall_clip), larger_than_the_stall) == []

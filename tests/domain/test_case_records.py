@@ -1,13 +1,15 @@
 """Cases as JSON: whole-case documents (the worker's snapshots) and the gridhub.case-events and
-gridhub.case-commands record formats, with rejection of anything else."""
+gridhub.case-commands record formats, records written before the formats moved to msgspec, and rejection of
+anything else."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 import orjson
 import pytest
 
@@ -15,15 +17,15 @@ from domain.case_records import (
     CaseCommand,
     CaseRecordFormatError,
     Command,
+    EventDoc,
     case_doc,
     case_from_doc,
     decode_case_event,
     decode_command,
     encode_case_event,
     encode_command,
-    event_doc,
 )
-from domain.cases import Case, CaseState, Evidence, Source, Tier, report
+from domain.cases import Case, CaseEvent, CaseState, Evidence, Severity, Source, Tier, report
 from domain.sla import SlaCalendar, parse_term
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -40,7 +42,7 @@ def json_trip(doc: dict[str, Any]) -> dict[str, Any]:
 def closed_loop(calendar: SlaCalendar) -> Iterator[Case]:
     """A sensor case through every kind of step, yielded after each one."""
     case = report("310104003001007-0406-20250922T010000000", grid_code="310104003001007", category="0406",
-                  source=Source.SENSOR, at=MONDAY, actor="gridhub-streams", severity="short_heavy_rain",
+                  source=Source.SENSOR, at=MONDAY, actor="gridhub-streams", severity=Severity.SHORT_HEAVY_RAIN,
                   title="rain short_heavy_rain: 21.0 mm/1h")
     yield case
     steps: list[Callable[[Case], Case]] = [
@@ -48,7 +50,7 @@ def closed_loop(calendar: SlaCalendar) -> Iterator[Case]:
         lambda c: c.file(MONDAY + M, "gridhub-streams", "filed automatically"),
         lambda c: c.dispatch(MONDAY + 2 * M, "gridhub-streams", department="水务", tier=Tier.COMMUNITY,
                              term=parse_term("4h working"), calendar=calendar),
-        lambda c: c.upgrade(MONDAY + 3 * M, "gridhub-streams", severity="orange", urgent=True, note="orange"),
+        lambda c: c.upgrade(MONDAY + 3 * M, "gridhub-streams", severity=Severity.ORANGE, urgent=True, note="orange"),
         lambda c: c.suspend(MONDAY + 4 * M, "dept-lead", reason="pumps on the way", calendar=calendar),
         lambda c: c.extend(MONDAY + 5 * M, "dept-lead", by=parse_term("30min natural"), calendar=calendar,
                            reason="crane"),
@@ -127,13 +129,49 @@ def test_a_case_event_record_decodes_to_the_case_and_the_event(calendar: SlaCale
     for case in closed_loop(calendar):
         event = case.history[-1]
         decoded_case, decoded_event = decode_case_event(encode_case_event(case, event))
-        assert decoded_case == json_trip(case_doc(case, with_history=False))
-        assert decoded_event == json_trip(event_doc(event))
+        assert msgspec.to_builtins(decoded_case) == case_doc(case, with_history=False)
+        assert decoded_event == event_doc(event)
+
+
+def event_doc(event: CaseEvent) -> EventDoc:
+    return EventDoc(event.version, event.action, event.from_state, event.to_state, event.at, event.actor, event.note,
+                    dict(event.data))
 
 
 def test_a_case_event_record_carries_the_format_version(case_in: Callable[..., Case]) -> None:
     case = case_in(CaseState.FILED)
     assert orjson.loads(encode_case_event(case, case.history[-1]))["v"] == 1
+
+
+#: The record of `closed_loop`'s extension (version 7) as the encoder wrote it before the move to msgspec.
+CASE_EVENT_BEFORE_MSGSPEC = (
+    '{"v":1,"event":{"version":7,"action":"extend","from_state":"suspended","to_state":"suspended",'
+    '"at":"2025-09-22T09:05:00+08:00","actor":"dept-lead","note":"crane","data":{"by":"30min natural",'
+    '"applies":"on resume"}},"case":{"id":"310104003001007-0406-20250922T010000000","version":7,'
+    '"grid_code":"310104003001007","category":"0406","source":"sensor","state":"suspended",'
+    '"reported_at":"2025-09-22T09:00:00+08:00","severity":"orange","urgent":true,'
+    '"title":"rain short_heavy_rain: 21.0 mm/1h","term":{"seconds":14400.0,"clock":"working"},'
+    '"department":"水务","tier":"community","filed_at":"2025-09-22T09:01:00+08:00",'
+    '"dispatched_at":"2025-09-22T09:02:00+08:00","deadline_at":"2025-09-22T13:02:00+08:00",'
+    '"first_handled_at":null,"handled_at":null,"closed_at":null,"voided_at":null,'
+    '"suspended_at":"2025-09-22T09:04:00+08:00","remaining_when_suspended_s":14280.0,"suspended_total_s":0.0,'
+    '"extensions_on_resume":[{"seconds":1800.0,"clock":"natural"}],"rework_count":0,"extension_count":1,'
+    '"escalation_count":0,"reassign_count":0,"send_back_count":0,"satisfied":null,'
+    '"evidence":[{"at":"2025-09-22T09:00:00+08:00","source_id":"rain-0004","summary":"21.0 mm in 1 h",'
+    '"ref":"evidence/r.json"}]}}'
+).encode()
+
+
+def test_a_case_event_record_written_before_msgspec_decodes(calendar: SlaCalendar) -> None:
+    extended = list(closed_loop(calendar))[6]
+    case, event = decode_case_event(CASE_EVENT_BEFORE_MSGSPEC)
+    assert msgspec.to_builtins(case) == case_doc(extended, with_history=False)
+    assert event == event_doc(extended.history[-1])
+
+
+def test_a_case_event_record_is_written_as_before_msgspec(calendar: SlaCalendar) -> None:
+    extended = list(closed_loop(calendar))[6]
+    assert encode_case_event(extended, extended.history[-1]) == CASE_EVENT_BEFORE_MSGSPEC
 
 
 def event_record(case_in: Callable[..., Case], **changes: Any) -> bytes:
@@ -160,6 +198,16 @@ def test_a_malformed_case_event_record_is_rejected(case_in: Callable[..., Case],
         decode_case_event(event_record(case_in, **changes))
 
 
+def test_a_case_event_time_without_an_offset_is_rejected_naming_the_field(case_in: Callable[..., Case]) -> None:
+    with pytest.raises(CaseRecordFormatError, match=r"timezone component - at `\$\.event\.at`"):
+        decode_case_event(event_record(case_in, event={"at": "2025-09-22T09:10:00"}))
+
+
+def test_a_case_event_record_of_another_format_version_is_rejected_naming_it(case_in: Callable[..., Case]) -> None:
+    with pytest.raises(CaseRecordFormatError, match="unsupported case-event format version 2"):
+        decode_case_event(event_record(case_in, v=2))
+
+
 @pytest.mark.parametrize("data", [b"", b"{", b"null", b"[]", b'"case"', b'{"v": 1}', b'{"v": 1, "case": {}}'])
 def test_bytes_that_are_not_a_case_event_record_are_rejected(data: bytes) -> None:
     with pytest.raises(CaseRecordFormatError):
@@ -168,6 +216,27 @@ def test_bytes_that_are_not_a_case_event_record_are_rejected(data: bytes) -> Non
 
 CONFIRM = CaseCommand("310104003001002-0501-20250922T010000000", "310104003001002", Command.CONFIRM, "operator-3",
                       MONDAY, "seen on camera")
+
+
+#: A confirmation (offset +08:00) and a dismissal (UTC, milliseconds) as written before the move to msgspec.
+COMMAND_BEFORE_MSGSPEC = (
+    b'{"v":1,"case_id":"310104003001002-0501-20250922T010000000","grid_code":"310104003001002",'
+    b'"command":"confirm","actor":"operator-3","at":"2025-09-22T09:00:00+08:00","note":"seen on camera"}'
+)
+UTC_COMMAND_BEFORE_MSGSPEC = (
+    b'{"v":1,"case_id":"310104003001002-0501-20250922T010000000","grid_code":"310104003001002",'
+    b'"command":"dismiss","actor":"operator-3","at":"2025-09-22T01:00:00.123000+00:00","note":""}'
+)
+
+
+def test_commands_written_before_msgspec_decode() -> None:
+    assert decode_command(COMMAND_BEFORE_MSGSPEC) == CONFIRM
+    assert decode_command(UTC_COMMAND_BEFORE_MSGSPEC) == CaseCommand(
+        CONFIRM.case_id, CONFIRM.grid_code, Command.DISMISS, "operator-3", datetime(2025, 9, 22, 1, 0, 0, 123000, UTC))
+
+
+def test_a_command_is_written_as_before_msgspec() -> None:
+    assert encode_command(CONFIRM) == COMMAND_BEFORE_MSGSPEC
 
 
 def test_a_command_round_trips() -> None:
@@ -185,7 +254,7 @@ def test_a_command_without_a_note_gets_an_empty_one() -> None:
 def test_a_command_time_without_an_offset_is_rejected() -> None:
     doc = orjson.loads(encode_command(CONFIRM))
     doc["at"] = "2025-09-22T09:00:00"
-    with pytest.raises(CaseRecordFormatError, match="UTC offset"):
+    with pytest.raises(CaseRecordFormatError, match="timezone"):
         decode_command(orjson.dumps(doc))
 
 

@@ -8,6 +8,7 @@ Monday 2025-09-22.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ from domain.cases import (
     CaseState,
     Evidence,
     IllegalTransition,
+    Severity,
     Source,
     Tier,
     report,
@@ -58,7 +60,7 @@ PERFORM: dict[Action, Perform] = {
     ),
     Action.VOID: lambda c, cal, actor: c.void(NOON, actor, reason="duplicate"),
     Action.RATE: lambda c, cal, actor: c.rate(NOON, actor, satisfied=True),
-    Action.UPGRADE: lambda c, cal, actor: c.upgrade(NOON, actor, severity="red"),
+    Action.UPGRADE: lambda c, cal, actor: c.upgrade(NOON, actor, severity=Severity.RED),
     Action.ATTACH: lambda c, cal, actor: c.attach(Evidence(NOON, "rain-0001", "12 mm in 1 h"), actor),
 }
 
@@ -207,9 +209,23 @@ def test_report_creates_a_reported_case_with_its_first_audited_event() -> None:
 
 def test_report_keeps_severity_and_urgency() -> None:
     case = report("case-9", grid_code="310104003001002", category="0103", source=Source.SENSOR,
-                  at=sh(2025, 9, 22, 3), actor="manhole-0001", severity="urgent", urgent=True)
+                  at=sh(2025, 9, 22, 3), actor="manhole-0001", severity=Severity.URGENT, urgent=True)
 
     assert (case.severity, case.urgent) == ("urgent", True)
+
+
+@pytest.mark.parametrize("scale", [
+    [Severity.NORMAL, Severity.WARNING, Severity.URGENT],
+    [Severity.NORMAL, Severity.SHORT_HEAVY_RAIN, Severity.BLUE, Severity.YELLOW, Severity.ORANGE, Severity.RED],
+], ids=["crowds and covers", "rainstorm signals"])
+def test_each_severity_scale_ranks_higher_as_it_rises(scale: list[Severity]) -> None:
+    assert all(lower.rank < higher.rank for lower, higher in itertools.pairwise(scale))
+
+
+def test_severities_travel_as_these_strings_on_the_wire_and_in_the_database() -> None:
+    assert {s.value for s in Severity} == {
+        "normal", "warning", "urgent", "short_heavy_rain", "blue", "yellow", "orange", "red",
+    }
 
 
 def test_report_needs_an_actor() -> None:
@@ -582,7 +598,7 @@ def test_a_case_can_be_rated_only_once(case_in: Callable[..., Case]) -> None:
 def test_upgrade_changes_the_severity_and_keeps_the_state(case_in: Callable[..., Case], state: CaseState) -> None:
     before = case_in(state)
 
-    case = before.upgrade(NOON, "rain-watcher", severity="red", note="red rainstorm signal")
+    case = before.upgrade(NOON, "rain-watcher", severity=Severity.RED, note="red rainstorm signal")
 
     assert (case.state, case.severity, case.urgent) == (state, "red", False)
     assert last_event(case) == CaseEvent(before.version + 1, Action.UPGRADE, state, state, NOON, "rain-watcher",
@@ -591,9 +607,9 @@ def test_upgrade_changes_the_severity_and_keeps_the_state(case_in: Callable[...,
 
 
 def test_upgrade_can_make_a_case_urgent_and_back(case_in: Callable[..., Case]) -> None:
-    urgent = case_in(CaseState.FILED).upgrade(NOON, "system", severity="urgent", urgent=True)
-    calmer = urgent.upgrade(NOON, "system", severity="orange", urgent=False)
-    unchanged = urgent.upgrade(NOON, "system", severity="red")
+    urgent = case_in(CaseState.FILED).upgrade(NOON, "system", severity=Severity.URGENT, urgent=True)
+    calmer = urgent.upgrade(NOON, "system", severity=Severity.ORANGE, urgent=False)
+    unchanged = urgent.upgrade(NOON, "system", severity=Severity.RED)
 
     assert urgent.urgent is True
     assert last_event(urgent).data["urgent"] == "true"

@@ -1,4 +1,4 @@
-"""The city as GridHub knows it, and the facts the shipped demo city must hold (DESIGN.md §2)."""
+"""The city as GridHub knows it, and the facts the shipped demo city must hold."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import pytest
 import yaml
 from shapely.geometry import box
 
+from core.city.config import camera_from_mapping
 from domain.cells import CellIndex, GridCell, cells_from_geojson
 from domain.city import City
 from domain.gridcode import Level, parse_grid_code
-from domain.registry import Device, DeviceKind, Registry, camera_from_mapping, device_from_row
+from domain.registry import Device, DeviceKind, Registry, device_from_row
 from domain.routing import RoutingTable, routing_from_rows
 from domain.sla import SlaCalendar
 from domain.taxonomy import Taxonomy, taxonomy_from_rows

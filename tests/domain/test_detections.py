@@ -1,5 +1,5 @@
-"""The camera detection format on gridhub.detections: round trip, rejection of anything else, and the
-taxonomy code a detection raises by the kind of zone it happened in."""
+"""The camera detection format on gridhub.detections: round trip, records written before the format moved to
+msgspec, rejection of anything else, and the taxonomy code a detection raises by the kind of zone it happened in."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_every_zone_kind_has_a_category() -> None:
 @pytest.mark.parametrize("confidence", [-0.01, 1.01, 7])
 def test_a_confidence_outside_0_to_1_is_rejected(confidence: float) -> None:
     doc = orjson.loads(encode_detection(START)) | {"confidence": confidence}
-    with pytest.raises(DetectionFormatError, match=r"outside 0\.\.1"):
+    with pytest.raises(DetectionFormatError, match=r"Expected `float` [<>]= [01]\.0 - at `\$\.confidence`"):
         decode_detection(orjson.dumps(doc))
 
 
@@ -94,3 +94,34 @@ def test_a_detection_without_a_snapshot_gets_an_empty_reference() -> None:
     doc = orjson.loads(encode_detection(START))
     del doc["snapshot"]
     assert decode_detection(orjson.dumps(doc)).snapshot == ""
+
+
+#: START and DUST_END as the detectors wrote them before the move to msgspec.
+START_BEFORE_MSGSPEC = (
+    b'{"v":1,"event_id":"cam-tianping-01:17","phase":"start","camera_id":"cam-tianping-01",'
+    b'"zone_id":"sidewalk-north","zone_kind":"no_vending","kind":"stall","grid_code":"310104003001002",'
+    b'"start_ms":1773108000000,"at_ms":1773108000000,"confidence":0.93,"bbox":[120,240,64,48],'
+    b'"snapshot":"evidence/cam-tianping-01/17.jpg"}'
+)
+DUST_END_BEFORE_MSGSPEC = (
+    b'{"v":1,"event_id":"cam-xujiahui-site-03:4","phase":"end","camera_id":"cam-xujiahui-site-03",'
+    b'"zone_id":"site-a","zone_kind":"construction","kind":"dust","grid_code":"310104014001005",'
+    b'"start_ms":1773108000000,"at_ms":1773108600000,"confidence":0.71,"bbox":null,"snapshot":""}'
+)
+
+
+@pytest.mark.parametrize(("data", "detection"), [(START_BEFORE_MSGSPEC, START), (DUST_END_BEFORE_MSGSPEC, DUST_END)],
+                         ids=["stall start with box", "dust end without box"])
+def test_a_detection_written_before_msgspec_decodes(data: bytes, detection: Detection) -> None:
+    assert decode_detection(data) == detection
+
+
+@pytest.mark.parametrize(("data", "detection"), [(START_BEFORE_MSGSPEC, START), (DUST_END_BEFORE_MSGSPEC, DUST_END)],
+                         ids=["stall start with box", "dust end without box"])
+def test_a_detection_is_written_as_before_msgspec(data: bytes, detection: Detection) -> None:
+    assert encode_detection(detection) == data
+
+
+def test_a_detection_of_another_format_version_is_rejected_naming_it() -> None:
+    with pytest.raises(DetectionFormatError, match="unsupported detection format version 2"):
+        decode_detection(orjson.dumps(orjson.loads(START_BEFORE_MSGSPEC) | {"v": 2}))

@@ -1,8 +1,6 @@
-"""The device and camera registry: rows and mappings into devices and cameras, and placement checks."""
+"""The device and camera registry: CSV rows into devices, and placement checks (camera files: test_camera_files)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 from shapely.geometry import box
@@ -16,9 +14,6 @@ from domain.registry import (
     DeviceKind,
     Registry,
     RegistryError,
-    Zone,
-    ZoneKind,
-    camera_from_mapping,
     device_from_row,
 )
 
@@ -100,8 +95,11 @@ def test_text_fields_are_trimmed() -> None:
     assert (gauge.id, gauge.kind, gauge.grid_code, gauge.lon) == ("rain-0001", DeviceKind.RAIN, WEST_CELL, 121.4305)
 
 
-def test_a_device_is_offline_after_three_report_intervals() -> None:
-    assert device_from_row(rain_row(report_interval_s="60")).offline_after_s == 180
+def test_a_device_is_offline_after_the_given_number_of_report_intervals() -> None:
+    gauge = device_from_row(rain_row(report_interval_s="60"))
+
+    assert gauge.offline_after_s(3) == 180
+    assert gauge.offline_after_s(2.5) == 150
 
 
 def test_device_kinds_are_the_mqtt_topic_segments() -> None:
@@ -153,78 +151,6 @@ def test_numbers_must_be_numbers_within_their_bounds(row: dict[str, str], messag
 def test_a_non_finite_report_interval_is_a_registry_error(interval: str) -> None:
     with pytest.raises(RegistryError, match="report_interval_s"):
         device_from_row(rain_row(report_interval_s=interval))
-
-
-# --- cameras --------------------------------------------------------------------------------------------
-
-
-def test_a_camera_mapping_becomes_a_camera_with_its_zones() -> None:
-    data = {
-        "id": "cam-hunan-02", "source": "sim://street?seed=202", "grid_code": EAST_CELL, "fps": 5,
-        "zones": [
-            {"id": "shopfront-east", "kind": "shopfront", "polygon": [[320, 200], [630, 200], [630, 350]],
-             "dwell_s": 45},
-            {"id": "crossing", "kind": "no_vending", "polygon": [[10, 220], [310, 220], [310, 350], [10, 350]]},
-        ],
-    }
-
-    assert camera_from_mapping(data) == Camera(
-        "cam-hunan-02", "sim://street?seed=202", EAST_CELL, 5.0,
-        (
-            Zone("shopfront-east", ZoneKind.SHOPFRONT, ((320.0, 200.0), (630.0, 200.0), (630.0, 350.0)), 45.0),
-            # dwell defaults to 60 s (DESIGN.md §2: camera stall detection).
-            Zone("crossing", ZoneKind.NO_VENDING, ((10.0, 220.0), (310.0, 220.0), (310.0, 350.0), (10.0, 350.0)),
-                 60.0),
-        ),
-    )
-
-
-def test_a_camera_without_zones_source_or_fps_gets_the_defaults() -> None:
-    assert camera_from_mapping({"id": "cam-01"}) == Camera("cam-01", "", "", 5.0, ())
-
-
-def test_a_camera_fps_may_be_written_as_text() -> None:
-    assert camera_from_mapping({"id": "cam-01", "fps": "2.5"}).fps == 2.5
-
-
-def test_a_camera_needs_an_id() -> None:
-    with pytest.raises(RegistryError, match=r"camera \(no id\): id is required"):
-        camera_from_mapping({"source": "rtsp://10.0.0.1/stream"})
-
-
-@pytest.mark.parametrize(
-    ("zones", "message"),
-    [
-        ({"id": "a"}, "camera cam-01: zones must be a list"),
-        (["crossing"], "camera cam-01: every zone must be a mapping"),
-        ([{"id": "z1", "kind": "parking", "polygon": [[0, 0], [1, 0], [1, 1]]}],
-         "camera cam-01, zone z1: kind must be no_vending, shopfront or construction"),
-        ([{"id": "z1", "kind": "shopfront", "polygon": [[0, 0, 0], [1, 0, 0], [1, 1, 0]]}],
-         r"camera cam-01, zone z1: polygon must be a list of \[x, y\] points"),
-        ([{"id": "z1", "kind": "shopfront", "polygon": [["left", "top"], [1, 0], [1, 1]]}],
-         r"camera cam-01, zone z1: polygon must be a list of \[x, y\] points"),
-        ([{"id": "z1", "kind": "shopfront", "polygon": 7}],
-         r"camera cam-01, zone z1: polygon must be a list of \[x, y\] points"),
-        ([{"id": "z1", "kind": "shopfront", "polygon": [[0, 0], [1, 1]]}],
-         "camera cam-01, zone z1: polygon needs at least 3 points"),
-        ([{"id": "z1", "kind": "shopfront"}], "camera cam-01, zone z1: polygon needs at least 3 points"),
-    ],
-)
-def test_camera_zones_must_be_well_formed(zones: Any, message: str) -> None:
-    with pytest.raises(RegistryError, match=message):
-        camera_from_mapping({"id": "cam-01", "zones": zones})
-
-
-@pytest.mark.parametrize("fps", [0, -5, "0"])
-def test_a_camera_fps_must_be_positive(fps: Any) -> None:
-    with pytest.raises(RegistryError, match="camera cam-01: fps must be positive"):
-        camera_from_mapping({"id": "cam-01", "fps": fps})
-
-
-@pytest.mark.parametrize("fps", ["fast", None, "nan"])
-def test_a_camera_fps_that_is_not_a_positive_number_is_a_registry_error(fps: Any) -> None:
-    with pytest.raises(RegistryError, match="camera cam-01: fps"):
-        camera_from_mapping({"id": "cam-01", "fps": fps})
 
 
 # --- the registry ---------------------------------------------------------------------------------------

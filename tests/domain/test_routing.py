@@ -98,7 +98,7 @@ def test_a_code_without_a_route_raises_routing_error() -> None:
         table["0504"]
 
 
-# --- the demo city's table against DESIGN.md §2 ------------------------------------------------------------
+# --- the demo city's table ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

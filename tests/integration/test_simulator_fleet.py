@@ -37,7 +37,7 @@ PROBE = "gridhub/v1/probe/probe/status"
 
 class Firehose:
     """`mosquitto_sub` on gridhub/v1/#: a C client that keeps up with the fleet where a paho thread in this
-    process, sharing the GIL with it, falls behind and makes Mosquitto drop QoS 1 messages (DESIGN.md §7)."""
+    process, sharing the GIL with it, falls behind and makes Mosquitto drop QoS 1 messages."""
 
     def __init__(self, port: int, output: Path) -> None:
         self._output = output

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from core import kafka
 from core.lifecycle import READY_FILE_ENV
 from core.metrics import MULTIPROC_ENV
+from core.settings import TelemetryStoreSettings
 from domain.registry import DeviceKind
 from domain.telemetry import Reading, StatusChange, TelemetryBatch, encode_record
 from ingest.store_writer import StoreWriter
@@ -32,6 +33,7 @@ from tests import brokers
 
 pytestmark = pytest.mark.integration
 T0 = 1_717_200_000_000  # 2024-06-01T00:00:00Z
+QUICK_BATCHES = TelemetryStoreSettings(linger_ms=20)  # a batch waits only 20 ms to fill
 CELLS = ("310104003001001", "310104003001003", "310104003001005", "310104003001007")
 Identity = tuple[str, int, int]  # device, ts_ms, seq: what makes a reading unique
 
@@ -170,7 +172,7 @@ def test_a_locked_database_delays_writes_without_losing_any(
     async def scenario() -> Producer:
         await create_topic(kafka_bootstrap, topic, 2)
         stop = asyncio.Event()
-        writer = StoreWriter(SqlTelemetryStore(engine), kafka_bootstrap, topic=topic, group=group, linger_ms=20,
+        writer = StoreWriter(SqlTelemetryStore(engine), kafka_bootstrap, QUICK_BATCHES, topic=topic, group=group,
                              lag_interval_s=0.1)
         task = asyncio.create_task(writer.run(stop))
         async with Producer(kafka_bootstrap, topic) as producer:
@@ -211,7 +213,7 @@ def test_a_topic_recreated_by_a_broker_restart_is_read_from_the_beginning(
 
     async def run_writer_until(bootstrap: str, done: Callable[[], Awaitable[bool]]) -> None:
         stop = asyncio.Event()
-        writer = StoreWriter(SqlTelemetryStore(engine), bootstrap, topic=topic, group=group, linger_ms=20)
+        writer = StoreWriter(SqlTelemetryStore(engine), bootstrap, QUICK_BATCHES, topic=topic, group=group)
         task = asyncio.create_task(writer.run(stop))
         deadline = asyncio.get_running_loop().time() + 40
         while not await done():
@@ -267,7 +269,7 @@ def test_a_replayed_status_is_stored_only_when_it_changes_the_devices_latest_sta
     async def scenario() -> None:
         await create_topic(kafka_bootstrap, topic, 1)
         stop = asyncio.Event()
-        writer = StoreWriter(SqlTelemetryStore(engine), kafka_bootstrap, topic=topic, group=group, linger_ms=20)
+        writer = StoreWriter(SqlTelemetryStore(engine), kafka_bootstrap, QUICK_BATCHES, topic=topic, group=group)
         task = asyncio.create_task(writer.run(stop))
         async with Producer(kafka_bootstrap, topic) as producer:
             await producer.send(cell.encode(), status("rain-0001", T0, True, replayed=False))

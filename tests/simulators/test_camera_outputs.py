@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from domain.registry import camera_from_mapping
+from core.city.config import camera_from_mapping
 from gridhub.cli import EXIT_CONFIG, cli
 from simulators.cameras import LiveCapture, MjpegServer, Scene, open_live, parse_sim_url, write_clip
 
@@ -79,9 +79,9 @@ def test_the_cli_takes_id_zones_and_scene_from_a_camera_yaml(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("content", "reason"), [
-    ("id: [unclosed", "is not valid YAML"),
+    ("id: [unclosed", "invalid YAML"),
     ("- {id: a, source: x}\n- {id: b, source: y}\n", "choose one with --camera-id"),
-    ("id: cam\nzones: [{id: z, kind: beach, polygon: [[0, 0], [1, 0], [1, 1]]}]\n", "kind must be no_vending"),
+    ("id: cam\nzones: [{id: z, kind: beach, polygon: [[0, 0], [1, 0], [1, 1]]}]\n", "kind: must be no_vending"),
 ])
 def test_the_cli_refuses_a_bad_camera_yaml_with_the_reason(tmp_path: Path, content: str, reason: str) -> None:
     camera = tmp_path / "camera.yaml"

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from domain.registry import camera_from_mapping
+from core.city.config import camera_from_mapping
 from simulators.cameras import Scene, parse_sim_url
 from simulators.cameras.schedule import EPOCH_S
 

@@ -19,7 +19,7 @@ from domain.cases import Case
 from domain.detections import Detection, DetectionKind, Phase
 from domain.registry import ZoneKind
 from domain.telemetry import Reading, StatusChange, TelemetryBatch
-from streams.engine import Change, Engine, limits_from
+from streams.engine import CaseEngine, Change, limits_from
 
 SETTINGS = Settings()
 CITY = load_city(SETTINGS)
@@ -41,10 +41,10 @@ def ms(moment: datetime) -> int:
 T0_MS = ms(T0)
 
 
-def new_engine(load_cell: Callable[[str], dict[str, Any] | None] = lambda _code: None, **streams: Any) -> Engine:
+def new_engine(load_cell: Callable[[str], dict[str, Any] | None] = lambda _code: None, **streams: Any) -> CaseEngine:
     """An engine built the way the worker builds it, from the demo city and the (overridden) streams settings."""
     settings = SETTINGS.streams.model_copy(update=streams)
-    return Engine(limits=limits_from(settings), routing=CITY.routing, calendar=CITY.calendar,
+    return CaseEngine(limits=limits_from(settings), routing=CITY.routing, calendar=CITY.calendar,
                   devices=CITY.registry.devices, load_cell=load_cell)
 
 
@@ -78,12 +78,12 @@ def last_will(device_id: str, ts_ms: int) -> StatusChange:
     return StatusChange(device_id, device.kind, device.grid_code, ts_ms, online=False)
 
 
-def feed(engine: Engine, *readings: Reading, statuses: tuple[StatusChange, ...] = ()) -> list[Change]:
+def feed(engine: CaseEngine, *readings: Reading, statuses: tuple[StatusChange, ...] = ()) -> list[Change]:
     """Deliver readings (and statuses) of cell CELL as one batch."""
     return engine.apply_telemetry(TelemetryBatch(CELL, tuple(readings), statuses))
 
 
-def feed_each(engine: Engine, readings: list[Reading]) -> list[Change]:
+def feed_each(engine: CaseEngine, readings: list[Reading]) -> list[Change]:
     """Deliver each reading in a batch of its own, in the given order."""
     return [change for r in readings for change in engine.apply_telemetry(TelemetryBatch(r.grid_code, (r,)))]
 
@@ -98,7 +98,7 @@ def actions(changes: list[Change]) -> list[str]:
     return [change.event.action.value for change in changes]
 
 
-def open_cases(engine: Engine, grid_code: str = CELL) -> list[Case]:
+def open_cases(engine: CaseEngine, grid_code: str = CELL) -> list[Case]:
     """The open cases of a cell, by correlation key."""
     return [case for _key, case in sorted(engine.cells[grid_code].cases.items())] if grid_code in engine.cells else []
 

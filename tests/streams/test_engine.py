@@ -15,7 +15,7 @@ from domain.cases import Action, Case, CaseState, Tier
 from domain.detections import Phase
 from domain.sla import Clock, SlaTerm
 from domain.telemetry import Reading
-from streams.engine import Change, Engine, case_id, cell_doc, correlation_key
+from streams.engine import CaseEngine, Change, case_id, cell_doc, correlation_key
 from tests.streams import (
     CELL,
     DUST_CAMERA,
@@ -50,7 +50,7 @@ def only_case(changes: list[Change]) -> Case:
     return changes[-1].case
 
 
-def case_in(engine: Engine, category: str, grid_code: str = CELL) -> Case:
+def case_in(engine: CaseEngine, category: str, grid_code: str = CELL) -> Case:
     """The one open case of a category in a cell."""
     [case] = [c for c in open_cases(engine, grid_code) if c.category == category]
     return case
@@ -451,7 +451,7 @@ def test_a_replayed_start_of_a_dismissed_detection_does_not_reopen_its_case() ->
 COVER_KEY = correlation_key("0103", COVER)
 
 
-def cover_case_engine() -> tuple[Engine, Case]:
+def cover_case_engine() -> tuple[CaseEngine, Case]:
     """An engine holding the open-cover case of manhole-0007, dispatched at T0 and due at T0 + 2 h."""
     engine = new_engine()
     return engine, only_case(feed(engine, manhole(T0_MS, cover_open=True)))
@@ -558,14 +558,14 @@ def test_a_stale_last_will_changes_nothing() -> None:
 
 # --- snapshots -------------------------------------------------------------------------------------------
 
-def snapshot(engine: Engine) -> dict[str, dict[str, Any]]:
+def snapshot(engine: CaseEngine) -> dict[str, dict[str, Any]]:
     """Each cell's checkpoint document after a trip through JSON bytes, as the worker stores it."""
     docs: dict[str, dict[str, Any]] = orjson.loads(
         orjson.dumps({code: cell_doc(cell) for code, cell in engine.cells.items()}))
     return docs
 
 
-def restored(engine: Engine) -> Engine:
+def restored(engine: CaseEngine) -> CaseEngine:
     """A fresh engine that loads the cells of `engine` from their snapshots, as a restarted worker does when
     it is assigned their partitions."""
     docs = snapshot(engine)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.telemetry import Reading
-from streams.engine import Change, Engine, cell_doc
+from streams.engine import CaseEngine, Change, cell_doc
 from tests.streams import HOUR, MINUTE, SECOND, T0_MS, crowd, feed_each, manhole, new_engine, rain
 
 # Delays between measurement and receipt: on time, a little late, buffered through an outage, too late.
@@ -68,7 +68,7 @@ def with_duplicates(draw: st.DrawFn, readings: list[Reading]) -> list[Reading]:
     return delivered
 
 
-def outcome(engine: Engine) -> set[tuple[Any, ...]]:
+def outcome(engine: CaseEngine) -> set[tuple[Any, ...]]:
     """The open cases as (id, category, severity, urgent, state, version)."""
     return {(c.id, c.category, c.severity, c.urgent, c.state, c.version)
             for cell in engine.cells.values() for c in cell.cases.values()}
@@ -91,7 +91,7 @@ def test_replaying_everything_after_it_was_processed_changes_nothing(readings: l
     assert feed_each(engine, readings) == []
 
 
-def restarted(engine: Engine) -> Engine:
+def restarted(engine: CaseEngine) -> CaseEngine:
     """A fresh engine that loads every cell from its snapshot after a trip through JSON bytes, as a worker
     does when it is assigned the cells' partitions."""
     docs: dict[str, dict[str, Any]] = orjson.loads(

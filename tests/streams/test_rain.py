@@ -59,8 +59,8 @@ def test_rain_at_the_start_of_a_window_is_outside_it() -> None:
     assert colour_of(fell(50.0, 12.0)) is RainColour.NONE
 
 
-def test_colour_labels_are_the_case_severities() -> None:
-    assert [c.label for c in RainColour if c] == ["short_heavy_rain", "blue", "yellow", "orange", "red"]
+def test_each_colour_gives_the_case_severity_of_its_name() -> None:
+    assert [c.severity for c in RainColour if c] == ["short_heavy_rain", "blue", "yellow", "orange", "red"]
 
 
 def test_rainfall_is_the_mean_over_the_gauges() -> None:
