@@ -41,7 +41,7 @@ ACTOR = "gridhub-streams"
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class CaseLimits:
     """Every threshold the rules and the lifecycle use; `limits_from` builds them from the settings."""
 
     rain: rain.RainThresholds
@@ -54,9 +54,9 @@ class Limits:
     evidence_every_ms: int
 
 
-def limits_from(settings: StreamsSettings) -> Limits:
+def limits_from(settings: StreamsSettings) -> CaseLimits:
     """The engine's limits from the `streams` settings section."""
-    return Limits(
+    return CaseLimits(
         rain=rain.RainThresholds(settings.rain_short_heavy_1h_mm, settings.rain_blue_12h_mm,
                                  settings.rain_yellow_6h_mm, settings.rain_orange_3h_mm, settings.rain_red_3h_mm),
         manhole=manhole.ManholeThresholds(settings.manhole_tilt_deg, settings.manhole_water_margin_cm),
@@ -119,7 +119,7 @@ class CaseEngine:
     """Turns a cell's signals into case changes (see the module docstring)."""
 
     def __init__(
-        self, *, limits: Limits, routing: RoutingTable, calendar: SlaCalendar, devices: Mapping[str, Device],
+        self, *, limits: CaseLimits, routing: RoutingTable, calendar: SlaCalendar, devices: Mapping[str, Device],
         load_cell: Callable[[str], dict[str, Any] | None] = lambda _code: None,
     ) -> None:
         self.limits = limits

