@@ -204,12 +204,12 @@ def settle(bootstrap: str) -> None:
     inputs = (kafka.TELEMETRY, kafka.DETECTIONS, kafka.CASE_COMMANDS)
     # The worker commits an input record only once the case events it caused are in Kafka, and the sink
     # commits a case event only once it is in the database.
-    eventually(lambda: asyncio.run(_uncommitted(bootstrap, inputs)) == 0, what="the worker to commit its inputs")
-    eventually(lambda: asyncio.run(_uncommitted(bootstrap, (kafka.CASE_EVENTS,))) == 0,
+    eventually(lambda: asyncio.run(uncommitted(bootstrap, inputs)) == 0, what="the worker to commit its inputs")
+    eventually(lambda: asyncio.run(uncommitted(bootstrap, (kafka.CASE_EVENTS,))) == 0,
                what="the sink to commit the case events")
 
 
-async def _uncommitted(bootstrap: str, topics: tuple[str, ...]) -> int:
+async def uncommitted(bootstrap: str, topics: tuple[str, ...]) -> int:
     """Records on `topics` the worker's consumer group has not committed (a self-assigned consumer joins no group)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=Settings().streams.app_id,
                                 enable_auto_commit=False)

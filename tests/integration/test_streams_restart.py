@@ -26,7 +26,7 @@ from storage.db import connect
 from storage.devices import seed_devices
 from storage.schema import init_db
 from tests import brokers
-from tests.integration.test_streams_pipeline import eventually, start_worker
+from tests.integration.test_streams_pipeline import eventually, start_worker, uncommitted
 
 pytestmark = pytest.mark.integration
 
@@ -131,14 +131,12 @@ class Run:
             return int(conn.execute(select(func.count()).select_from(case_events)).scalar_one())
 
     def finish(self) -> list[Case]:
-        """Wait until every record is committed and the case tables stop changing; return the cases."""
+        """Wait until every record is committed and every case event is in the database; return the cases."""
         eventually(lambda: asyncio.run(_committed(self.bootstrap, sorted(self.ends))) == self.ends, 180,
                    "the worker to commit all")
-        last, since = -1, time.monotonic()
-        while time.monotonic() - since < 4:  # the sink is a separate agent: let it drain
-            if (now := self.events()) != last:
-                last, since = now, time.monotonic()
-            time.sleep(0.3)
+        # The case sink commits a case event only once it is in the database.
+        eventually(lambda: asyncio.run(uncommitted(self.bootstrap, (kafka.CASE_EVENTS,))) == 0, 180,
+                   "the sink to commit every case event")
         return sorted((c.id, c.category, c.state, c.severity, c.urgent, c.department, c.tier, c.version)
                       for c in list_cases(self.db, limit=500).items)
 
