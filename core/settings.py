@@ -283,10 +283,11 @@ def load_settings(
         error = exc.errors()[0]
         key = ".".join(str(part) for part in error["loc"])
         source = _source_of(error["loc"], layers)
-        reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        # pydantic prefixes the message of a rule's ValueError with "Value error, ": the rule says it all
+        reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"].removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         if not key:  # a rule across sections: it names its keys itself
-            raise ConfigError(f"settings: {reason.removeprefix('Value error, ')}{more}") from None
+            raise ConfigError(f"settings: {reason}{more}") from None
         raise ConfigError(f"{source}: {key}: {reason}{more}") from None
 
 
@@ -295,6 +296,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          "save the file as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -139,3 +139,18 @@ def test_several_problems_are_counted_in_the_one_line(tmp_path: Path) -> None:
 def test_a_packet_limit_below_the_largest_payload_is_refused_naming_both_keys() -> None:
     with pytest.raises(ConfigError, match=r"^settings: mqtt.max_packet_bytes must exceed gateway.max_payload_bytes"):
         load_settings(environ={"GRIDHUB_GATEWAY__MAX_PAYLOAD_BYTES": "100000"})
+
+
+def test_a_config_file_that_is_not_utf8_says_so_with_the_offset(tmp_path: Path) -> None:
+    path = tmp_path / "gridhub.yaml"
+    path.write_bytes(b"mqtt:\n  port: 1884 # \xff\n")
+    with pytest.raises(ConfigError, match=r"gridhub.yaml: not UTF-8 text \(byte 0xff at offset 21\)"):
+        load_settings(path, environ={})
+
+
+def test_a_rule_inside_a_section_is_stated_without_pydantics_prefix() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={"GRIDHUB_STREAMS__CROWD_URGENT_PER_M2": "1",
+                               "GRIDHUB_STREAMS__CROWD_WARNING_PER_M2": "2"})
+    assert "Value error" not in str(refused.value)
+    assert "crowd_urgent_per_m2 must be at least crowd_warning_per_m2" in str(refused.value)
