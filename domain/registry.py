@@ -38,10 +38,6 @@ class Device:
     well_depth_cm: float | None = None  # manhole sensors: cover to well bottom
     zone_area_m2: float | None = None  # crowd counters: the area they count
 
-    def offline_after_s(self, intervals: float) -> float:
-        """Silence longer than this many report `intervals` (`streams.offline_after_intervals`) means offline."""
-        return intervals * self.report_interval_s
-
 
 class ZoneKind(StrEnum):
     """What a camera zone watches for."""

@@ -95,13 +95,6 @@ def test_text_fields_are_trimmed() -> None:
     assert (gauge.id, gauge.kind, gauge.grid_code, gauge.lon) == ("rain-0001", DeviceKind.RAIN, WEST_CELL, 121.4305)
 
 
-def test_a_device_is_offline_after_the_given_number_of_report_intervals() -> None:
-    gauge = device_from_row(rain_row(report_interval_s="60"))
-
-    assert gauge.offline_after_s(3) == 180
-    assert gauge.offline_after_s(2.5) == 150
-
-
 def test_device_kinds_are_the_mqtt_topic_segments() -> None:
     assert [k.value for k in DeviceKind] == ["rain", "crowd", "manhole"]
 
