@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 
-from api.auth import load_token_hashes
+from api.auth import Right
+from api.deps import authenticate
+from api.limits import DoorMiddleware, RateLimiter
 from api.routes import cases, grids, health, telemetry
 from core import __version__
 from core.city import load_city
@@ -28,15 +30,27 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the app: load the city, open the database, read the token hashes (the telemetry store opens on start)."""
+    """Build the app: load the city, open the database (the telemetry store and Kafka open on start)."""
     app = FastAPI(title="GridHub", version=__version__, lifespan=_lifespan,
                   description="Streaming IoT and video-sensor ingestion for urban grid management")
     app.state.settings = settings
     app.state.city = load_city(settings)
     app.state.engine = connect(settings.database_url)
     init_db(app.state.engine)
-    tokens_file = settings.api.tokens_file or settings.state_dir / "tokens.json"
-    app.state.token_roles = load_token_hashes(tokens_file) if tokens_file.exists() else {}
+    conf = settings.api
+    app.state.write_limiter = RateLimiter(conf.write_rate_per_s, conf.write_burst)
+    app.state.citizen_limiter = RateLimiter(conf.citizen_rate_per_min / 60, max(1, round(conf.citizen_rate_per_min)))
+
+    def ops_check(authorization: str | None) -> tuple[int, str] | None:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            return 401, "operations pages answer other machines only with a bearer token (or api.public_*)"
+        try:
+            caller = authenticate(app.state.engine, authorization[7:].strip())
+        except HTTPException as exc:
+            return exc.status_code, str(exc.detail)
+        return None if caller.may(Right.OPS) else (403, f"role {caller.role.value} may not read operations pages")
+
+    app.add_middleware(DoorMiddleware, settings=conf, ops_check=ops_check)
     app.include_router(health.router)
     app.include_router(grids.router)
     app.include_router(telemetry.router)

@@ -1,8 +1,10 @@
-"""Dependencies that routes declare: the caller's role, the database, the city, a device, the telemetry store."""
+"""Dependencies that routes declare: the caller and its rights, the database, the city, a device, telemetry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -11,11 +13,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from api.auth import Role, token_hash
+from api.auth import Principal, Right, Role
 from domain.city import City
 from domain.registry import DeviceKind
 from storage.devices import devices_table
 from storage.telemetry.base import TelemetryStore
+from storage.tokens import find_token
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -29,17 +32,56 @@ class RegisteredDevice:
     grid_code: str
 
 
-def _role(
+def _unauthorized(why: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, why, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _unavailable(what: str, exc: Exception) -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                         f"{what} unavailable: database: {getattr(exc, 'orig', None) or exc}")
+
+
+def authenticate(engine: Engine, token: str, now: datetime | None = None) -> Principal:
+    """The caller behind a bearer token; 401 naming why it is refused (unknown, expired or revoked)."""
+    try:
+        record = find_token(engine, token)
+    except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
+        raise _unavailable("token store", exc) from None
+    if record is None:
+        raise _unauthorized("unknown bearer token")
+    now = now or datetime.now(UTC)
+    if record.revoked_at is not None:
+        raise _unauthorized(f"token {record.id} was revoked at {record.revoked_at.isoformat()}")
+    if record.expires_at is not None and now >= record.expires_at:
+        raise _unauthorized(f"token {record.id} expired at {record.expires_at.isoformat()}")
+    return Principal(record.id, record.name, Role(record.role), record.scope)
+
+
+def _caller(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Role:
+) -> Principal:
     if credentials is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
-    role: Role | None = request.app.state.token_roles.get(token_hash(credentials.credentials))
-    if role is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
-    return role
+        raise _unauthorized("missing bearer token")
+    principal = authenticate(request.app.state.engine, credentials.credentials)
+    return principal
+
+
+#: Rights whose routes change something, and so count against the caller's write rate.
+WRITES = frozenset({Right.REVIEW, Right.ACT, Right.REGISTRY})
+
+
+def require(right: Right) -> Callable[[Request, Principal], Principal]:
+    """A dependency: the caller, if its role grants `right`; 403 naming the right otherwise."""
+
+    def check(request: Request, caller: Annotated[Principal, Depends(_caller)]) -> Principal:
+        if not caller.may(right):
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"role {caller.role.value} may not do this (needs the {right.value!r} right)")
+        if right in WRITES:
+            request.app.state.write_limiter.check(caller.token_id, "writes for this token")
+        return caller
+
+    return check
 
 
 def _engine(request: Request) -> Engine:
@@ -57,8 +99,9 @@ def _telemetry_store(request: Request) -> TelemetryStore:
     return store
 
 
-def _device(device_id: str, engine: Annotated[Engine, Depends(_engine)]) -> RegisteredDevice:
-    """The device named in the path, 404 if the database does not hold it.
+def _device(device_id: str, engine: Annotated[Engine, Depends(_engine)],
+            caller: Annotated[Principal, Depends(require(Right.READ))]) -> RegisteredDevice:
+    """The device named in the path, 404 if the database does not hold it or it is outside the caller's scope.
 
     Read from the database on every request (one primary-key lookup), not from a copy loaded at start, so
     that a device added (`gridhub devices add`) or removed while the API runs is known or unknown at once.
@@ -68,14 +111,17 @@ def _device(device_id: str, engine: Annotated[Engine, Depends(_engine)]) -> Regi
         with engine.connect() as conn:
             row = conn.execute(query).first()
     except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            f"device registry unavailable: database: {getattr(exc, 'orig', None) or exc}") from None
-    if row is None:
+        raise _unavailable("device registry", exc) from None
+    if row is None or not caller.covers(row.grid_code):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown device {device_id!r:.80}")
     return RegisteredDevice(device_id, DeviceKind(row.kind), row.grid_code)
 
 
-CurrentRole = Annotated[Role, Depends(_role)]
+Caller = Annotated[Principal, Depends(_caller)]
+Reader = Annotated[Principal, Depends(require(Right.READ))]
+Reviewer = Annotated[Principal, Depends(require(Right.REVIEW))]
+Commander = Annotated[Principal, Depends(require(Right.ACT))]
+RegistryAdmin = Annotated[Principal, Depends(require(Right.REGISTRY))]
 EngineDep = Annotated[Engine, Depends(_engine)]
 CityDep = Annotated[City, Depends(_city)]
 DeviceDep = Annotated[RegisteredDevice, Depends(_device)]

@@ -151,7 +151,14 @@ class ApiSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    tokens_file: Path | None = None
+    max_body_bytes: int = Field(64 * 1024, ge=1024)  # a JSON request body
+    max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1024)  # a photo (Open311 media, handling feedback)
+    write_rate_per_s: float = Field(5.0, gt=0)  # writes per token, sustained
+    write_burst: int = Field(30, ge=1)  # writes per token in a burst
+    citizen_rate_per_min: float = Field(10.0, gt=0)  # anonymous Open311 reports per client address
+    public_docs: bool = False  # /docs and /openapi.json without a token from other machines
+    public_metrics: bool = False  # /metrics without a token from other machines
+    command_timeout_s: float = Field(10.0, gt=0)  # how long an action waits for the stream worker's answer
 
 
 class MetricsSettings(_Section):
@@ -197,6 +204,7 @@ class StreamsSettings(_Section):
     camera_autofile_confidence: float = Field(0.9, ge=0, le=1)
     allowed_lateness_s: int = Field(6 * 3600, ge=0)
     evidence_every_s: int = Field(600, ge=0)  # a source adds evidence to an open case at most this often
+    undo_window_s: int = Field(120, ge=0)  # an operator may undo a review decision this long after making it
     batch_max: int = Field(2000, ge=1)
     linger_ms: int = Field(50, ge=0, le=10_000)
     checkpoint_interval_s: float = Field(2.0, gt=0)

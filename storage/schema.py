@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
 # Every module that defines tables on `metadata`, so that migrations and their drift test see them all.
-from storage import cases, checkpoints, devices  # noqa: F401
+from storage import cases, checkpoints, citizen, devices, tokens  # noqa: F401
 from storage.metadata import metadata
 from storage.telemetry import sql  # noqa: F401
 

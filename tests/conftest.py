@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.auth import issue_tokens
 from core.settings import load_settings
 from tests import brokers
+from tests.tokens import bearer, mint
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +24,7 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture
 def viewer(tmp_path: Path) -> dict[str, str]:
     """Authorization header of a viewer token, issued into the test's state directory."""
-    token = issue_tokens(tmp_path / "tokens.json")["viewer"]
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(mint(tmp_path, "viewer"))
 
 
 @pytest.fixture

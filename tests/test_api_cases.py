@@ -156,4 +156,4 @@ def test_cases_are_503_when_the_database_is_gone(client: TestClient, viewer: dic
     (tmp_path / "gridhub.db").mkdir()  # a directory where the database file was: SQLite cannot open it
     response = client.get("/api/v1/cases", headers=viewer)
     assert response.status_code == 503
-    assert response.json()["detail"].startswith("case database unavailable: database: unable to open")
+    assert response.json()["detail"].endswith("unavailable: database: unable to open database file")

@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.app import create_app
-from api.auth import issue_tokens
 from core.settings import load_settings
 from storage.devices import seed_devices
+from tests.tokens import mint
 
 #: A valid value for each path parameter, so that the request reaches the parameter being tried.
 PATH_DEFAULTS = {"device_id": "rain-0001", "code": "310104003001001", "case_id": "no-such-case"}
@@ -47,7 +47,7 @@ NASTY_VALUES = [text for n in [*HUGE_INTEGERS, "9" * 5000] for text in rendering
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str]]]:
     """One app for the module (requests here change nothing), with the demo devices and a viewer token."""
     state_dir = tmp_path_factory.mktemp("api")
-    token = issue_tokens(state_dir / "tokens.json")["viewer"]
+    token = mint(state_dir, "viewer")
     app = create_app(load_settings(overrides={"state_dir": state_dir}, environ={}))
     seed_devices(app.state.engine, app.state.city, demo=True)
     with TestClient(app, raise_server_exceptions=False) as client:

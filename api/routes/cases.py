@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import AfterValidator, BaseModel, Field
 
-from api.deps import CityDep, CurrentRole, EngineDep
+from api.deps import CityDep, EngineDep, Reader
 from domain.cases import CaseState, Source
 from domain.epoch import EPOCH
 from storage.cases import CaseCursor, CaseSummary, SinkUnavailable, get_case, list_cases
@@ -94,7 +94,7 @@ class CaseDetailOut(CaseOut):
 
 @router.get("/cases")
 def cases(
-    city: CityDep, engine: EngineDep, _role: CurrentRole,
+    city: CityDep, engine: EngineDep, caller: Reader,
     grid: Annotated[str | None, Query(
         description="grid code prefix: a district (6 digits), street (9), community (12) or cell")] = None,
     category: Annotated[str | None, Query(description="taxonomy code, e.g. 0406")] = None,
@@ -114,17 +114,20 @@ def cases(
                             f"`category` {category!r:.40} is not a taxonomy code; known: "
                             f"{', '.join(c.code for c in city.taxonomy)}")
     before = _cursor(cursor) if cursor is not None else None
-    page = _query(lambda: list_cases(engine, grid_prefix=grid, category=category, state=state, source=source,
+    scoped = caller.narrow(grid)
+    if scoped is None:  # a prefix outside the caller's scope: nothing it may see
+        return CasePageOut(items=[], next_cursor=None)
+    page = _query(lambda: list_cases(engine, grid_prefix=scoped, category=category, state=state, source=source,
                                      limit=limit, before=before))
     return CasePageOut(items=[_summary(item) for item in page.items],
                        next_cursor=page.next_cursor.encode() if page.next_cursor else None)
 
 
 @router.get("/cases/{case_id}", responses={404: {"description": "no such case"}})
-def case(case_id: str, engine: EngineDep, _role: CurrentRole) -> CaseDetailOut:
+def case(case_id: str, engine: EngineDep, caller: Reader) -> CaseDetailOut:
     """One case with its evidence and its timeline of audited events."""
     found = _query(lambda: get_case(engine, case_id))
-    if found is None:
+    if found is None or not caller.covers(found[0]["grid_code"]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no case {case_id!r:.80}")
     doc, timeline = found
     return CaseDetailOut.model_validate({**doc, "timeline": timeline})

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from api.deps import CityDep, CurrentRole
+from api.auth import RIGHTS
+from api.deps import Caller, CityDep, Reader
 from domain.gridcode import GridCodeError
 
 router = APIRouter(prefix="/api/v1", tags=["grids"])
@@ -30,25 +31,32 @@ class CellPage(BaseModel):
 
 
 class WhoAmI(BaseModel):
-    """The caller's role."""
+    """The caller: its token, role, scope and what the role may do."""
 
+    token_id: str
+    name: str
     role: str
+    scope: str = Field(description="grid code prefix the token covers")
+    level: str = Field(description="district, street or community")
+    rights: list[str]
 
 
 @router.get("/whoami")
-def whoami(role: CurrentRole) -> WhoAmI:
-    """The role of the bearer token."""
-    return WhoAmI(role=role.value)
+def whoami(caller: Caller) -> WhoAmI:
+    """Who the bearer token says the caller is."""
+    return WhoAmI(token_id=caller.token_id, name=caller.name, role=caller.role.value, scope=caller.scope,
+                  level=caller.level, rights=sorted(RIGHTS[caller.role]))
 
 
 @router.get("/grids")
 def grids(
-    city: CityDep, _role: CurrentRole,
+    city: CityDep, caller: Reader,
     prefix: Annotated[str | None, Query(description="district, street or community code prefix")] = None,
 ) -> CellPage:
     """Cells in code order, optionally only those under a hierarchy prefix."""
+    narrowed = caller.narrow(prefix)
     try:
-        cells = city.cells.under(prefix) if prefix else list(city.cells)
+        cells = city.cells.under(narrowed) if narrowed else []
     except GridCodeError as exc:
         raise HTTPException(422, str(exc)) from None
     return CellPage(items=[

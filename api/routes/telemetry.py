@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from api.deps import CityDep, CurrentRole, DeviceDep, TelemetryStoreDep
+from api.deps import CityDep, DeviceDep, Reader, TelemetryStoreDep
 from domain.epoch import EPOCH
 from storage.telemetry.base import SeriesRequest, StoreUnavailable, Window
 
@@ -109,7 +109,7 @@ SpanDep = Annotated[SeriesRequest, Depends(_span)]
 
 
 @router.get("/devices/{device_id}/telemetry")
-def device_telemetry(_role: CurrentRole, device: DeviceDep, store: TelemetryStoreDep, span: SpanDep) -> DeviceSeries:
+def device_telemetry(device: DeviceDep, store: TelemetryStoreDep, span: SpanDep) -> DeviceSeries:
     """A device's readings in windows of `every` over [`from`, `to`)."""
     windows = _query(lambda: store.device_series(device.id, span))
     return DeviceSeries(device_id=device.id, kind=device.kind.value, grid_code=device.grid_code,
@@ -119,10 +119,10 @@ def device_telemetry(_role: CurrentRole, device: DeviceDep, store: TelemetryStor
 
 @router.get("/grids/{code}/telemetry")
 def grid_telemetry(
-    code: str, city: CityDep, _role: CurrentRole, store: TelemetryStoreDep, span: SpanDep
+    code: str, city: CityDep, caller: Reader, store: TelemetryStoreDep, span: SpanDep
 ) -> GridSeries:
     """A grid cell's readings, all its devices together, in windows of `every` over [`from`, `to`)."""
-    if city.cells.get(code) is None:
+    if city.cells.get(code) is None or not caller.covers(code):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown grid cell {code!r:.80}")
     windows = _query(lambda: store.grid_series(code, span))
     return GridSeries(grid_code=code, start=_time(span.start_ms), end=_time(span.end_ms),

@@ -28,7 +28,6 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from api.auth import issue_tokens
 from core import kafka
 from core.city import load_city
 from core.lifecycle import READY_FILE_ENV
@@ -36,6 +35,9 @@ from core.settings import Settings
 from domain.registry import Device, DeviceKind
 from gridhub import localbrokers
 from gridhub.bench import BenchResult
+from storage.db import connect
+from storage.schema import init_db
+from storage.tokens import create_token
 from streams.engine import case_id, correlation_key
 
 TARGET_P99_S = 1.0
@@ -160,7 +162,11 @@ def run(probes: int, interval_s: float, background_rate: int) -> BenchResult:
         directory = Path(tmp)
         state = directory / "state"
         asyncio.run(kafka.ensure_topics(bootstrap, Settings().kafka.partitions))
-        token = issue_tokens(state / "tokens.json")["viewer"]
+        state.mkdir(parents=True)
+        engine = connect(Settings(state_dir=state).database_url)
+        init_db(engine)
+        token = create_token(engine, role="viewer", scope="310104", name="bench e2e", expires_in=None)[0]
+        engine.dispose()
         api_port = localbrokers.free_port()
         env = dict(os.environ, GRIDHUB_STATE_DIR=str(state), GRIDHUB_KAFKA__BOOTSTRAP=bootstrap,
                    GRIDHUB_MQTT__HOST="127.0.0.1", GRIDHUB_MQTT__PORT=str(mqtt_port), GRIDHUB_LOG_LEVEL="warning",

@@ -210,3 +210,7 @@ cli.add_command(db)
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+from gridhub.cli.tokens import tokens  # noqa: E402 (registered last: they import gridhub.cli.common)
+
+cli.add_command(tokens)

@@ -29,7 +29,7 @@ import orjson
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.auth import issue_tokens
+from api.auth import Role
 from core import kafka
 from core.city import DEMO_CITY_DIR
 from core.credentials import new_secret, password_hash
@@ -44,6 +44,7 @@ from storage import broker_files as broker_auth
 from storage.db import connect
 from storage.devices import DeviceError, is_demo_city, seed_devices
 from storage.schema import SchemaError, init_db
+from storage.tokens import create_token, revoke_tokens
 
 log = logging.getLogger("gridhub.up")
 LOOPBACK = "127.0.0.1"
@@ -161,9 +162,7 @@ async def _start_all(
         gateway_env["GRIDHUB_GATEWAY__SHARED_SUBSCRIPTION"] = "false"
     ready_dir = state_dir / "run"
     ready_dir.mkdir(exist_ok=True)
-    tokens: dict[str, str] = {}
-    if settings.api.tokens_file is None:
-        tokens = issue_tokens(state_dir / "tokens.json")
+    tokens = await asyncio.to_thread(_issue_tokens, engine, city)
     api_port = _reserve_port(settings.api.host, settings.api.port, "api.port")
     api_host = LOOPBACK if settings.api.host == "0.0.0.0" else settings.api.host
     api_url = f"http://{api_host}:{api_port}"
@@ -385,6 +384,17 @@ async def _http_probe(url: str) -> None:
     async with httpx.AsyncClient(timeout=3.0) as client:
         response = await client.get(url)
         response.raise_for_status()
+
+
+UP_TOKEN_PREFIX = "gridhub up: "
+
+
+def _issue_tokens(engine: Engine, city: City) -> dict[str, str]:
+    """One district-wide token per role for this run, in place of the previous run's (revoked)."""
+    revoke_tokens(engine, name_prefix=UP_TOKEN_PREFIX)
+    district = next(iter(city.cells)).code.county
+    return {role.value: create_token(engine, role=role.value, scope=district, name=f"{UP_TOKEN_PREFIX}{role.value}",
+                                     expires_in=None)[0] for role in Role}
 
 
 def _write_ready(path: Path, endpoints: Endpoints, tokens: dict[str, str]) -> None:
