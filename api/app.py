@@ -10,7 +10,7 @@ from fastapi import FastAPI, HTTPException
 from api.auth import Right
 from api.deps import authenticate
 from api.limits import DoorMiddleware, RateLimiter
-from api.routes import cases, grids, health, telemetry
+from api.routes import cases, grids, health, kpis, live, registry, telemetry
 from core import __version__
 from core.city import load_city
 from core.settings import Settings
@@ -55,4 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(grids.router)
     app.include_router(telemetry.router)
     app.include_router(cases.router)
+    app.include_router(registry.router)
+    app.include_router(kpis.router)
+    app.include_router(live.router)
     return app

@@ -254,6 +254,11 @@ class Settings(_Section):
         return self
 
     @property
+    def evidence_dir(self) -> Path:
+        """Where snapshots and photos are kept: `detect.evidence_dir`, or `evidence` in the state directory."""
+        return self.detect.evidence_dir or self.state_dir / "evidence"
+
+    @property
     def database_url(self) -> str:
         """The configured database URL, or SQLite in the state directory."""
         return self.database.url or f"sqlite:///{self.state_dir / 'gridhub.db'}"

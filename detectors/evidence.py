@@ -1,46 +1,20 @@
-"""Evidence snapshots: a JPEG of the frame with the detection drawn, kept in a pluggable store.
+"""Evidence snapshots: a JPEG of the frame with the detection drawn, for the evidence store (storage.evidence).
 
-The embedded profile keeps them in a directory; another store (S3, the case database) only has to implement
-`EvidenceStore.put`. A detection carries the store's reference to its snapshot, not the image.
+A detection carries the store's reference to its snapshot, not the image.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from core.files import write_atomically
 from detectors.events import ZoneEvent
 
 JPEG_QUALITY = 85
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-class EvidenceStore(Protocol):
-    """Somewhere to keep snapshots."""
-
-    def put(self, name: str, jpeg: bytes) -> str:
-        """Store the JPEG under `name` (a relative path); return the reference to put in the detection."""
-        ...
-
-
-class DirectoryEvidence:
-    """Snapshots as files under a directory; the reference is the path relative to it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def put(self, name: str, jpeg: bytes) -> str:
-        """Write the file atomically (a reader never sees half a JPEG) and return its relative path."""
-        path = self.root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, jpeg)
-        return name
 
 
 def snapshot_name(camera_id: str, event: ZoneEvent) -> str:

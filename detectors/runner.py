@@ -24,11 +24,12 @@ from core import kafka
 from core.retry import Retry
 from core.settings import DetectSettings
 from detectors.events import ZoneEvent
-from detectors.evidence import EvidenceStore, render_snapshot, snapshot_name
+from detectors.evidence import render_snapshot, snapshot_name
 from detectors.pipeline import CameraPipeline
 from detectors.sources import LiveSource, SceneRenderer, SimCapture
 from domain.detections import Detection, Phase, encode_detection
 from domain.registry import Camera
+from storage.evidence import EvidenceStore
 
 log = logging.getLogger("gridhub.detect")
 

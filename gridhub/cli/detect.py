@@ -28,9 +28,9 @@ def detect() -> None:
 def detect_run(config_file: Path | None, camera_files: tuple[Path, ...]) -> None:
     """Run the detectors on the configured cameras and produce detections to Kafka."""
     from core.lifecycle import mark_ready, stop_event
-    from detectors.evidence import DirectoryEvidence
     from detectors.runner import run
     from simulators.cameras import Scene
+    from storage.evidence import DirectoryEvidence
 
     settings = load(config_file)
     if camera_files:
@@ -45,7 +45,7 @@ def detect_run(config_file: Path | None, camera_files: tuple[Path, ...]) -> None
     twice = [camera_id for camera_id, count in Counter(camera.id for camera in cameras).items() if count > 1]
     if twice:
         fail(f"camera {twice[0]} is given more than once; camera ids must be unique", EXIT_CONFIG)
-    evidence = DirectoryEvidence(settings.detect.evidence_dir or settings.state_dir / "evidence")
+    evidence = DirectoryEvidence(settings.evidence_dir)
 
     async def main() -> None:
         await run(cameras, settings.kafka.bootstrap_servers, evidence, stop_event(), ready=mark_ready,

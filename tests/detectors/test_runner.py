@@ -10,11 +10,11 @@ import numpy as np
 import numpy.typing as npt
 
 from core.city.config import camera_from_mapping
-from detectors.evidence import DirectoryEvidence
 from detectors.runner import Fleet
 from detectors.sources import LiveSource, SimCapture
 from domain.detections import Detection, DetectionKind, Phase
 from domain.registry import Camera
+from storage.evidence import DirectoryEvidence
 from tests.detectors.scenes import ground
 
 BOX_AT_S = 5.0
