@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, HTTPException
 
 from api.auth import Right
+from api.commands import CommandBus
 from api.deps import authenticate
 from api.limits import DoorMiddleware, RateLimiter
-from api.routes import cases, grids, health, kpis, live, registry, telemetry
+from api.live import close_feed, open_feed
+from api.routes import cases, detections, evidence, grids, health, kpis, live, open311, registry, telemetry
 from core import __version__
 from core.city import load_city
 from core.settings import Settings
@@ -23,10 +25,20 @@ from storage.telemetry import open_store
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = open_store(app.state.settings, app.state.engine)
     app.state.telemetry_store = store
+    app.state.live_feed = open_feed(app.state.settings.kafka.bootstrap)  # None without Kafka
+    settings: Settings = app.state.settings
+    bus = None
+    if settings.kafka.bootstrap:  # without Kafka the API serves reads; actions answer 503
+        bus = CommandBus(settings.kafka.bootstrap, settings.kafka.partitions, settings.api.command_timeout_s)
+        bus.start()
+    app.state.bus = bus
     try:
         yield
     finally:
         store.close()
+        await close_feed(app.state.live_feed)
+        if bus is not None:
+            await bus.stop()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -38,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = connect(settings.database_url)
     init_db(app.state.engine)
     conf = settings.api
+    app.state.last_decisions = {}  # reviewer's token id → (case id, grid code, version after), for undo
     app.state.write_limiter = RateLimiter(conf.write_rate_per_s, conf.write_burst)
     app.state.citizen_limiter = RateLimiter(conf.citizen_rate_per_min / 60, max(1, round(conf.citizen_rate_per_min)))
 
@@ -55,7 +68,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(grids.router)
     app.include_router(telemetry.router)
     app.include_router(cases.router)
+    app.include_router(detections.router)
     app.include_router(registry.router)
     app.include_router(kpis.router)
     app.include_router(live.router)
+    app.include_router(evidence.router)
+    app.include_router(open311.router)
     return app

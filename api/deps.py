@@ -7,16 +7,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api.auth import Principal, Right, Role
+from api.commands import CommandBus
 from domain.city import City
 from domain.registry import DeviceKind
 from storage.devices import devices_table
+from storage.evidence import DirectoryEvidence
 from storage.telemetry.base import TelemetryStore
 from storage.tokens import find_token
 
@@ -94,6 +96,44 @@ def _city(request: Request) -> City:
     return city
 
 
+def _grid(
+    city: Annotated[City, Depends(_city)],
+    grid: Annotated[str | None, Query(
+        description="grid code prefix: a district (6 digits), street (9), community (12) or cell")] = None,
+) -> str | None:
+    """The `grid` filter, if it is a grid code prefix; 422 naming the mistake otherwise."""
+    code_length = city.cells.code_length
+    if grid is not None and not (grid.isascii() and grid.isdigit() and len(grid) <= code_length):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"`grid` must be a grid code prefix of up to {code_length} digits (e.g. 310104 for a "
+                            f"district), not {grid!r:.40}")
+    return grid
+
+
+def _category(
+    city: Annotated[City, Depends(_city)],
+    category: Annotated[str | None, Query(description="taxonomy code, e.g. 0406")] = None,
+) -> str | None:
+    """The `category` filter, if it is a code of the city's taxonomy; 422 listing the known ones otherwise."""
+    if category is not None and category not in city.taxonomy:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"`category` {category!r:.40} is not a taxonomy code; known: "
+                            f"{', '.join(c.code for c in city.taxonomy)}")
+    return category
+
+
+def _bus(request: Request) -> CommandBus:
+    bus: CommandBus | None = request.app.state.bus
+    if bus is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            "case commands need Kafka: this API runs without `kafka.bootstrap`")
+    return bus
+
+
+def _evidence(request: Request) -> DirectoryEvidence:
+    return DirectoryEvidence(request.app.state.settings.evidence_dir)
+
+
 def _telemetry_store(request: Request) -> TelemetryStore:
     store: TelemetryStore = request.app.state.telemetry_store  # opened and closed by the app's lifespan
     return store
@@ -125,4 +165,8 @@ RegistryAdmin = Annotated[Principal, Depends(require(Right.REGISTRY))]
 EngineDep = Annotated[Engine, Depends(_engine)]
 CityDep = Annotated[City, Depends(_city)]
 DeviceDep = Annotated[RegisteredDevice, Depends(_device)]
+GridFilter = Annotated[str | None, Depends(_grid)]
+CategoryFilter = Annotated[str | None, Depends(_category)]
+BusDep = Annotated[CommandBus, Depends(_bus)]
+EvidenceDep = Annotated[DirectoryEvidence, Depends(_evidence)]
 TelemetryStoreDep = Annotated[TelemetryStore, Depends(_telemetry_store)]

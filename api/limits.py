@@ -67,7 +67,7 @@ class RateLimiter:
         if bucket is None:
             if len(self._buckets) >= self.MAX_KEYS:
                 self._buckets.clear()
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, stamp=now)  # full at `now`, not later
         wait = bucket.take(now)
         if wait:
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,

@@ -14,9 +14,10 @@ from core.retry import Retry, wait_or_stop
 TELEMETRY = "gridhub.telemetry"
 DETECTIONS = "gridhub.detections"
 CASE_EVENTS = "gridhub.case-events"
-CASE_COMMANDS = "gridhub.case-commands"  # operators' decisions, applied by the stream worker that owns the cell
+CASE_COMMANDS = "gridhub.case-commands"  # people's decisions, applied by the stream worker that owns the cell
+CASE_REPLIES = "gridhub.case-replies"  # the worker's answer to each command, keyed by its request id
 DEADLETTER = "gridhub.deadletter"
-TOPICS = (TELEMETRY, DETECTIONS, CASE_EVENTS, CASE_COMMANDS, DEADLETTER)
+TOPICS = (TELEMETRY, DETECTIONS, CASE_EVENTS, CASE_COMMANDS, CASE_REPLIES, DEADLETTER)
 START_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 log = logging.getLogger("gridhub.kafka")

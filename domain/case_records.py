@@ -8,7 +8,8 @@ worker restart produces the same records again. Times are RFC 3339 strings with 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
@@ -37,11 +38,12 @@ class _TermDoc(msgspec.Struct, frozen=True):
     clock: Clock
 
 
-class _EvidenceDoc(msgspec.Struct, frozen=True):
+class _EvidenceDoc(msgspec.Struct, frozen=True, omit_defaults=True):
     at: _Time
     source_id: str
     summary: str
     ref: str
+    detail: dict[str, str] = {}
 
 
 class EventDoc(msgspec.Struct, frozen=True):
@@ -151,7 +153,7 @@ def _case_doc(case: Case, *, with_history: bool) -> CaseDoc:
         rework_count=case.rework_count, extension_count=case.extension_count,
         escalation_count=case.escalation_count, reassign_count=case.reassign_count,
         send_back_count=case.send_back_count, satisfied=case.satisfied,
-        evidence=[_EvidenceDoc(e.at, e.source_id, e.summary, e.ref) for e in case.evidence],
+        evidence=[_EvidenceDoc(e.at, e.source_id, e.summary, e.ref, dict(e.detail)) for e in case.evidence],
         history=[_event_doc(event) for event in case.history] if with_history else msgspec.UNSET,
     )
 
@@ -171,7 +173,7 @@ def _case(doc: CaseDoc, history: list[EventDoc]) -> Case:
         rework_count=doc.rework_count, extension_count=doc.extension_count,
         escalation_count=doc.escalation_count, reassign_count=doc.reassign_count,
         send_back_count=doc.send_back_count, satisfied=doc.satisfied,
-        evidence=tuple(Evidence(e.at, e.source_id, e.summary, e.ref) for e in doc.evidence),
+        evidence=tuple(Evidence(e.at, e.source_id, e.summary, e.ref, e.detail) for e in doc.evidence),
         history=tuple(CaseEvent(e.version, e.action, e.from_state, e.to_state, e.at, e.actor, e.note, e.data)
                       for e in history),
     )
@@ -195,15 +197,41 @@ def _term(doc: _TermDoc | None) -> SlaTerm | None:
 
 
 class Command(StrEnum):
-    """What an operator can ask of a case through `gridhub.case-commands` (the stream worker applies it)."""
+    """What a person (or another system) asks of a case through `gridhub.case-commands`; the stream worker applies it.
 
-    CONFIRM = "confirm"  # a reported camera detection is real: file (立案) and dispatch it
-    DISMISS = "dismiss"  # it is not: void it (注销)
+    Each maps to one step of the closed loop (domain.cases) except `confirm`, which files and dispatches a camera
+    detection (立案 + 派遣 by the routing table), `dismiss`, which voids it and may suppress its zone for a while,
+    `undo`, which takes back a confirm or dismiss within the undo window, and `report`, a citizen's report
+    (随手拍 / 12345) that opens a case or is fused into the cell's open case of the same code.
+    """
+
+    CONFIRM = "confirm"
+    DISMISS = "dismiss"
+    UNDO = "undo"
+    REPORT = "report"
+    FILE = "file"
+    DISPATCH = "dispatch"
+    REASSIGN = "reassign"
+    RETURN = "return"  # 回退
+    ESCALATE = "escalate"
+    HANDLE = "handle"
+    VERIFY_PASS = "verify_pass"
+    VERIFY_FAIL = "verify_fail"
+    VOID = "void"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    EXTEND = "extend"
+    RATE = "rate"
 
 
 @dataclass(frozen=True, slots=True)
 class CaseCommand:
-    """An operator's decision on a case, keyed by its grid cell like everything else about the cell."""
+    """A decision on a case (or a citizen report for a cell), keyed by its grid cell like everything about the cell.
+
+    `expected_version` is the case version the caller saw: the worker refuses the command if the case has moved
+    on since (optimistic concurrency). `params` carry what the command needs (department, extension, rating,
+    photo reference, ...); `request_id` names the reply on `gridhub.case-replies`.
+    """
 
     case_id: str
     grid_code: str
@@ -211,9 +239,12 @@ class CaseCommand:
     actor: str
     at: datetime
     note: str = ""
+    request_id: str = ""
+    expected_version: int | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
 
 
-class _CommandRecord(msgspec.Struct, frozen=True):
+class _CommandRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     v: Literal[1]
     case_id: str
     grid_code: str
@@ -221,6 +252,9 @@ class _CommandRecord(msgspec.Struct, frozen=True):
     actor: str
     at: _Time
     note: str = ""
+    request_id: str = ""
+    expected_version: int | None = None
+    params: dict[str, str] = {}
 
 
 _COMMAND = msgspec.json.Decoder(_CommandRecord)
@@ -229,10 +263,60 @@ _COMMAND = msgspec.json.Decoder(_CommandRecord)
 def encode_command(command: CaseCommand) -> bytes:
     """The command as compact JSON bytes."""
     c = command
-    return msgspec.json.encode(_CommandRecord(FORMAT_VERSION, c.case_id, c.grid_code, c.command, c.actor, c.at, c.note))
+    return msgspec.json.encode(_CommandRecord(FORMAT_VERSION, c.case_id, c.grid_code, c.command, c.actor, c.at,
+                                              c.note, c.request_id, c.expected_version, dict(c.params)))
 
 
 def decode_command(data: bytes) -> CaseCommand:
     """Parse a record written by `encode_command`; raise CaseRecordFormatError on anything else."""
     r = wire.decode(_COMMAND, data, CaseRecordFormatError, "case-command", FORMAT_VERSION)
-    return CaseCommand(r.case_id, r.grid_code, r.command, r.actor, r.at, r.note)
+    return CaseCommand(r.case_id, r.grid_code, r.command, r.actor, r.at, r.note, r.request_id, r.expected_version,
+                       r.params)
+
+
+class Outcome(StrEnum):
+    """What became of a command."""
+
+    APPLIED = "applied"
+    ILLEGAL = "illegal"  # the state machine does not allow it now (HTTP 409)
+    STALE = "stale"  # the case moved on since the caller saw it (HTTP 412)
+    NOT_FOUND = "not_found"  # no such case in that cell (HTTP 404)
+    INVALID = "invalid"  # the command lacks something it needs (HTTP 422)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """The worker's answer to a command, on `gridhub.case-replies` keyed by its request id."""
+
+    request_id: str
+    outcome: Outcome
+    case_id: str
+    version: int  # the case's version after the command (or as it stands, when refused); 0 if unknown
+    message: str = ""
+    state: CaseState | None = None
+
+
+class _ReplyRecord(msgspec.Struct, frozen=True):
+    v: Literal[1]
+    request_id: str
+    outcome: Outcome
+    case_id: str
+    version: int
+    message: str
+    state: CaseState | None
+
+
+_REPLY = msgspec.json.Decoder(_ReplyRecord)
+
+
+def encode_reply(reply: CommandReply) -> bytes:
+    """The reply as compact JSON bytes."""
+    r = reply
+    return msgspec.json.encode(_ReplyRecord(FORMAT_VERSION, r.request_id, r.outcome, r.case_id, r.version, r.message,
+                                            r.state))
+
+
+def decode_reply(data: bytes) -> CommandReply:
+    """Parse a record written by `encode_reply`; raise CaseRecordFormatError on anything else."""
+    r = wire.decode(_REPLY, data, CaseRecordFormatError, "case-reply", FORMAT_VERSION)
+    return CommandReply(r.request_id, r.outcome, r.case_id, r.version, r.message, r.state)

@@ -50,6 +50,7 @@ class Action(StrEnum):
     EXTEND = "extend"  # 延期
     VOID = "void"  # 注销
     RATE = "rate"  # 评价
+    REOPEN = "reopen"  # 撤销: an operator takes back a review decision (confirm or dismiss) within the undo window
     UPGRADE = "upgrade"  # severity change
     ATTACH = "attach"  # new evidence
 
@@ -125,6 +126,7 @@ ALLOWED_FROM: Mapping[Action, frozenset[CaseState]] = MappingProxyType({
     Action.EXTEND: frozenset({_S.DISPATCHED, _S.SUSPENDED}),
     Action.VOID: _OPEN_STATES,
     Action.RATE: frozenset({_S.CLOSED}),
+    Action.REOPEN: frozenset({_S.FILED, _S.DISPATCHED, _S.VOIDED}),
     Action.UPGRADE: _OPEN_STATES,
     Action.ATTACH: _OPEN_STATES,
 })
@@ -146,12 +148,17 @@ class CaseEvent:
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """A signal attached to a case: a device reading or a camera snapshot."""
+    """A signal attached to a case: a device reading, a camera snapshot or a citizen's or department's photo.
+
+    `ref` names an image in the evidence store; `detail` carries what a reviewer needs beside the summary (a
+    detection's camera, zone, kind and confidence).
+    """
 
     at: datetime
     source_id: str
     summary: str
     ref: str = ""
+    detail: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -349,12 +356,37 @@ class Case:
             severity=severity, urgent=new_urgent,
         )
 
+    def reopen(self, at: datetime, actor: str, *, window: timedelta, note: str = "") -> Case:
+        """撤销: take back the review decision that moved the case out of `reported`, back to awaiting review.
+
+        Only the latest decision (立案 or 注销 of a reported case), only within `window` of it, and only while
+        nothing but the routing table's dispatch and new evidence has happened to the case since.
+        """
+        self._require(Action.REOPEN)
+        decision = next((e for e in reversed(self.history) if e.from_state is CaseState.REPORTED), None)
+        if decision is None or decision.action not in (Action.FILE, Action.VOID):
+            raise IllegalTransition(f"case {self.id} has no review decision to undo")
+        since = self.history[decision.version:]
+        if any(e.action not in (Action.DISPATCH, Action.ATTACH) for e in since) or \
+                sum(e.action is Action.DISPATCH for e in since) > 1:
+            raise IllegalTransition(f"case {self.id} has moved on since it was {decision.to_state.value}; "
+                                    "its decision can no longer be undone")
+        if at - decision.at > window:
+            raise IllegalTransition(f"the decision on case {self.id} is older than the undo window of "
+                                    f"{int(window.total_seconds())} s")
+        return self._step(
+            Action.REOPEN, CaseState.REPORTED, at, actor, note or f"undid {decision.action.value}",
+            {"undone": decision.action.value},
+            filed_at=None, dispatched_at=None, deadline_at=None, department=None, tier=None, term=None,
+            voided_at=None,
+        )
+
     def attach(self, evidence: Evidence, actor: str) -> Case:
         """Attach a new signal (reading, snapshot) to an open case."""
         self._require(Action.ATTACH)
         return self._step(
             Action.ATTACH, self.state, evidence.at, actor, evidence.summary,
-            {"source_id": evidence.source_id, "ref": evidence.ref},
+            {"source_id": evidence.source_id, "ref": evidence.ref, **evidence.detail},
             evidence=(*self.evidence, evidence),
         )
 

@@ -71,7 +71,7 @@ class Figures:
 
 def figures(cases: Iterable[Case], period: Period) -> Figures:
     """Compute every figure for the cases over `period`; voided (注销) cases are invalid and never counted."""
-    cases = [c for c in cases if c.voided_at is None]
+    cases = [c for c in cases if counted_in(c, period)]
     end = period.end
 
     due = [c for c in cases if c.deadline_at is not None and c.deadline_at in period]
@@ -104,6 +104,14 @@ def figures(cases: Iterable[Case], period: Period) -> Figures:
         mean_time_to_file=_mean(c.filed_at - c.reported_at for c in reported if c.filed_at),
         mean_time_to_dispatch=_mean(c.dispatched_at - c.reported_at for c in reported if c.dispatched_at),
         mean_time_to_close=_mean(c.closed_at - c.reported_at for c in reported if c.closed_at),
+    )
+
+
+def counted_in(case: Case, period: Period) -> bool:
+    """Whether a figure over `period` can count the case: it is not voided and one of its cohorts' moments is in it."""
+    return case.voided_at is None and any(
+        moment in period
+        for moment in (case.reported_at, case.dispatched_at, case.first_handled_at, case.deadline_at, case.closed_at)
     )
 
 

@@ -45,6 +45,10 @@ class RoutingTable:
     def __contains__(self, category: object) -> bool:
         return category in self._routes
 
+    def get(self, category: str) -> Route | None:
+        """The route of a taxonomy code, None if the table has none (the center routes it by hand)."""
+        return self._routes.get(category)
+
     def __len__(self) -> int:
         return len(self._routes)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from core.credentials import password_hash
+from core.credentials import check_password, password_hash
 from core.files import write_atomically
 from core.settings import MqttSettings, Settings
 from storage.devices import device_ids, secret_hashes
@@ -89,6 +89,16 @@ def current_service_accounts(engine: Engine, directory: Path) -> dict[str, str]:
         return {}
     devices = device_ids(engine)
     return {user: hashed for user, hashed in read_password_file(path).items() if user not in devices}
+
+
+def hub_accounts(engine: Engine, settings: Settings) -> dict[str, str]:
+    """The service accounts to write after a registry change: those in place, with the configured gateway's."""
+    accounts = current_service_accounts(engine, auth_dir(settings))
+    password = settings.mqtt_password()
+    # A hash in place that the password matches stays: a broker may end the sessions of an account whose hash changes.
+    if password is not None and not check_password(password, accounts.get(settings.mqtt.username, "")):
+        accounts[settings.mqtt.username] = password_hash(password)
+    return accounts
 
 
 def write_broker_files(

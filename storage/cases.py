@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import msgspec
@@ -28,10 +29,12 @@ from sqlalchemy import (
     Engine,
     Index,
     Integer,
+    Select,
     String,
     Table,
     Text,
     and_,
+    func,
     or_,
     select,
 )
@@ -41,7 +44,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from core.kafka import CASE_EVENTS
 from core.retry import Retry, doubling, wait_or_stop
-from domain.case_records import CaseRecordFormatError, decode_case_event
+from domain.case_records import CaseRecordFormatError, case_from_doc, decode_case_event
+from domain.cases import Case
 from domain.epoch import EPOCH
 from storage.metadata import metadata
 
@@ -78,6 +82,8 @@ cases = Table(
     Index("ix_cases_reported", "reported_ms", "id"),
     Index("ix_cases_grid_reported", "grid_code", "reported_ms"),
     Index("ix_cases_state_reported", "state", "reported_ms"),
+    Index("ix_cases_deadline", "deadline_ms", "id"),
+    Index("ix_cases_state_deadline", "state", "deadline_ms", "id"),
 )
 
 case_events = Table(
@@ -136,26 +142,52 @@ class CaseSummary:
     voided_ms: int | None
 
 
+class CaseOrder(StrEnum):
+    """How a list of cases is sorted; ties are broken by case id in the same direction."""
+
+    NEWEST = "-reported"
+    OLDEST = "reported"
+    DEADLINE = "deadline"  # soonest deadline first; only cases that have one (dispatched at least once)
+    LATEST_DEADLINE = "-deadline"
+
+
 @dataclass(frozen=True, slots=True)
 class CaseCursor:
-    """Where a page of cases ended (newest first): the last case's report time and id."""
+    """Where a page of cases ended: the last case's sort value and id."""
 
-    reported_ms: int
+    value: int
     case_id: str
 
     def encode(self) -> str:
         """An opaque, URL-safe token for the next page."""
-        return base64.urlsafe_b64encode(f"{self.reported_ms}:{self.case_id}".encode()).decode().rstrip("=")
+        return base64.urlsafe_b64encode(f"{self.value}:{self.case_id}".encode()).decode().rstrip("=")
 
     @classmethod
     def decode(cls, token: str) -> CaseCursor:
         """Read a token made by `encode`; raise ValueError for anything else."""
         try:
             text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-            reported_ms, case_id = text.split(":", 1)
-            return cls(int(reported_ms), case_id)
+            value, case_id = text.split(":", 1)
+            return cls(int(value), case_id)
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise ValueError(f"malformed cursor {token!r:.60}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFilter:
+    """What a list of cases is restricted to; None means any."""
+
+    grid_prefix: str | None = None
+    grid_code: str | None = None  # one cell: an equality the (grid_code, reported_ms) index answers
+    category: str | None = None
+    state: str | None = None
+    source: str | None = None
+    department: str | None = None
+    tier: str | None = None
+    severity: str | None = None
+    overdue_at_ms: int | None = None  # dispatched and past the deadline at this moment
+    reported_from_ms: int | None = None
+    reported_to_ms: int | None = None  # exclusive
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,25 +280,25 @@ async def write_with_retry(
 
 
 def list_cases(
-    engine: Engine, *, grid_prefix: str | None = None, category: str | None = None, state: str | None = None,
-    source: str | None = None, limit: int = 100, before: CaseCursor | None = None,
+    engine: Engine, where: CaseFilter = CaseFilter(), *, order: CaseOrder = CaseOrder.NEWEST, limit: int = 100,
+    after: CaseCursor | None = None,
 ) -> CasePage:
-    """Cases newest first (by report time, then id) matching every filter given, `limit` at a time."""
+    """Cases matching every filter given, in `order`, `limit` at a time from after the cursor."""
     c = cases.c
-    query = select(*(c[field.name] for field in fields(CaseSummary)))
-    if grid_prefix:
-        query = query.where(c.grid_code.startswith(grid_prefix, autoescape=True))
-    if category:
-        query = query.where(c.category == category)
-    if state:
-        query = query.where(c.state == state)
-    if source:
-        query = query.where(c.source == source)
-    if before is not None:
-        query = query.where(or_(c.reported_ms < before.reported_ms,
-                                and_(c.reported_ms == before.reported_ms, c.id < before.case_id)))
+    query = _filtered(select(*(c[field.name] for field in fields(CaseSummary))), where)
+    by_report = order in (CaseOrder.NEWEST, CaseOrder.OLDEST)
+    key = c.reported_ms if by_report else c.deadline_ms
+    if not by_report:
+        query = query.where(c.deadline_ms.is_not(None))
+    descending = order in (CaseOrder.NEWEST, CaseOrder.LATEST_DEADLINE)
+    if after is not None:
+        if descending:
+            query = query.where(or_(key < after.value, and_(key == after.value, c.id < after.case_id)))
+        else:
+            query = query.where(or_(key > after.value, and_(key == after.value, c.id > after.case_id)))
+    ordering = (key.desc(), c.id.desc()) if descending else (key.asc(), c.id.asc())
     # One more than asked tells whether a next page exists without counting.
-    query = query.order_by(c.reported_ms.desc(), c.id.desc()).limit(limit + 1)
+    query = query.order_by(*ordering).limit(limit + 1)
     try:
         with engine.connect() as conn:
             rows = conn.execute(query).all()
@@ -274,7 +306,51 @@ def list_cases(
         raise _unavailable(exc) from exc
     items = [CaseSummary(*row) for row in rows[:limit]]
     last = items[-1] if len(rows) > limit else None
-    return CasePage(items, CaseCursor(last.reported_ms, last.id) if last else None)
+    if last is None:
+        return CasePage(items, None)
+    value = last.reported_ms if by_report else last.deadline_ms
+    assert value is not None  # a deadline sort lists only cases that have one
+    return CasePage(items, CaseCursor(value, last.id))
+
+
+def count_cases(engine: Engine, where: CaseFilter) -> int:
+    """How many cases match the filter."""
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(_filtered(select(func.count()).select_from(cases), where)).scalar_one())
+    except _UNAVAILABLE as exc:
+        raise _unavailable(exc) from exc
+
+
+def _filtered(query: Select[Any], where: CaseFilter) -> Select[Any]:
+    c = cases.c
+    if where.grid_prefix:
+        query = query.where(c.grid_code.startswith(where.grid_prefix, autoescape=True))
+    if where.grid_code is not None:
+        query = query.where(c.grid_code == where.grid_code)
+    for column, wanted in ((c.category, where.category), (c.state, where.state), (c.source, where.source),
+                           (c.department, where.department), (c.tier, where.tier), (c.severity, where.severity)):
+        if wanted is not None:
+            query = query.where(column == wanted)
+    if where.overdue_at_ms is not None:
+        query = query.where(c.state == "dispatched", c.deadline_ms < where.overdue_at_ms)
+    if where.reported_from_ms is not None:
+        query = query.where(c.reported_ms >= where.reported_from_ms)
+    if where.reported_to_ms is not None:
+        query = query.where(c.reported_ms < where.reported_to_ms)
+    return query
+
+
+def case_docs(engine: Engine, case_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The stored documents (without timelines) of these cases, by id; missing ids are left out."""
+    if not case_ids:
+        return {}
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(cases.c.id, cases.c.doc).where(cases.c.id.in_(list(case_ids)))).all()
+    except _UNAVAILABLE as exc:
+        raise _unavailable(exc) from exc
+    return {row.id: orjson.loads(row.doc) for row in rows}
 
 
 def get_case(engine: Engine, case_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
@@ -294,6 +370,18 @@ def get_case(engine: Engine, case_id: str) -> tuple[dict[str, Any], list[dict[st
         for r in rows
     ]
     return orjson.loads(doc), timeline
+
+
+def load_case(engine: Engine, case_id: str) -> Case | None:
+    """The whole case (with its timeline) as the database holds it; None if there is no such case.
+
+    The database follows the worker through the case-event topic, so it may be a version or two behind.
+    """
+    found = get_case(engine, case_id)
+    if found is None:
+        return None
+    doc, timeline = found
+    return case_from_doc({**doc, "history": timeline})
 
 
 def _rows(record: bytes | None) -> tuple[dict[str, Any], dict[str, Any]]:

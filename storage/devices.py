@@ -285,3 +285,13 @@ def _device(row: RowMapping) -> Device:
         well_depth_cm=row["well_depth_cm"],
         zone_area_m2=row["zone_area_m2"],
     )
+
+
+def get_device(engine: Engine, device_id: str) -> DeviceRecord | None:
+    """One registered device, or None if the registry does not hold it."""
+    with engine.connect() as conn:
+        row = conn.execute(select(devices_table).where(devices_table.c.id == device_id)).mappings().first()
+    if row is None:
+        return None
+    return DeviceRecord(_device(row), row["secret_hash"] is not None, _utc(row["created_at"]),
+                        _utc(row["secret_set_at"]) if row["secret_set_at"] else None, row["enabled"])

@@ -58,7 +58,7 @@ def token_hash(token: str) -> str:
 def create_token(engine: Engine, *, role: str, scope: str, name: str, expires_in: timedelta | None,
                  now: datetime | None = None) -> tuple[str, TokenRecord]:
     """Store a new token; return its plaintext (shown once) and its record."""
-    now = now or datetime.now(UTC)
+    now = _time(_ms(now or datetime.now(UTC)))  # as stored: milliseconds
     token_id = secrets.token_hex(6)
     token = f"gh_{token_id}_{secrets.token_urlsafe(32)}"
     expires = now + expires_in if expires_in is not None else None

@@ -43,11 +43,11 @@ from core.metrics import (
 )
 from core.retry import Retry, wait_or_stop
 from core.settings import Settings
-from domain.case_records import CaseRecordFormatError, decode_command, encode_case_event
+from domain.case_records import CaseRecordFormatError, CommandReply, decode_command, encode_case_event, encode_reply
 from domain.city import City
 from domain.detections import DetectionFormatError, decode_detection
 from domain.telemetry import TelemetryFormatError, decode_record
-from storage.cases import CaseSink, write_with_retry
+from storage.cases import CaseSink, load_case, write_with_retry
 from storage.checkpoints import load_cell, save_cells, saved_cells
 from storage.devices import load_registry
 from streams.engine import CaseEngine, Change, limits_from
@@ -96,10 +96,12 @@ class StreamWorker:
         self.engine = CaseEngine(
             limits=limits_from(conf), routing=city.routing, calendar=city.calendar,
             devices=load_registry(db, city).devices, load_cell=lambda code: load_cell(db, code),
+            load_case=lambda case_id: load_case(db, case_id),
         )
         self.sink = CaseSink(db)
         self.stopping = asyncio.Event()
         self._held: list[tuple[faust.Stream[Any], EventT[Any]]] = []
+        self._replies: list[CommandReply] = []  # answers to commands, sent after the case events they caused
         self._cells_by_tp: dict[TP, set[str]] = defaultdict(set)
         self._assigned: set[TP] = set()
         self._checkpoint_lock = asyncio.Lock()
@@ -129,6 +131,8 @@ class StreamWorker:
                                      key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         self.case_events = self.app.topic(kafka.CASE_EVENTS, key_type=bytes, value_type=bytes,
                                           key_serializer="raw", value_serializer="raw")
+        self.case_replies = self.app.topic(kafka.CASE_REPLIES, key_type=bytes, value_type=bytes,
+                                           key_serializer="raw", value_serializer="raw")
         self.app.agent(self.inputs, name="gridhub.decide")(self._decide)
         self.app.agent(self.case_events, name="gridhub.sink")(self._sink)
         self.app.timer(1.0, name="gridhub.tick")(self._tick)
@@ -177,7 +181,10 @@ class StreamWorker:
                 changes, cells = self.engine.apply_detection(detection, domain), [detection.grid_code]
             else:
                 command = decode_command(value or b"")
-                changes, cells = self.engine.apply_command(command, domain), [command.grid_code]
+                changes, reply = self.engine.apply_command(command, domain)
+                cells = [command.grid_code]
+                if command.request_id:
+                    self._replies.append(reply)
         except (TelemetryFormatError, DetectionFormatError, CaseRecordFormatError) as exc:
             STREAMS_SKIPPED.labels(topic=topic).inc()
             log.warning("skipped a record on %s that does not decode: %s", topic, exc)
@@ -237,6 +244,9 @@ class StreamWorker:
             await self.case_events.send(key=change.case.grid_code.encode(),
                                         value=encode_case_event(change.case, change.event))
             STREAMS_CASE_EVENTS.labels(action=change.event.action.value).inc()
+        replies, self._replies = self._replies, []
+        for reply in replies:
+            await self.case_replies.send(key=reply.request_id.encode(), value=encode_reply(reply))
 
     async def _on_assigned(self, _app: Any, *args: Any, **_: Any) -> None:
         assigned: set[TP] = args[0]

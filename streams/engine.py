@@ -21,23 +21,24 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.settings import StreamsSettings
-from domain.case_records import CaseCommand, Command, case_doc, case_from_doc
-from domain.cases import Action, Case, CaseEvent, CaseState, Evidence, Severity, Source, report
+from domain.case_records import CaseCommand, Command, CommandReply, Outcome, case_doc, case_from_doc
+from domain.cases import Action, Case, CaseEvent, CaseState, Evidence, IllegalTransition, Severity, Source, Tier, report
 from domain.components import ComponentIdError, parse_component_id
 from domain.detections import Detection, Phase
 from domain.registry import Device, DeviceKind
 from domain.routing import RoutingTable
-from domain.sla import SlaCalendar
+from domain.sla import Clock, SlaCalendar, SlaTerm
 from domain.taxonomy import CROWD_GATHERING, DEVICE_OFFLINE, LOW_BATTERY, WATERLOGGING
 from domain.telemetry import Reading, StatusChange, TelemetryBatch
 from streams.rules import crowd, health, manhole, rain
 from streams.rules.series import Series
 
 ACTOR = "gridhub-streams"
+RECENT_PER_CELL = 20  # finished cases a cell keeps in memory for an undo, newest last
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class CaseLimits:
     camera_autofile_confidence: float
     lateness_ms: int
     evidence_every_ms: int
+    undo_window_ms: int = 120_000
 
 
 def limits_from(settings: StreamsSettings) -> CaseLimits:
@@ -67,6 +69,7 @@ def limits_from(settings: StreamsSettings) -> CaseLimits:
         camera_autofile_confidence=settings.camera_autofile_confidence,
         lateness_ms=settings.allowed_lateness_s * 1000,
         evidence_every_ms=settings.evidence_every_s * 1000,
+        undo_window_ms=settings.undo_window_s * 1000,
     )
 
 
@@ -102,6 +105,8 @@ class CellState:
     last_evidence_ms: dict[str, int] = field(default_factory=dict)  # "case id|source" → event time
     clock_ms: int = 0  # the ingest clock of its domain when the cell last heard from a device
     domain: int = 0
+    suppressed: dict[str, int] = field(default_factory=dict)  # "camera/zone" → detections ignored until (event ms)
+    recent: dict[str, Case] = field(default_factory=dict)  # just closed or voided, by id: an undo may still come
 
 
 def correlation_key(category: str, subject: str = "") -> str:
@@ -121,12 +126,14 @@ class CaseEngine:
     def __init__(
         self, *, limits: CaseLimits, routing: RoutingTable, calendar: SlaCalendar, devices: Mapping[str, Device],
         load_cell: Callable[[str], dict[str, Any] | None] = lambda _code: None,
+        load_case: Callable[[str], Case | None] = lambda _id: None,
     ) -> None:
         self.limits = limits
         self.routing = routing
         self.calendar = calendar
         self.devices = devices
         self._load_cell = load_cell
+        self._load_case = load_case  # a closed or voided case, for a rating or an undo
         self.cells: dict[str, CellState] = {}
         self.dirty: set[str] = set()
         self.clocks: dict[int, int] = {}  # the ingest clock of each clock domain
@@ -155,8 +162,10 @@ class CaseEngine:
         where = f"{detection.kind.value} in zone {detection.zone_id} of {detection.camera_id}"
         evidence = Evidence(_time(detection.at_ms), source_id,
                             f"{where} ({detection.phase.value}, confidence {detection.confidence:.2f})",
-                            detection.snapshot)
+                            detection.snapshot, _detection_detail(detection))
         case = cell.cases.get(key)
+        if case is None and cell.suppressed.get(source_id, 0) > detection.at_ms:
+            return []  # an operator dismissed this zone's alerts for a while
         confident = detection.confidence >= self.limits.camera_autofile_confidence
         if case is None and detection.phase is Phase.START:
             self._open(cell, key, category, Source.CAMERA, detection.at_ms, evidence, out,
@@ -170,21 +179,151 @@ class CaseEngine:
         self.dirty.add(cell.grid_code)
         return out
 
-    def apply_command(self, command: CaseCommand, domain: int = 0) -> list[Change]:
-        """Apply an operator's decision on a reported case; a stale or unknown case id changes nothing."""
+    def apply_command(self, command: CaseCommand, domain: int = 0) -> tuple[list[Change], CommandReply]:
+        """Apply a person's command to a case of the cell; the reply says what became of it."""
         cell = self.cell(command.grid_code, domain)
-        key = next((k for k, c in cell.cases.items() if c.id == command.case_id), None)
-        if key is None or cell.cases[key].state is not CaseState.REPORTED:
-            return []
         out: list[Change] = []
-        case = cell.cases[key]
-        if command.command is Command.CONFIRM:
-            case = self._push(cell, key, case.file(command.at, command.actor, command.note or "confirmed"), out)
-            self._dispatch(cell, key, command.at, out)
-        else:
-            self._push(cell, key, case.void(command.at, command.actor, reason=command.note or "dismissed"), out)
+        try:
+            if command.command is Command.REPORT:
+                case = self._citizen_report(cell, command, out)
+            else:
+                case = self._command(cell, command, out)
+        except _Refused as refusal:
+            held = refusal.case
+            return [], CommandReply(command.request_id, refusal.outcome, refusal.case_id or command.case_id,
+                                    held.version if held else 0, str(refusal), held.state if held else None)
         self.dirty.add(cell.grid_code)
-        return out
+        return out, CommandReply(command.request_id, Outcome.APPLIED, case.id, case.version, "", case.state)
+
+    def _command(self, cell: CellState, command: CaseCommand, out: list[Change]) -> Case:
+        found = self._find(cell, command.case_id)
+        if found is None:
+            found = self._adopt(cell, command)
+        key, case = found
+        if command.expected_version is not None and command.expected_version != case.version:
+            raise _Refused(Outcome.STALE, f"case {case.id} is at version {case.version}, not "
+                                          f"{command.expected_version}: someone changed it; reload", case)
+        try:
+            return self._step(cell, key, case, command, out)
+        except IllegalTransition as exc:
+            raise _Refused(Outcome.ILLEGAL, str(exc), case) from None
+
+    def _step(self, cell: CellState, key: str, case: Case, command: CaseCommand, out: list[Change]) -> Case:
+        at, actor, note, params = command.at, command.actor, command.note, command.params
+        verb = command.command
+        if verb is Command.CONFIRM:
+            case = self._push(cell, key, case.file(at, actor, note or "confirmed by an operator"), out)
+            self._dispatch(cell, key, at, out)
+        elif verb in (Command.DISMISS, Command.VOID):
+            self._push(cell, key, case.void(at, actor, reason=note), out)
+            if verb is Command.DISMISS and params.get("suppress_s"):
+                until_ms = int(at.timestamp() * 1000) + _positive_int(params["suppress_s"], "suppress_s") * 1000
+                for zone in _camera_zones(case):
+                    cell.suppressed[zone] = until_ms
+        elif verb is Command.UNDO:
+            reopened = case.reopen(at, actor, window=timedelta(milliseconds=self.limits.undo_window_ms), note=note)
+            if key in cell.cases and cell.cases[key].id != case.id:
+                raise IllegalTransition(f"cell {cell.grid_code} has another open {case.category} case now; "
+                                        f"{case.id} stays {case.state.value}")
+            cell.finished.pop(case.id, None)
+            cell.recent.pop(case.id, None)
+            for zone in _camera_zones(case):
+                cell.suppressed.pop(zone, None)
+            self._push(cell, key, reopened, out)
+        elif verb is Command.FILE:
+            self._push(cell, key, case.file(at, actor, note), out)
+        elif verb is Command.DISPATCH:
+            self._push(cell, key, self._dispatched(case, command), out)
+        elif verb is Command.REASSIGN:
+            self._push(cell, key, case.reassign(at, actor, department=_required(params, "department"), note=note), out)
+        elif verb is Command.RETURN:
+            self._push(cell, key, case.send_back(at, actor, reason=note), out)
+        elif verb is Command.ESCALATE:
+            self._push(cell, key, case.escalate(at, actor, reason=note), out)
+        elif verb is Command.HANDLE:
+            if case.state is not CaseState.DISPATCHED:
+                case.handle(at, actor, note)  # raises the state machine's own refusal, before any photo is attached
+            if params.get("photo"):
+                self._attach(cell, key, Evidence(at, actor, note or "handling photo", params["photo"],
+                                                 {"kind": "photo"}), out)
+            self._push(cell, key, cell.cases[key].handle(at, actor, note), out)
+        elif verb in (Command.VERIFY_PASS, Command.VERIFY_FAIL):
+            self._push(cell, key, case.verify(at, actor, passed=verb is Command.VERIFY_PASS, note=note), out)
+        elif verb is Command.SUSPEND:
+            self._push(cell, key, case.suspend(at, actor, reason=note, calendar=self.calendar), out)
+        elif verb is Command.RESUME:
+            self._push(cell, key, case.resume(at, actor, calendar=self.calendar, note=note), out)
+        elif verb is Command.EXTEND:
+            clock = Clock(params.get("clock") or (case.term.clock if case.term else Clock.WORKING))
+            by = SlaTerm(timedelta(seconds=_positive_int(_required(params, "by_s"), "by_s")), clock)
+            self._push(cell, key, case.extend(at, actor, by=by, calendar=self.calendar, reason=note), out)
+        elif verb is Command.RATE:
+            satisfied = _required(params, "satisfied") == "true"
+            self._push(cell, key, case.rate(at, actor, satisfied=satisfied, note=note), out)
+        else:  # pragma: no cover - every command is handled above; REPORT has its own path
+            raise _Refused(Outcome.INVALID, f"unknown command {verb}", case)
+        return out[-1].case
+
+    def _find(self, cell: CellState, case_id: str) -> tuple[str, Case] | None:
+        return next(((k, c) for k, c in cell.cases.items() if c.id == case_id), None)
+
+    def _adopt(self, cell: CellState, command: CaseCommand) -> tuple[str, Case]:
+        """A case the cell does not hold open: a closed or voided one, for a rating or an undo.
+
+        A case finished within the undo window is still in memory; older ones come from the case database.
+        """
+        recent = cell.recent.get(command.case_id)
+        if recent is not None:
+            return _key_of(recent), recent
+        loaded = self._load_case(command.case_id) if command.case_id.startswith(cell.grid_code) else None
+        if loaded is None or loaded.grid_code != cell.grid_code:
+            raise _Refused(Outcome.NOT_FOUND, f"no case {command.case_id} in grid cell {cell.grid_code}")
+        if loaded.state.is_open:
+            raise _Refused(Outcome.NOT_FOUND, f"case {loaded.id} is not held by this cell's stream worker", loaded)
+        if command.expected_version is None:
+            # The database may lag behind the worker: only the version the caller saw proves the copy is current.
+            raise _Refused(Outcome.INVALID, f"a command on {loaded.state.value} case {loaded.id} needs the "
+                                            "expected version", loaded)
+        return _key_of(loaded), loaded
+
+    def _dispatched(self, case: Case, command: CaseCommand) -> Case:
+        params = command.params
+        route = self.routing.get(case.category)
+        department = params.get("department") or (route.department if route else "")
+        if not department:
+            raise _Refused(Outcome.INVALID, f"no department routes {case.category}: name one", case)
+        term = case.term or (route.term if route else None)
+        if params.get("term_s"):
+            term = SlaTerm(timedelta(seconds=_positive_int(params["term_s"], "term_s")),
+                           Clock(params.get("clock") or Clock.WORKING))
+        if term is None:
+            raise _Refused(Outcome.INVALID, f"no deadline term for {case.category}: give term_s", case)
+        tier = Tier[params["tier"].upper()] if params.get("tier") else (case.tier or (route.tier if route else None))
+        return case.dispatch(command.at, command.actor, department=department, term=term, calendar=self.calendar,
+                             tier=tier, note=command.note)
+
+    def _citizen_report(self, cell: CellState, command: CaseCommand, out: list[Change]) -> Case:
+        """A citizen's report: evidence on the cell's open case of the same code, or a new case awaiting 立案."""
+        params = command.params
+        category = _required(params, "category")
+        report_id = _required(params, "report_id")
+        evidence = Evidence(command.at, f"citizen/{report_id}", command.note or "citizen report",
+                            params.get("photo", ""), {"kind": "citizen"})
+        open_case = next(((k, c) for k, c in sorted(cell.cases.items()) if c.category == category), None)
+        if open_case is not None:
+            key, case = open_case
+            if evidence in case.evidence:  # the same report read again after a restart
+                return case
+            self._attach(cell, key, evidence, out)
+            return cell.cases[key]
+        key = correlation_key(category)
+        at_ms = int(command.at.timestamp() * 1000)
+        new_id = case_id(cell.grid_code, key, at_ms)
+        if new_id in cell.finished:  # the same report read again, its case since closed or voided
+            raise _Refused(Outcome.APPLIED, f"report {report_id} is on case {new_id}", case_id=new_id)
+        self._open(cell, key, category, Source.CITIZEN, at_ms, evidence, out, title=command.note or "citizen report",
+                   file=False)
+        return cell.cases[key]
 
     def check_silence(self) -> list[Change]:
         """Open 9902 for devices silent for their offline factor × report interval, on the ingest clock."""
@@ -459,6 +598,9 @@ class CaseEngine:
         else:
             cell.cases.pop(key, None)
             cell.finished[case.id] = int(case.reported_at.timestamp() * 1000)
+            cell.recent[case.id] = case
+            while len(cell.recent) > RECENT_PER_CELL:
+                del cell.recent[next(iter(cell.recent))]
             for evidence_key in [k for k in cell.last_evidence_ms if k.startswith(f"{case.id}|")]:
                 del cell.last_evidence_ms[evidence_key]
         out.append(Change(case, case.history[-1]))
@@ -475,9 +617,57 @@ class CaseEngine:
             series.prune(crowd_from)
         for series in cell.manhole.values():
             series.prune(clock - self.limits.lateness_ms)
+        for recent_id, recent in list(cell.recent.items()):
+            if int(recent.history[-1].at.timestamp() * 1000) < clock - self.limits.undo_window_ms:
+                del cell.recent[recent_id]
+        for zone, until_ms in list(cell.suppressed.items()):
+            if until_ms < clock:
+                del cell.suppressed[zone]
         for finished_id, opened_ms in list(cell.finished.items()):
             if opened_ms < keep_from:  # older than any signal that could still arrive
                 del cell.finished[finished_id]
+
+
+class _Refused(Exception):
+    """A command the engine does not apply, and why."""
+
+    def __init__(self, outcome: Outcome, message: str, case: Case | None = None, *, case_id: str = "") -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.case = case
+        self.case_id = case_id or (case.id if case else "")
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name, "")
+    if not value:
+        raise _Refused(Outcome.INVALID, f"the command needs `{name}`")
+    return value
+
+
+def _positive_int(text: str, name: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise _Refused(Outcome.INVALID, f"`{name}` must be a positive whole number of seconds, not {text!r:.40}")
+    return int(text)
+
+
+def _camera_zones(case: Case) -> set[str]:
+    """The camera zones (camera/zone) whose detections are the case's evidence."""
+    return {e.source_id for e in case.evidence if e.detail.get("kind") in ("stall", "dust")}
+
+
+def _detection_detail(detection: Detection) -> dict[str, str]:
+    detail = {"kind": detection.kind.value, "camera_id": detection.camera_id, "zone_id": detection.zone_id,
+              "confidence": f"{detection.confidence:.3f}", "phase": detection.phase.value}
+    if detection.bbox is not None:
+        detail["bbox"] = ",".join(str(v) for v in detection.bbox)
+    return detail
+
+
+def _key_of(case: Case) -> str:
+    """The correlation key a case was opened under, read back from its id (see `case_id`)."""
+    middle = case.id[len(case.grid_code) + 1:].rsplit("-", 1)[0]
+    return middle.replace("-", "/", 1)
 
 
 def _escalated_since(case: Case, moment: datetime | None) -> bool:
@@ -503,6 +693,8 @@ def cell_doc(cell: CellState) -> dict[str, Any]:
         "cases": {key: case_doc(case) for key, case in cell.cases.items()},
         "finished": dict(cell.finished),
         "last_evidence_ms": dict(cell.last_evidence_ms),
+        "suppressed": dict(cell.suppressed),
+        "recent": {case_id: case_doc(case) for case_id, case in cell.recent.items()},
     }
 
 
@@ -519,4 +711,7 @@ def cell_from_doc(doc: Mapping[str, Any]) -> CellState:
         cases={key: case_from_doc(case) for key, case in doc["cases"].items()},
         finished={case_id: int(ms) for case_id, ms in doc["finished"].items()},
         last_evidence_ms={k: int(v) for k, v in doc["last_evidence_ms"].items()},
+        # Both absent from snapshots taken before operators could decide through the API.
+        suppressed={k: int(v) for k, v in doc.get("suppressed", {}).items()},
+        recent={case_id: case_from_doc(case) for case_id, case in doc.get("recent", {}).items()},
     )

@@ -23,7 +23,8 @@ from storage.devices import seed_devices
 from tests.tokens import mint
 
 #: A valid value for each path parameter, so that the request reaches the parameter being tried.
-PATH_DEFAULTS = {"device_id": "rain-0001", "code": "310104003001001", "case_id": "no-such-case"}
+PATH_DEFAULTS = {"device_id": "rain-0001", "code": "310104003001001", "case_id": "no-such-case", "index": "0",
+                 "camera_id": "cam-tianping-01"}
 INT64 = 2**63
 HUGE_INTEGERS = [INT64, INT64 - 1, -INT64, -INT64 - 1, 2**64, 10**30, 9_999_999_999_999_999, -1, 0]
 FAR_TIMES = ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+23:59", "0001-01-01T00:30:00Z", "9999-12-31T23:59:59Z",
@@ -74,11 +75,20 @@ def test_the_schema_lists_the_integer_and_time_parameters(api: tuple[TestClient,
     assert {"limit", "cursor", "every", "from", "to", "device_id", "case_id"} <= names
 
 
+#: Routes served from Kafka: with no Kafka behind this app they answer 503 to every valid request.
+NEEDS_KAFKA = {"/api/v1/events"}
+
+
+def server_error(path: str, status: int) -> bool:
+    """A 5xx the request caused (not a 503 of a route whose Kafka this test does not run)."""
+    return status >= 500 and not (path in NEEDS_KAFKA and status == 503)
+
+
 def test_no_nasty_value_in_any_parameter_is_a_server_error(api: tuple[TestClient, dict[str, str]]) -> None:
     client, headers = api
     errors = [(path, name, value[:40], status)
               for path, name, where in parameters(client) for value in NASTY_VALUES
-              if (status := request(client, headers, path, name, where, value)) >= 500]
+              if server_error(path, status := request(client, headers, path, name, where, value))]
     assert errors == []
 
 
@@ -90,5 +100,5 @@ def test_no_integer_in_any_parameter_is_a_server_error(
     client, headers = api
     value = renderings(number)[form]
     errors = [(path, name, status) for path, name, where in parameters(client)
-              if (status := request(client, headers, path, name, where, value)) >= 500]
+              if server_error(path, status := request(client, headers, path, name, where, value))]
     assert errors == []

@@ -30,6 +30,7 @@ from domain.cases import Case, Source, Tier, report
 from domain.sla import parse_term
 from storage.cases import (
     CaseCursor,
+    CaseFilter,
     CaseSink,
     SinkUnavailable,
     case_events,
@@ -282,13 +283,13 @@ def three_cases(engine: Engine) -> Engine:
 ])
 def test_list_cases_applies_every_filter_given(three_cases: Engine, filters: dict[str, str],
                                                expected: list[str]) -> None:
-    page = list_cases(three_cases, **filters)  # type: ignore[arg-type]
+    page = list_cases(three_cases, CaseFilter(**filters))
     assert [item.id for item in page.items] == expected
     assert page.next_cursor is None
 
 
 def test_list_cases_summaries_carry_the_stored_columns(three_cases: Engine) -> None:
-    a = list_cases(three_cases, category="0406", state="closed").items[0]
+    a = list_cases(three_cases, CaseFilter(category="0406", state="closed")).items[0]
     assert (a.version, a.grid_code, a.source, a.department, a.tier, a.urgent) == (5, GRID, "sensor", "水务",
                                                                                    "street", False)
     assert a.reported_ms == int(T0.timestamp() * 1000)
@@ -303,7 +304,7 @@ def test_list_cases_pages_newest_first_with_the_id_breaking_ties(engine: Engine)
     CaseSink(engine).write([lifecycle(case_id, at=T0 + timedelta(minutes=m))[0] for case_id, m in reported.items()])
     pages, cursor = [], None
     while True:
-        page = list_cases(engine, limit=3, before=cursor)
+        page = list_cases(engine, limit=3, after=cursor)
         pages.append([item.id for item in page.items])
         if page.next_cursor is None:
             break

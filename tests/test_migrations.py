@@ -67,6 +67,9 @@ def before_migrations(engine: Engine) -> Engine:
     later = {cells_table, api_tokens, citizen_reports}
     metadata.create_all(engine, tables=[table for table in metadata.sorted_tables if table not in later])
     with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_cases_deadline"))  # added by revision 0002
+        conn.execute(text("DROP INDEX ix_cases_state_deadline"))
+    with engine.begin() as conn:
         conn.execute(text("ALTER TABLE devices DROP COLUMN enabled"))
         conn.execute(meta_table.insert().values(key="schema_version", value="1"))
         conn.execute(text("INSERT INTO devices (id, kind, grid_code, lon, lat, report_interval_s, created_at) "

@@ -26,8 +26,16 @@ from core.settings import TelemetryStoreSettings
 from domain.registry import DeviceKind
 from domain.telemetry import Reading, TelemetryBatch, encode_record
 from ingest.store_writer import StoreWriter
-from storage.telemetry.base import ReadingRow, SeriesRequest, StatusRow, StoreBatch, StoreUnavailable, Window
-from storage.telemetry.influx import InfluxTelemetryStore, flux_latest_statuses, flux_series
+from storage.telemetry.base import (
+    LastHeard,
+    ReadingRow,
+    SeriesRequest,
+    StatusRow,
+    StoreBatch,
+    StoreUnavailable,
+    Window,
+)
+from storage.telemetry.influx import InfluxTelemetryStore, flux_last_heard, flux_latest_statuses, flux_series
 from tests.brokers import free_port
 
 GRID = "310104003001001"
@@ -245,6 +253,54 @@ def test_the_latest_status_query_takes_each_devices_newest_online_field() -> Non
 
 def test_latest_statuses_of_no_devices_ask_nothing(stub: InfluxStub) -> None:
     assert store_for(stub).latest_statuses(set()) == {}
+    assert stub.requests == []
+
+
+def _last(result: str, value_type: str, rows: list[tuple[str, str, str]]) -> str:
+    lines = [f"#datatype,string,long,string,dateTime:RFC3339,{value_type}", "#group,false,false,true,false,false",
+             f"#default,{result},,,,", ",result,table,device_id,_time,_value"]
+    lines += [f",,{i},{device},{time},{value}" for i, (device, time, value) in enumerate(rows)]
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
+def test_last_heard_is_read_from_the_yields_of_one_flux_query(stub: InfluxStub) -> None:
+    stub.csv = (
+        _last("received_ms", "long", [("manhole-0001", "2024-06-01T00:02:00Z", str(T0 + 180_000)),
+                                        ("crowd-0016", "2024-06-01T00:00:00Z", str(T0 + 50))])
+        + _last("battery_v", "double", [("manhole-0001", "2024-06-01T00:01:00Z", "3.5")])
+        + _last("online", "boolean", [("manhole-0001", "2024-06-01T00:01:00.250Z", "false"),
+                                      ("rain-0002", "2024-06-01T00:00:00Z", "true")])
+    )
+    wanted = {"manhole-0001", "crowd-0016", "rain-0002", "rain-0004"}
+    heard = store_for(stub).last_heard(wanted)
+
+    assert heard == {
+        "manhole-0001": LastHeard(received_ms=T0 + 180_000, battery_v=3.5, status_ms=T0 + 60_250, online=False),
+        "crowd-0016": LastHeard(received_ms=T0 + 50, battery_v=None, status_ms=None, online=None),
+        "rain-0002": LastHeard(received_ms=None, battery_v=None, status_ms=T0, online=True),
+    }
+    (request,) = stub.requests
+    assert orjson.loads(request.body)["query"] == flux_last_heard("telemetry", wanted)
+
+
+def test_the_last_heard_query_takes_each_devices_newest_receive_time_battery_and_status() -> None:
+    flux = flux_last_heard("telemetry", {"rain-0002", 'x"${y}'})
+    newest = ('|> last() |> group(columns: ["device_id"]) |> sort(columns: ["_time"]) |> last()'
+              ' |> keep(columns: ["device_id", "_time", "_value"])')
+    readings = 'r._measurement == "rain" or r._measurement == "crowd" or r._measurement == "manhole"'
+
+    assert flux.splitlines() == [
+        'data = from(bucket: "telemetry") |> range(start: 0) |> filter(fn: (r) => r.device_id == "rain-0002" or '
+        r'r.device_id == "x\"\${y}")',
+        f'data |> filter(fn: (r) => ({readings}) and r._field == "received_ms") {newest} |> yield(name: "received_ms")',
+        f'data |> filter(fn: (r) => ({readings}) and r._field == "battery_v") {newest} |> yield(name: "battery_v")',
+        f'data |> filter(fn: (r) => r._measurement == "status" and r._field == "online") {newest}'
+        ' |> yield(name: "online")',
+    ]
+
+
+def test_last_heard_of_no_devices_asks_nothing(stub: InfluxStub) -> None:
+    assert store_for(stub).last_heard(set()) == {}
     assert stub.requests == []
 
 

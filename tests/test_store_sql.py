@@ -19,7 +19,16 @@ from sqlalchemy.exc import OperationalError
 from domain.registry import DeviceKind
 from storage.db import connect
 from storage.schema import init_db, metadata
-from storage.telemetry.base import Position, ReadingRow, SeriesRequest, StatusRow, StoreBatch, StoreUnavailable, Window
+from storage.telemetry.base import (
+    LastHeard,
+    Position,
+    ReadingRow,
+    SeriesRequest,
+    StatusRow,
+    StoreBatch,
+    StoreUnavailable,
+    Window,
+)
 from storage.telemetry.sql import SqlTelemetryStore, positions, readings, status_changes
 
 GRID = "310104003001001"
@@ -107,6 +116,23 @@ def test_latest_statuses_are_each_devices_newest_for_the_devices_asked(store: Sq
                                 StatusRow("rain-0002", T0, False, GRID, DeviceKind.RAIN),
                                 StatusRow("rain-0003", T0, True, GRID, DeviceKind.RAIN))))
     assert store.latest_statuses({"rain-0001", "rain-0002", "rain-0004"}) == {"rain-0001": False, "rain-0002": True}
+
+
+def test_last_heard_is_each_devices_newest_reading_newest_battery_and_newest_status(store: SqlTelemetryStore) -> None:
+    store.write(batch(
+        manhole("manhole-0001", T0, 1, tilt=1.0, open_=False, water=10.0, battery=3.6),
+        ReadingRow("manhole-0001", T0 + 2 * MINUTE, 2, GRID, DeviceKind.MANHOLE, T0 + 3 * MINUTE, True, tilt_deg=2.0),
+        manhole("manhole-0001", T0 + MINUTE, 3, tilt=1.0, open_=False, water=10.0, battery=3.5),
+        crowd("crowd-0016", T0, 40),
+        statuses=(StatusRow("manhole-0001", T0 + MINUTE, False, GRID, DeviceKind.MANHOLE),
+                  StatusRow("rain-0002", T0, False, GRID, DeviceKind.RAIN),
+                  StatusRow("rain-0002", T0, True, GRID, DeviceKind.RAIN))))
+
+    assert store.last_heard({"manhole-0001", "crowd-0016", "rain-0002", "rain-0004"}) == {
+        "manhole-0001": LastHeard(received_ms=T0 + 3 * MINUTE, battery_v=3.5, status_ms=T0 + MINUTE, online=False),
+        "crowd-0016": LastHeard(received_ms=T0 + 50, battery_v=None, status_ms=None, online=None),
+        "rain-0002": LastHeard(received_ms=None, battery_v=None, status_ms=T0, online=True),
+    }
 
 
 def test_positions_are_stored_per_group_and_topic_and_move_with_each_write(store: SqlTelemetryStore) -> None:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import AfterValidator, BaseModel, Field
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
 
-from api.deps import CityDep, EngineDep, Reader
-from domain.cases import CaseState, Source
+from api.auth import Principal
+from api.commands import raise_for
+from api.deps import BusDep, CategoryFilter, CityDep, Commander, EngineDep, EvidenceDep, GridFilter, Reader
+from api.routes.telemetry import EARLIEST, LATEST, parse_duration_ms
+from domain.case_records import CaseCommand, Command
+from domain.cases import CaseState, Severity, Source
 from domain.epoch import EPOCH
-from storage.cases import CaseCursor, CaseSummary, SinkUnavailable, get_case, list_cases
+from domain.sla import Clock
+from storage.cases import CaseCursor, CaseFilter, CaseOrder, CaseSummary, SinkUnavailable, get_case, list_cases
+from storage.evidence import DirectoryEvidence
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
 
@@ -20,6 +29,7 @@ MAX_LIMIT = 500
 #: A cursor names a stored report time, so it fits the database's 64-bit integer column.
 _CURSOR_MS = range(-(2**63), 2**63)
 T = TypeVar("T")
+TierName = Literal["community", "street", "district"]
 
 #: Every time the API returns is in UTC, whichever offset the worker wrote it with.
 UtcTime = Annotated[datetime, AfterValidator(lambda moment: moment.astimezone(UTC))]
@@ -94,54 +104,175 @@ class CaseDetailOut(CaseOut):
 
 @router.get("/cases")
 def cases(
-    city: CityDep, engine: EngineDep, caller: Reader,
-    grid: Annotated[str | None, Query(
-        description="grid code prefix: a district (6 digits), street (9), community (12) or cell")] = None,
-    category: Annotated[str | None, Query(description="taxonomy code, e.g. 0406")] = None,
+    city: CityDep, engine: EngineDep, caller: Reader, grid: GridFilter, category: CategoryFilter,
     state: Annotated[CaseState | None, Query(alias="status", description="the case's state")] = None,
     source: Annotated[Source | None, Query(description="where the case came from")] = None,
+    department: Annotated[str | None, Query(max_length=64, description="the department holding it")] = None,
+    tier: Annotated[TierName | None, Query(description="the level handling it")] = None,
+    severity: Annotated[Severity | None, Query(description="e.g. urgent, or a rainstorm colour")] = None,
+    overdue: Annotated[bool, Query(description="only dispatched cases past their deadline now")] = False,
+    reported_from: Annotated[datetime | None, Query(alias="from", description="reported at or after")] = None,
+    reported_to: Annotated[datetime | None, Query(alias="to", description="reported before (RFC 3339)")] = None,
+    sort: Annotated[CaseOrder, Query(description="-reported (newest first), reported, deadline, -deadline (only "
+                                                 "cases with a deadline)")] = (
+        CaseOrder.NEWEST),
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="cases per page")] = 100,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page (same sort)")] = None,
 ) -> CasePageOut:
-    """Cases newest report first, filtered by every parameter given; page on with `next_cursor`."""
-    code_length = city.cells.code_length
-    if grid is not None and not (grid.isascii() and grid.isdigit() and len(grid) <= code_length):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"`grid` must be a grid code prefix of up to {code_length} digits (e.g. 310104 for a "
-                            f"district), not {grid!r:.40}")
-    if category is not None and category not in city.taxonomy:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"`category` {category!r:.40} is not a taxonomy code; known: "
-                            f"{', '.join(c.code for c in city.taxonomy)}")
-    before = _cursor(cursor) if cursor is not None else None
+    """Cases in the caller's scope, filtered by every parameter given, sorted; page on with `next_cursor`."""
+    for name, moment in (("from", reported_from), ("to", reported_to)):
+        if moment is not None and (moment.tzinfo is None or not EARLIEST <= moment <= LATEST):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"`{name}` must be an RFC 3339 time with its offset between {EARLIEST.isoformat()} "
+                                f"and {LATEST.isoformat()}")
+    after = _cursor(cursor) if cursor is not None else None
     scoped = caller.narrow(grid)
     if scoped is None:  # a prefix outside the caller's scope: nothing it may see
         return CasePageOut(items=[], next_cursor=None)
-    page = _query(lambda: list_cases(engine, grid_prefix=scoped, category=category, state=state, source=source,
-                                     limit=limit, before=before))
+    cell = len(scoped) == city.cells.code_length
+    where = CaseFilter(
+        grid_prefix=None if cell else scoped, grid_code=scoped if cell else None, category=category, state=state,
+        source=source, department=department, tier=tier, severity=severity,
+        overdue_at_ms=_ms(datetime.now(UTC)) if overdue else None,
+        reported_from_ms=_ms(reported_from) if reported_from else None,
+        reported_to_ms=_ms(reported_to) if reported_to else None,
+    )
+    page = _query(lambda: list_cases(engine, where, order=sort, limit=limit, after=after))
     return CasePageOut(items=[_summary(item) for item in page.items],
                        next_cursor=page.next_cursor.encode() if page.next_cursor else None)
 
 
-@router.get("/cases/{case_id}", responses={404: {"description": "no such case"}})
-def case(case_id: str, engine: EngineDep, caller: Reader) -> CaseDetailOut:
-    """One case with its evidence and its timeline of audited events."""
+@router.get("/cases/{case_id}", responses={404: {"description": "no such case in the caller's scope"}})
+def case(case_id: str, engine: EngineDep, caller: Reader, response: Response) -> CaseDetailOut:
+    """One case with its evidence and its timeline of audited events; the ETag is its version."""
+    doc, timeline = _scoped_case(engine, caller, case_id)
+    response.headers["ETag"] = f'"{doc["version"]}"'
+    return CaseDetailOut.model_validate({**doc, "timeline": timeline})
+
+
+class ActionName(StrEnum):
+    """The steps of the closed loop a commander takes on a case (reviewing detections is /detections)."""
+
+    FILE = "file"  # 立案
+    DISPATCH = "dispatch"  # 派遣
+    REASSIGN = "reassign"  # 改派
+    RETURN = "return"  # 回退, with a reason; the case goes one level up to be dispatched again
+    ESCALATE = "escalate"  # 督办, to the next level
+    HANDLE = "handle"  # 处置反馈, optionally with a photo
+    VERIFY_PASS = "verify_pass"  # 核查通过: the case is closed (结案)
+    VERIFY_FAIL = "verify_fail"  # 核查不通过: back to the department (返工)
+    VOID = "void"  # 注销
+    SUSPEND = "suspend"  # 缓办
+    RESUME = "resume"
+    EXTEND = "extend"  # 延期
+
+
+#: Actions whose note is the reason the state machine requires.
+NEEDS_REASON = frozenset({ActionName.RETURN, ActionName.ESCALATE, ActionName.VERIFY_FAIL, ActionName.VOID,
+                          ActionName.SUSPEND, ActionName.EXTEND})
+
+
+class ActionIn(BaseModel):
+    """One action on a case, and what it needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: ActionName
+    expected_version: int | None = Field(None, ge=1, description="the version you saw (or send If-Match)")
+    note: str = Field("", max_length=2000, description="the reason, for return, escalate, verify_fail, void, "
+                                                       "suspend and extend; a remark otherwise")
+    department: str | None = Field(None, min_length=1, max_length=64, description="dispatch (default: routing "
+                                                                                  "table), reassign (required)")
+    tier: TierName | None = Field(None, description="dispatch: the level to handle it")
+    extend_by: str | None = Field(None, description="extend: e.g. 2h, 1d (required for extend)")
+    clock: Clock | None = Field(None, description="extend: working or natural time (default: the case's own)")
+    photo: str | None = Field(None, max_length=200, description="handle: a reference from POST /api/v1/photos")
+
+
+class ActionOut(BaseModel):
+    """What the stream worker did with the action."""
+
+    case_id: str
+    version: int = Field(description="the case's version after the action")
+    state: CaseState
+    outcome: str
+
+
+@router.post("/cases/{case_id}/actions", responses={
+    404: {"description": "no such case in the caller's scope"},
+    409: {"description": "the state machine does not allow this action now"},
+    412: {"description": "the case changed since `expected_version` (or If-Match)"},
+    428: {"description": "no expected version given"},
+})
+async def act(
+    case_id: str, body: ActionIn, engine: EngineDep, caller: Commander, bus: BusDep, evidence: EvidenceDep,
+    response: Response, if_match: Annotated[str | None, Header()] = None,
+) -> ActionOut:
+    """Apply an action through the stream worker (the single writer of cases) and answer with its outcome."""
+    expected = _expected_version(body.expected_version, if_match)
+    doc, _ = await asyncio.to_thread(_scoped_case, engine, caller, case_id)
+    if body.action in NEEDS_REASON and not body.note.strip():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{body.action.value} needs a reason in `note`")
+    params = _params(body, evidence)
+    command = CaseCommand(case_id, doc["grid_code"], Command(body.action.value), caller.actor, datetime.now(UTC),
+                          body.note, expected_version=expected, params=params)
+    reply = await bus.send(command)
+    raise_for(reply)
+    assert reply.state is not None  # an applied command always names the case's new state
+    response.headers["ETag"] = f'"{reply.version}"'
+    return ActionOut(case_id=reply.case_id, version=reply.version, state=reply.state, outcome=reply.outcome.value)
+
+
+def _expected_version(given: int | None, if_match: str | None) -> int:
+    if given is not None:
+        return given
+    tag = (if_match or "").strip().removeprefix("W/").strip('"')
+    if tag.isdigit():
+        return int(tag)
+    raise HTTPException(status.HTTP_428_PRECONDITION_REQUIRED,
+                        "say which version of the case you act on: `expected_version` or an If-Match ETag")
+
+
+def _params(body: ActionIn, evidence: DirectoryEvidence) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if body.department:
+        params["department"] = body.department
+    if body.tier:
+        params["tier"] = body.tier
+    if body.action is ActionName.EXTEND:
+        ms = parse_duration_ms(body.extend_by or "")
+        if not ms or ms % 1000:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                "extend needs `extend_by`, a duration such as 2h or 1d")
+        params["by_s"] = str(ms // 1000)
+    if body.clock:
+        params["clock"] = body.clock.value
+    if body.photo:
+        if body.action is not ActionName.HANDLE:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "only `handle` takes a photo")
+        if not body.photo.startswith("photos/") or evidence.read(body.photo) is None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                "`photo` must be a reference returned by POST /api/v1/photos")
+        params["photo"] = body.photo
+    return params
+
+
+def _scoped_case(engine: Engine, caller: Principal, case_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     found = _query(lambda: get_case(engine, case_id))
     if found is None or not caller.covers(found[0]["grid_code"]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no case {case_id!r:.80}")
-    doc, timeline = found
-    return CaseDetailOut.model_validate({**doc, "timeline": timeline})
+    return found
 
 
 def _cursor(token: str) -> CaseCursor:
     try:
-        before = CaseCursor.decode(token)
+        after = CaseCursor.decode(token)
     except ValueError:
-        before = None
-    if before is None or before.reported_ms not in _CURSOR_MS:
+        after = None
+    if after is None or after.value not in _CURSOR_MS:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             "`cursor` must be the `next_cursor` of a previous page, unchanged")
-    return before
+    return after
 
 
 def _query(run: Callable[[], T]) -> T:
@@ -163,3 +294,7 @@ def _summary(row: CaseSummary) -> CaseOut:
 
 def _time(ms: int | None) -> datetime | None:
     return None if ms is None else EPOCH + timedelta(milliseconds=ms)
+
+
+def _ms(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(milliseconds=1)

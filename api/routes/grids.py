@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
+from shapely.geometry import mapping
 
-from api.auth import RIGHTS
+from api.auth import RIGHTS, Principal
 from api.deps import Caller, CityDep, Reader
+from domain.cells import GridCell
+from domain.city import City
 from domain.gridcode import GridCodeError
 
 router = APIRouter(prefix="/api/v1", tags=["grids"])
@@ -28,6 +32,40 @@ class CellPage(BaseModel):
     """Cells under a prefix."""
 
     items: list[CellOut]
+
+
+class Area(BaseModel):
+    """A named area or cell of the hierarchy."""
+
+    code: str
+    name: str
+
+
+class CommunityNode(Area):
+    """A community (社区) and its cells."""
+
+    cells: list[Area]
+
+
+class StreetNode(Area):
+    """A street (街道) and its communities."""
+
+    communities: list[CommunityNode]
+
+
+class DistrictNode(BaseModel):
+    """A district (区) and its streets; its name is the city's when it is the city's county."""
+
+    code: str
+    name: str | None
+    streets: list[StreetNode]
+
+
+class Hierarchy(BaseModel):
+    """The grid hierarchy in scope: district → streets → communities → cells, in code order."""
+
+    city: str
+    districts: list[DistrictNode]
 
 
 class WhoAmI(BaseModel):
@@ -54,13 +92,64 @@ def grids(
     prefix: Annotated[str | None, Query(description="district, street or community code prefix")] = None,
 ) -> CellPage:
     """Cells in code order, optionally only those under a hierarchy prefix."""
-    narrowed = caller.narrow(prefix)
-    try:
-        cells = city.cells.under(narrowed) if narrowed else []
-    except GridCodeError as exc:
-        raise HTTPException(422, str(exc)) from None
+    cells = _cells(city, caller, prefix)
     return CellPage(items=[
         CellOut(code=c.code.digits, name=c.name, street=c.street_name, community=c.community_name,
                 area_m2=round(c.area_m2, 1))
         for c in cells
     ])
+
+
+@router.get("/grids/geojson", response_class=Response,
+            responses={200: {"content": {"application/geo+json": {}},
+                             "description": "a GeoJSON FeatureCollection (RFC 7946, WGS84 lon/lat)"}})
+def grids_geojson(
+    city: CityDep, caller: Reader,
+    prefix: Annotated[str | None, Query(description="district, street or community code prefix")] = None,
+) -> Response:
+    """The cells in scope as GeoJSON features, for a map: polygon, code, names up the hierarchy and area."""
+    collection = {"type": "FeatureCollection", "features": [_feature(cell) for cell in _cells(city, caller, prefix)]}
+    return Response(orjson.dumps(collection), media_type="application/geo+json")
+
+
+@router.get("/grids/hierarchy")
+def grids_hierarchy(
+    city: CityDep, caller: Reader,
+    prefix: Annotated[str | None, Query(description="district, street or community code prefix")] = None,
+) -> Hierarchy:
+    """The district, streets, communities and cells in scope, with their names."""
+    districts: dict[str, dict[str, StreetNode]] = {}
+    for cell in _cells(city, caller, prefix):
+        code = cell.code
+        streets = districts.setdefault(code.county, {})
+        street = streets.setdefault(code.street, StreetNode(code=code.street, name=cell.street_name, communities=[]))
+        if not street.communities or street.communities[-1].code != code.community:  # cells come in code order
+            street.communities.append(CommunityNode(code=code.community, name=cell.community_name, cells=[]))
+        street.communities[-1].cells.append(Area(code=code.digits, name=cell.name))
+    return Hierarchy(city=city.name, districts=[
+        DistrictNode(code=county, name=city.name if county == city.county_code else None,
+                     streets=list(streets.values()))
+        for county, streets in districts.items()
+    ])
+
+
+def _cells(city: City, caller: Principal, prefix: str | None) -> list[GridCell]:
+    """Cells in code order under the caller's scope, narrowed by `prefix`; 422 if `prefix` is not a prefix."""
+    narrowed = caller.narrow(prefix)
+    try:
+        return city.cells.under(narrowed) if narrowed else []
+    except GridCodeError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def _feature(cell: GridCell) -> dict[str, Any]:
+    code = cell.code
+    return {
+        "type": "Feature",
+        "id": code.digits,
+        "geometry": mapping(cell.polygon),
+        # Flat properties: map styling expressions (MapLibre, Leaflet) read flat values, not nested objects.
+        "properties": {"code": code.digits, "name": cell.name, "street_code": code.street, "street": cell.street_name,
+                       "community_code": code.community, "community": cell.community_name,
+                       "area_m2": round(cell.area_m2, 1)},
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,13 +16,16 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz(engine: EngineDep, city: CityDep) -> JSONResponse:
-    """200 when the API can reach its database; 503 with the reason otherwise."""
+def healthz(engine: EngineDep, city: CityDep, request: Request) -> JSONResponse:
+    """200 when the API can reach its database (503 with the reason otherwise), and whether actions can run."""
     try:
         ping(engine)
     except SQLAlchemyError as exc:
         return JSONResponse({"status": "unavailable", "database": str(exc.__cause__ or exc)}, status_code=503)
-    return JSONResponse({"status": "ok", "version": __version__, "database": "ok", "city": city.summary()})
+    bus = request.app.state.bus
+    commands = "off (no kafka.bootstrap)" if bus is None else ("ok" if bus.ready.is_set() else "connecting")
+    return JSONResponse({"status": "ok", "version": __version__, "database": "ok", "commands": commands,
+                         "city": city.summary()})
 
 
 @router.get("/metrics", include_in_schema=False)

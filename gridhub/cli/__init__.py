@@ -186,6 +186,29 @@ def bench_e2e(probes: int, interval: float, background: int, as_json: bool) -> N
                  as_json)
 
 
+@bench.command("api")
+@click.option("--cases", "case_count", default=200_000, show_default=True, help="Cases to seed the database with.")
+@click.option("--clients", default=50, show_default=True, help="Concurrent clients listing cases.")
+@click.option("--requests", default=3_000, show_default=True, help="Case-list requests (first and cursor pages).")
+@click.option("--actions", "action_cases", default=50, show_default=True,
+              help="Camera detections taken through confirm, handle and verify_pass (three timed actions each).")
+@click.option("--think-ms", default=500.0, show_default=True,
+              help="Mean pause of each client between requests (0: no pause, to measure capacity).")
+@click.option("--json", "as_json", is_flag=True, help="Also print one JSON object as the last line.")
+def bench_api(case_count: int, clients: int, requests: int, action_cases: int, think_ms: float,
+              as_json: bool) -> None:
+    """Case-list p95 at concurrent clients against the bare query, and the action round trip p50/p95."""
+    from gridhub.bench import environment
+    from gridhub.bench.api import run
+
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        result = run(case_count, clients, requests, action_cases, think_ms)
+    except (ValueError, RuntimeError) as exc:
+        fail(str(exc), EXIT_CONFIG)
+    print_bench(result, environment("SQLite (embedded) + tansu (embedded)"), as_json)
+
+
 from gridhub.cli.devices import devices  # noqa: E402 (registered last: they import gridhub.cli.common)
 
 cli.add_command(devices)

@@ -39,7 +39,7 @@ def create(config_file: Path | None, role: str, scope: str, expires: str, name: 
         city = load_city(settings)
     except CityError as exc:
         fail(f"city error: {exc}", EXIT_CONFIG)
-    problem = scope_error(scope, known_prefix=bool(scope.isdigit() and city.cells.under(scope)))
+    problem = scope_error(scope, known_prefix=True) or scope_error(scope, known_prefix=bool(city.cells.under(scope)))
     if problem:
         fail(problem, EXIT_CONFIG)
     lifetime: timedelta | None = None

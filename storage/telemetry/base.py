@@ -50,6 +50,16 @@ class StatusRow:
 
 
 @dataclass(frozen=True, slots=True)
+class LastHeard:
+    """What the store last heard from a device: its newest reading and its newest status change."""
+
+    received_ms: int | None  # when the gateway received the newest reading (by measurement time); None: no reading
+    battery_v: float | None  # of the newest reading that reported one
+    status_ms: int | None  # time of the newest status change; None: no status
+    online: bool | None  # what the newest status change said
+
+
+@dataclass(frozen=True, slots=True)
 class Position:
     """How far the store has written a partition: the next offset, and a fingerprint of the record before it."""
 
@@ -115,6 +125,9 @@ class TelemetryStore(Protocol):
 
     def latest_statuses(self, device_ids: Collection[str]) -> dict[str, bool]:
         """Device → whether its latest stored status is online; devices with none stored are left out."""
+
+    def last_heard(self, device_ids: Collection[str]) -> dict[str, LastHeard]:
+        """Device → its newest reading and status; devices with neither stored are left out."""
 
     def device_series(self, device_id: str, request: SeriesRequest) -> list[Window]:
         """The device's windows that hold at least one reading, in time order."""

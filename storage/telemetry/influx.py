@@ -32,6 +32,7 @@ from urllib3.exceptions import HTTPError
 
 from domain.epoch import EPOCH
 from storage.telemetry.base import (
+    LastHeard,
     Position,
     ReadingRow,
     SeriesRequest,
@@ -116,6 +117,20 @@ class InfluxTelemetryStore:
         return {str(record.values["device_id"]): bool(record.values["_value"])
                 for table in tables for record in table.records}
 
+    def last_heard(self, device_ids: Collection[str]) -> dict[str, LastHeard]:
+        """Device → its newest reading and status, from one Flux query."""
+        if not device_ids:
+            return {}
+        try:
+            tables = self._queries.query(flux_last_heard(self._bucket, device_ids), org=self._org)
+        except (ApiException, HTTPError, OSError) as exc:
+            raise StoreUnavailable(f"InfluxDB {self._url}: {_describe(exc)}") from exc
+        return last_heard_from_records(
+            (str(record.values["result"]), str(record.values["device_id"]), record.values.get("_time"),
+             record.values.get("_value"))
+            for table in tables for record in table.records
+        )
+
     def device_series(self, device_id: str, request: SeriesRequest) -> list[Window]:
         """The device's aggregated windows."""
         return self._series(flux_series(self._bucket, "device_id", device_id, request))
@@ -199,6 +214,49 @@ def flux_latest_statuses(bucket: str, device_ids: Collection[str]) -> str:
         "  |> last()",
         '  |> keep(columns: ["device_id", "_value"])',
     ])
+
+
+def flux_last_heard(bucket: str, device_ids: Collection[str]) -> str:
+    """A Flux query for each device's newest `received_ms` and `battery_v` fields and newest status, one `yield` each.
+
+    `last()` right after a filter is pushed down to the storage engine, so all time is read without a scan; the
+    second `last()` picks the newest over a device's series (one per cell it has been in, per measurement).
+    """
+    devices = " or ".join(f"r.device_id == {_flux_string(device_id)}" for device_id in sorted(device_ids))
+    measurements = " or ".join(f"r._measurement == {_flux_string(m)}" for m in READING_MEASUREMENTS)
+    newest = ('|> last() |> group(columns: ["device_id"]) |> sort(columns: ["_time"]) |> last()'
+              ' |> keep(columns: ["device_id", "_time", "_value"])')
+    return "\n".join([
+        f"data = from(bucket: {_flux_string(bucket)}) |> range(start: 0) |> filter(fn: (r) => {devices})",
+        f'data |> filter(fn: (r) => ({measurements}) and r._field == "received_ms") {newest}'
+        ' |> yield(name: "received_ms")',
+        f'data |> filter(fn: (r) => ({measurements}) and r._field == "battery_v") {newest}'
+        ' |> yield(name: "battery_v")',
+        f'data |> filter(fn: (r) => r._measurement == "{STATUS_MEASUREMENT}" and r._field == "online") {newest}'
+        ' |> yield(name: "online")',
+    ])
+
+
+def last_heard_from_records(records: Iterable[tuple[str, str, datetime | None, Any]]) -> dict[str, LastHeard]:
+    """Device → what it was last heard saying, from (yield name, device id, time, value) records of `flux_last_heard`.
+
+    A reading's `received_ms` field is the newest reading's receive time; a status's time is its point's time.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for result, device_id, time, value in records:
+        if value is None:
+            continue
+        fields = found.setdefault(device_id, {})
+        if result == "received_ms":
+            fields["received_ms"] = int(value)
+        elif result == "battery_v":
+            fields["battery_v"] = float(value)
+        elif result == "online" and time is not None:
+            fields["status_ms"] = (time - EPOCH) // timedelta(milliseconds=1)
+            fields["online"] = bool(value)
+    return {device_id: LastHeard(fields.get("received_ms"), fields.get("battery_v"), fields.get("status_ms"),
+                                 fields.get("online"))
+            for device_id, fields in found.items() if "received_ms" in fields or "status_ms" in fields}
 
 
 def windows_from_records(records: Iterable[tuple[str, datetime | None, Any]]) -> list[Window]:

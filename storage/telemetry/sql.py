@@ -24,12 +24,16 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    ScalarSelect,
     String,
     Table,
+    UnaryExpression,
     and_,
     cast,
+    column,
     func,
     select,
+    values,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -39,6 +43,7 @@ from storage.metadata import metadata
 from storage.telemetry.base import (
     MAX_GRID_CODE_LENGTH,
     MAX_ID_LENGTH,
+    LastHeard,
     Position,
     ReadingRow,
     SeriesRequest,
@@ -156,6 +161,35 @@ class SqlTelemetryStore:
         except _UNAVAILABLE as exc:
             raise _unavailable(exc) from exc
 
+    def last_heard(self, device_ids: Collection[str]) -> dict[str, LastHeard]:
+        """Device → its newest reading and status, in one statement of index look-ups.
+
+        Each value is a correlated subquery that takes the newest row by the primary key (device, time): a seek,
+        not a scan of the device's history, on SQLite and PostgreSQL alike.
+        """
+        if not device_ids:
+            return {}
+        wanted = values(column("device_id", String), name="wanted").data([(i,) for i in device_ids]).cte("wanted")
+        r, s = readings.c, status_changes.c
+        device = wanted.c.device_id
+        newest_reading = (r.ts_ms.desc(), r.seq.desc())
+        newest_status = (s.ts_ms.desc(), s.online.desc())  # two at the same millisecond: online wins, as the later word
+        query = select(
+            device,
+            _newest(r.received_ms, r.device_id == device, newest_reading),
+            _newest(r.battery_v, and_(r.device_id == device, r.battery_v.is_not(None)), newest_reading),
+            _newest(s.ts_ms, s.device_id == device, newest_status),
+            _newest(s.online, s.device_id == device, newest_status),
+        )
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
+        return {device_id: LastHeard(received_ms, battery_v, status_ms, None if online is None else bool(online))
+                for device_id, received_ms, battery_v, status_ms, online in rows
+                if received_ms is not None or status_ms is not None}
+
     def device_series(self, device_id: str, request: SeriesRequest) -> list[Window]:
         """The device's aggregated windows."""
         return self._series(readings.c.device_id == device_id, request)
@@ -209,6 +243,12 @@ class SqlTelemetryStore:
         except _UNAVAILABLE as exc:
             raise _unavailable(exc) from exc
         return [_window(request, row) for row in rows]
+
+
+def _newest(value: Column[Any], where: ColumnElement[bool], order: tuple[UnaryExpression[Any], ...]
+            ) -> ScalarSelect[Any]:
+    """`value` of the first row in `order` that matches `where`, as a scalar subquery."""
+    return select(value).where(where).order_by(*order).limit(1).scalar_subquery()
 
 
 def _unavailable(exc: Exception) -> StoreUnavailable:

@@ -17,13 +17,17 @@ from domain.case_records import (
     CaseCommand,
     CaseRecordFormatError,
     Command,
+    CommandReply,
     EventDoc,
+    Outcome,
     case_doc,
     case_from_doc,
     decode_case_event,
     decode_command,
+    decode_reply,
     encode_case_event,
     encode_command,
+    encode_reply,
 )
 from domain.cases import Case, CaseEvent, CaseState, Evidence, Severity, Source, Tier, report
 from domain.sla import SlaCalendar, parse_term
@@ -243,6 +247,17 @@ def test_a_command_round_trips() -> None:
     assert decode_command(encode_command(CONFIRM)) == CONFIRM
     dismiss = CaseCommand(CONFIRM.case_id, CONFIRM.grid_code, Command.DISMISS, "operator-3", MONDAY)
     assert decode_command(encode_command(dismiss)) == dismiss
+
+
+def test_a_command_with_a_request_id_expected_version_and_parameters_round_trips() -> None:
+    extend = CaseCommand(CONFIRM.case_id, CONFIRM.grid_code, Command.EXTEND, "center-1", MONDAY, "permit pending",
+                         "rq-7", 4, {"by_s": "7200", "clock": "working"})
+    assert decode_command(encode_command(extend)) == extend
+
+
+def test_a_reply_round_trips() -> None:
+    reply = CommandReply("rq-7", Outcome.STALE, CONFIRM.case_id, 5, "someone changed it", CaseState.DISPATCHED)
+    assert decode_reply(encode_reply(reply)) == reply
 
 
 def test_a_command_without_a_note_gets_an_empty_one() -> None:

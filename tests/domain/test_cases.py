@@ -62,6 +62,7 @@ PERFORM: dict[Action, Perform] = {
     Action.RATE: lambda c, cal, actor: c.rate(NOON, actor, satisfied=True),
     Action.UPGRADE: lambda c, cal, actor: c.upgrade(NOON, actor, severity=Severity.RED),
     Action.ATTACH: lambda c, cal, actor: c.attach(Evidence(NOON, "rain-0001", "12 mm in 1 h"), actor),
+    Action.REOPEN: lambda c, cal, actor: c.reopen(NOON, actor, window=timedelta(days=30)),
 }
 
 #: Where each action leaves the case; None means it stays where it was.
@@ -81,6 +82,7 @@ TARGET: dict[Action, CaseState | None] = {
     Action.RATE: CaseState.CLOSED,
     Action.UPGRADE: None,
     Action.ATTACH: None,
+    Action.REOPEN: CaseState.REPORTED,
 }
 
 ALLOWED = [(action, state) for action, states in ALLOWED_FROM.items() for state in sorted(states)]
@@ -690,3 +692,37 @@ def test_a_sent_back_case_is_redispatched_at_its_raised_level(
                              calendar=calendar)
 
     assert case.tier is returned.tier is Tier.STREET
+
+
+# --- undoing a review decision (撤销) -------------------------------------------------------------------
+
+
+def test_reopening_a_confirmed_and_dispatched_case_clears_its_filing_and_dispatch(
+    case_in: Callable[..., Case], calendar: SlaCalendar
+) -> None:
+    reopened = case_in(CaseState.DISPATCHED).reopen(NOON, "operator-1", window=timedelta(days=30))
+    assert (reopened.state, reopened.filed_at, reopened.dispatched_at, reopened.deadline_at, reopened.department,
+            reopened.tier) == (CaseState.REPORTED, None, None, None, None, None)
+    assert last_event(reopened).data == {"undone": "file"}
+
+
+def test_reopening_a_dismissed_case_clears_its_voiding(case_in: Callable[..., Case]) -> None:
+    reopened = case_in(CaseState.VOIDED).reopen(NOON, "operator-1", window=timedelta(days=30))
+    assert (reopened.state, reopened.voided_at, last_event(reopened).data) == (
+        CaseState.REPORTED, None, {"undone": "void"})
+
+
+def test_a_decision_older_than_the_window_cannot_be_undone(case_in: Callable[..., Case]) -> None:
+    with pytest.raises(IllegalTransition, match="older than the undo window of 60 s"):
+        case_in(CaseState.FILED).reopen(NOON, "operator-1", window=timedelta(seconds=60))
+
+
+def test_a_case_that_moved_on_since_its_decision_cannot_be_undone(case_in: Callable[..., Case]) -> None:
+    reassigned = case_in(CaseState.DISPATCHED).reassign(NOON, "center-1", department="市场监管")
+    with pytest.raises(IllegalTransition, match="has moved on"):
+        reassigned.reopen(NOON, "operator-1", window=timedelta(days=30))
+
+
+def test_a_case_reported_then_reopened_can_be_decided_and_undone_again(case_in: Callable[..., Case]) -> None:
+    again = case_in(CaseState.VOIDED).reopen(NOON, "operator-1", window=timedelta(days=30)).file(NOON, "operator-1")
+    assert again.reopen(NOON + H, "operator-1", window=timedelta(hours=2)).state is CaseState.REPORTED

@@ -7,6 +7,7 @@ that gives a 13:10 deadline, and with "2h working" an 11:10 one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from domain.cases import Case, Source, Tier, report
-from domain.kpi import Dimension, Figures, Period, PeriodKind, figures, figures_by, period_containing
+from domain.kpi import Dimension, Figures, Period, PeriodKind, counted_in, figures, figures_by, period_containing
 from domain.sla import SlaCalendar, parse_term
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -284,6 +285,33 @@ def test_cases_only_reported_give_a_time_to_nothing(desk: Desk) -> None:
 
     assert (result.mean_time_to_file, result.mean_time_to_dispatch, result.mean_time_to_close) == (None, None, None)
     assert result.first_time_right_rate is None
+
+
+# --- which cases a period counts ----------------------------------------------------------------------------
+
+
+FRIDAY = 19
+
+
+@pytest.mark.parametrize(("build", "counted"), [
+    pytest.param(lambda d: d.reported("c1", sh(2025, 9, 22, 9)), True, id="reported in it"),
+    # Dispatched on Friday at 16:00, four working hours run out on Monday at 11:00.
+    pytest.param(lambda d: d.dispatched("c1", sh(2025, 9, FRIDAY, 15, 50)), True, id="due in it"),
+    pytest.param(lambda d: d.dispatched("c1", sh(2025, 9, FRIDAY, 9)).handle(sh(2025, 9, 22, 9), "officer-3"), True,
+                 id="first handled in it"),
+    pytest.param(lambda d: d.closed(d.dispatched("c1", sh(2025, 9, FRIDAY, 9), term="3d working"),
+                                    sh(2025, 9, FRIDAY, 11), sh(2025, 9, 22, 9)), True, id="closed in it"),
+    pytest.param(lambda d: d.dispatched("c1", sh(2025, 9, FRIDAY, 9)), False, id="open, nothing in it"),
+    pytest.param(lambda d: d.closed(d.dispatched("c1", sh(2025, 9, FRIDAY, 9)), sh(2025, 9, FRIDAY, 11),
+                                    sh(2025, 9, FRIDAY, 12)), False, id="closed before it"),
+    pytest.param(lambda d: d.reported("c1", sh(2025, 9, 23, 9)), False, id="reported after it"),
+    pytest.param(lambda d: d.reported("c1", sh(2025, 9, 22, 9)).void(sh(2025, 9, 22, 10), "operator-1",
+                                                                   reason="duplicate"), False, id="voided"),
+])
+def test_a_period_counts_a_case_with_a_cohorts_moment_in_it_unless_voided(
+    desk: Desk, build: Callable[[Desk], Case], counted: bool
+) -> None:
+    assert counted_in(build(desk), MONDAY) is counted
 
 
 # --- breakdowns -------------------------------------------------------------------------------------------

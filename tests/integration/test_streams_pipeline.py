@@ -31,7 +31,7 @@ from domain.case_records import CaseCommand, Command, encode_command
 from domain.detections import Detection, DetectionKind, Phase, encode_detection
 from domain.registry import ZoneKind
 from domain.telemetry import decode_record
-from storage.cases import CaseSummary, get_case, list_cases
+from storage.cases import CaseFilter, CaseSummary, get_case, list_cases
 from storage.db import connect
 from storage.devices import devices_table, seed_devices
 from storage.schema import init_db
@@ -61,7 +61,7 @@ class Pipeline:
         self.mqtt.publish(f"gridhub/v1/{kind}/{device}/telemetry", payload, qos=1).wait_for_publish(10)
 
     def cases(self, grid_code: str) -> list[CaseSummary]:
-        return list_cases(self.db, grid_prefix=grid_code).items
+        return list_cases(self.db, CaseFilter(grid_prefix=grid_code)).items
 
 
 def eventually(probe: Callable[[], T | None], timeout_s: float = 60, what: str = "condition",

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from core import kafka
 from core.city import DEMO_CITY_DIR
 from core.credentials import demo_secret
+from tests.integration.test_streams_pipeline import eventually
 
 pytestmark = pytest.mark.integration
 READY_TIMEOUT_S = 90
@@ -107,7 +108,7 @@ def port_open(host: str, port: int) -> bool:
 def test_ready_file_lists_endpoints_and_a_token_per_role(hub: Hub) -> None:
     assert set(hub.ready) >= {"api_url", "mqtt_host", "mqtt_port", "mqtt_hub_port", "mqtt_broker", "kafka_bootstrap",
                               "tokens"}
-    assert set(hub.ready["tokens"]) == {"viewer", "operator", "commander", "admin"}
+    assert set(hub.ready["tokens"]) == {"viewer", "operator", "commander", "device-admin", "admin"}
     assert (hub.state_dir / "ready.json").stat().st_mode & 0o077 == 0
 
 
@@ -117,10 +118,21 @@ def test_healthz_answers(hub: Hub) -> None:
     assert response.json()["database"] == "ok"
 
 
+def test_the_api_reaches_the_stream_worker_for_actions(hub: Hub) -> None:
+    eventually(lambda: httpx.get(f"{hub.ready['api_url']}/healthz", timeout=5).json()["commands"] == "ok", 30,
+               "the API's command bus")
+    token = hub.ready["tokens"]["commander"]
+    response = httpx.post(f"{hub.ready['api_url']}/api/v1/cases/no-such-case/actions", timeout=10,
+                          headers={"Authorization": f"Bearer {token}"}, json={"action": "file", "expected_version": 1})
+    assert (response.status_code, response.json()["detail"]) == (404, "no case 'no-such-case'")
+
+
 def test_tokens_from_ready_file_authenticate(hub: Hub) -> None:
     token = hub.ready["tokens"]["commander"]
     response = httpx.get(f"{hub.ready['api_url']}/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
-    assert response.json() == {"role": "commander"}
+    who = response.json()
+    assert (who["role"], who["scope"], who["level"]) == ("commander", "310104", "district")
+    assert who["name"] == "gridhub up: commander"
 
 
 def test_embedded_mqtt_broker_authenticates_devices_and_delivers_qos1(hub: Hub) -> None:

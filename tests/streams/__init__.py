@@ -41,11 +41,12 @@ def ms(moment: datetime) -> int:
 T0_MS = ms(T0)
 
 
-def new_engine(load_cell: Callable[[str], dict[str, Any] | None] = lambda _code: None, **streams: Any) -> CaseEngine:
+def new_engine(load_cell: Callable[[str], dict[str, Any] | None] = lambda _code: None,
+               load_case: Callable[[str], Case | None] = lambda _id: None, **streams: Any) -> CaseEngine:
     """An engine built the way the worker builds it, from the demo city and the (overridden) streams settings."""
     settings = SETTINGS.streams.model_copy(update=streams)
     return CaseEngine(limits=limits_from(settings), routing=CITY.routing, calendar=CITY.calendar,
-                  devices=CITY.registry.devices, load_cell=load_cell)
+                      devices=CITY.registry.devices, load_cell=load_cell, load_case=load_case)
 
 
 def reading(device_id: str, ts_ms: int, received_ms: int | None = None, **values: float | bool) -> Reading:

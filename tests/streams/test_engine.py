@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from domain.case_records import CaseCommand, Command
-from domain.cases import Action, Case, CaseState, Tier
+from domain.case_records import CaseCommand, Command, CommandReply, Outcome
+from domain.cases import Action, Case, CaseState, Source, Tier
 from domain.detections import Phase
 from domain.sla import Clock, SlaTerm
 from domain.telemetry import Reading
@@ -386,42 +386,182 @@ def test_updates_add_evidence_at_most_every_10_minutes_and_the_end_always() -> N
     assert steps(engine.apply_detection(detection(Phase.END, T0_MS + 11 * MINUTE + 1, 0.97))) == [(case.id, "attach")]
 
 
-def command(case: Case, verb: Command, minutes: int = 5) -> CaseCommand:
-    return CaseCommand(case.id, case.grid_code, verb, "operator-3", T0 + timedelta(minutes=minutes))
+def command(case: Case, verb: Command, minutes: int = 5, note: str = "", *, version: int | None = None,
+            **params: str) -> CaseCommand:
+    return CaseCommand(case.id, case.grid_code, verb, "operator-3", T0 + timedelta(minutes=minutes), note,
+                       request_id=f"rq-{verb}-{minutes}", expected_version=version, params=params)
 
 
 def test_an_operator_confirmation_files_and_dispatches_a_reported_detection() -> None:
     engine = new_engine()
     reported = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
-    changes = engine.apply_command(command(reported, Command.CONFIRM))
+    changes, reply = engine.apply_command(command(reported, Command.CONFIRM, version=reported.version))
     assert steps(changes) == [(reported.id, "file"), (reported.id, "dispatch")]
     assert [c.event.actor for c in changes] == ["operator-3", "gridhub-streams"]
     assert changes[-1].case.deadline_at == T0 + timedelta(hours=2, minutes=5)
+    assert reply == CommandReply("rq-confirm-5", Outcome.APPLIED, reported.id, reported.version + 2, "",
+                                 CaseState.DISPATCHED)
 
 
-def test_a_confirmation_of_a_case_no_longer_reported_changes_nothing() -> None:
+def test_a_confirmation_of_a_case_no_longer_reported_is_illegal_and_changes_nothing() -> None:
     engine = new_engine()
     reported = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
     engine.apply_command(command(reported, Command.CONFIRM))
-    assert engine.apply_command(command(reported, Command.CONFIRM, minutes=6)) == []
+    changes, reply = engine.apply_command(command(reported, Command.CONFIRM, minutes=6))
+    assert (changes, reply.outcome, reply.state) == ([], Outcome.ILLEGAL, CaseState.DISPATCHED)
+    assert "cannot file" in reply.message
 
 
-def test_a_command_for_an_unknown_case_changes_nothing() -> None:
+def test_a_command_on_a_version_the_case_has_moved_past_is_stale() -> None:
+    engine = new_engine()
+    reported = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
+    engine.apply_command(command(reported, Command.CONFIRM, version=reported.version))
+    stale = command(reported, Command.DISMISS, 6, "not a stall", version=reported.version)
+    changes, reply = engine.apply_command(stale)
+    assert (changes, reply.outcome, reply.version) == ([], Outcome.STALE, reported.version + 2)
+    assert "someone changed it" in reply.message
+
+
+def test_a_command_for_an_unknown_case_is_not_found() -> None:
     engine = new_engine()
     only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
     stale = CaseCommand("310104003001002-0501-20990101T000000000", STALL_CELL, Command.CONFIRM, "op", T0)
-    assert engine.apply_command(stale) == []
+    changes, reply = engine.apply_command(stale)
+    assert (changes, reply.outcome) == ([], Outcome.NOT_FOUND)
 
 
 def test_a_dismissed_detection_is_voided_and_a_later_one_opens_a_new_case() -> None:
     engine = new_engine()
     reported = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
-    voided = engine.apply_command(command(reported, Command.DISMISS))
+    voided, _ = engine.apply_command(command(reported, Command.DISMISS, note="a parked tricycle"))
     assert steps(voided) == [(reported.id, "void")]
     assert voided[0].case.state is CaseState.VOIDED
     assert open_cases(engine, STALL_CELL) == []
     later = only_case(engine.apply_detection(detection(Phase.START, T0_MS + HOUR, 0.5, event_id="evt-2")))
     assert later.id == "310104003001002-0501-20260310T030000000" != reported.id
+
+
+def test_a_dismissal_without_a_reason_is_illegal() -> None:
+    engine = new_engine()
+    reported = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
+    _, reply = engine.apply_command(command(reported, Command.DISMISS))
+    assert (reply.outcome, reply.message) == (Outcome.ILLEGAL, f"void on case {reported.id} needs a reason")
+
+
+def test_a_dismissal_can_suppress_the_zone_for_a_while() -> None:
+    engine = new_engine()
+    reported = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
+    engine.apply_command(command(reported, Command.DISMISS, 5, "vendor licensed for the fair", suppress_s="3600"))
+    within = detection(Phase.START, T0_MS + 30 * MINUTE, 0.95, event_id="evt-2")
+    after = detection(Phase.START, T0_MS + 66 * MINUTE, 0.95, event_id="evt-3")
+    assert engine.apply_detection(within) == []
+    assert only_case(engine.apply_detection(after)).state is CaseState.DISPATCHED
+
+
+def test_a_suppression_survives_a_snapshot() -> None:
+    engine = new_engine()
+    reported = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
+    engine.apply_command(command(reported, Command.DISMISS, 5, "licensed", suppress_s="3600"))
+    doc = orjson.loads(orjson.dumps(cell_doc(engine.cells[STALL_CELL])))
+    restored = new_engine(load_cell=lambda code: doc if code == STALL_CELL else None)
+    assert restored.apply_detection(detection(Phase.START, T0_MS + 30 * MINUTE, 0.95, event_id="evt-2")) == []
+
+
+def test_undoing_a_dismissal_reopens_the_case_for_review_and_lifts_the_suppression() -> None:
+    loaded: dict[str, Case] = {}
+    engine = new_engine(load_case=loaded.get)
+    reported = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
+    voided, _ = engine.apply_command(command(reported, Command.DISMISS, 5, "licensed", suppress_s="3600"))
+    loaded[reported.id] = voided[-1].case  # the case database holds it now; the worker does not
+    changes, reply = engine.apply_command(command(reported, Command.UNDO, 6, version=voided[-1].case.version))
+    assert (steps(changes), reply.outcome, reply.state) == ([(reported.id, "reopen")], Outcome.APPLIED,
+                                                           CaseState.REPORTED)
+    assert [c.id for c in open_cases(engine, STALL_CELL)] == [reported.id]
+    assert steps(engine.apply_detection(detection(Phase.START, T0_MS + 10 * MINUTE, 0.5, event_id="evt-2"))) == [
+        (reported.id, "attach")]
+
+
+def test_undoing_a_confirmation_outside_the_window_is_illegal() -> None:
+    engine = new_engine(undo_window_s=60)
+    reported = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
+    engine.apply_command(command(reported, Command.CONFIRM))
+    _, reply = engine.apply_command(command(reported, Command.UNDO, minutes=7))
+    assert (reply.outcome, reply.state) == (Outcome.ILLEGAL, CaseState.DISPATCHED)
+
+
+def test_a_command_on_a_finished_case_from_the_database_needs_the_version_the_caller_saw() -> None:
+    first = new_engine()
+    reported = only_case(first.apply_detection(detection(Phase.START, T0_MS, 0.5)))
+    voided, _ = first.apply_command(command(reported, Command.DISMISS, 5, "duplicate"))
+    restarted = new_engine(load_case={reported.id: voided[-1].case}.get)  # after a restart, only the database has it
+    _, reply = restarted.apply_command(command(reported, Command.UNDO, 6))
+    assert (reply.outcome, reply.message) == (Outcome.INVALID, f"a command on voided case {reported.id} needs the "
+                                                               "expected version")
+
+
+def test_a_just_finished_case_is_kept_for_an_undo_and_survives_a_snapshot() -> None:
+    engine = new_engine()
+    reported = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
+    voided, _ = engine.apply_command(command(reported, Command.DISMISS, 5, "duplicate"))
+    doc = orjson.loads(orjson.dumps(cell_doc(engine.cells[STALL_CELL])))
+    restored = new_engine(load_cell=lambda code: doc if code == STALL_CELL else None)
+    _, reply = restored.apply_command(command(reported, Command.UNDO, 6, version=voided[-1].case.version))
+    assert (reply.outcome, reply.state) == (Outcome.APPLIED, CaseState.REPORTED)
+
+
+def test_a_case_runs_the_closed_loop_through_commands_and_is_rated() -> None:
+    loaded: dict[str, Case] = {}
+    engine = new_engine(load_case=loaded.get)
+    case = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
+    script = [
+        (Command.FILE, "", {}),
+        (Command.DISPATCH, "", {"department": "市场监管", "tier": "street"}),
+        (Command.REASSIGN, "", {"department": "城管执法"}),
+        (Command.EXTEND, "permit pending", {"by_s": "3600"}),
+        (Command.SUSPEND, "owner abroad", {}),
+        (Command.RESUME, "", {}),
+        (Command.HANDLE, "stall removed", {"photo": "photos/abc.jpg"}),
+        (Command.VERIFY_FAIL, "vendor is back", {}),
+        (Command.HANDLE, "removed again", {}),
+        (Command.VERIFY_PASS, "", {}),
+    ]
+    for minute, (verb, note, params) in enumerate(script, 10):
+        changes, reply = engine.apply_command(command(case, verb, minute, note, version=case.version, **params))
+        assert reply.outcome is Outcome.APPLIED, reply
+        case = changes[-1].case
+    assert (case.state, case.department, case.rework_count, case.extension_count, case.reassign_count) == (
+        CaseState.CLOSED, "城管执法", 1, 1, 1)
+    assert [e.ref for e in case.evidence if e.detail.get("kind") == "photo"] == ["photos/abc.jpg"]
+    loaded[case.id] = case
+    changes, reply = engine.apply_command(command(case, Command.RATE, 40, version=case.version, satisfied="true"))
+    assert (reply.outcome, changes[-1].case.satisfied) == (Outcome.APPLIED, True)
+
+
+def test_a_citizen_report_in_a_cell_with_an_open_case_of_its_code_is_fused_into_it() -> None:
+    engine = new_engine()
+    sensor_case = case_in_cell(engine)
+    report = CaseCommand("", sensor_case.grid_code, Command.REPORT, "citizen", T0 + 20 * timedelta(minutes=1),
+                         "water up to the kerb", "rq-1", None,
+                         {"category": sensor_case.category, "report_id": "r1", "photo": "citizen/r1.jpg"})
+    changes, reply = engine.apply_command(report)
+    assert (steps(changes), reply.case_id) == ([(sensor_case.id, "attach")], sensor_case.id)
+    assert engine.apply_command(report)[0] == []  # read again after a restart: already there
+
+
+def test_a_citizen_report_with_no_open_case_of_its_code_opens_one_awaiting_filing() -> None:
+    engine = new_engine()
+    report = CaseCommand("", STALL_CELL, Command.REPORT, "citizen", T0, "vendor on the pavement", "rq-1", None,
+                         {"category": "0501", "report_id": "r1"})
+    changes, reply = engine.apply_command(report)
+    case = only_case(changes)
+    assert (case.source, case.state, reply.case_id, steps(changes)) == (
+        Source.CITIZEN, CaseState.REPORTED, case.id, [(case.id, "report"), (case.id, "attach")])
+
+
+def case_in_cell(engine: CaseEngine) -> Case:
+    """A waterlogging case opened by rain in CELL."""
+    feed(engine, *(rain(T0_MS + i * MINUTE, RAIN_PER_MINUTE * 2) for i in range(120)))
+    return case_in(engine, "0406")
 
 
 def test_a_second_detection_in_the_cell_adds_evidence_to_the_open_case() -> None:
@@ -442,7 +582,7 @@ def test_a_replayed_start_of_a_dismissed_detection_does_not_reopen_its_case() ->
     engine = new_engine()
     start = detection(Phase.START, T0_MS, 0.5)
     reported = only_case(engine.apply_detection(start))
-    engine.apply_command(command(reported, Command.DISMISS))
+    engine.apply_command(command(reported, Command.DISMISS, note="a parked car"))
     assert engine.apply_detection(start) == []
 
 

@@ -1,4 +1,5 @@
-"""Schema 2: API tokens in the database (they were a file of hashes) and citizen reports received by Open311."""
+"""Schema 2: API tokens in the database (they were a file of hashes), citizen reports received by Open311, and an
+indexes for listing cases by deadline."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add the `api_tokens` and `citizen_reports` tables."""
+    """Add the `api_tokens` and `citizen_reports` tables and the cases' deadline indexes."""
     op.create_table(
         "api_tokens",
         sa.Column("id", sa.String(16), primary_key=True),
@@ -39,9 +40,13 @@ def upgrade() -> None:
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
     )
     op.create_index("ix_citizen_reports_case", "citizen_reports", ["case_id"])
+    op.create_index("ix_cases_deadline", "cases", ["deadline_ms", "id"])
+    op.create_index("ix_cases_state_deadline", "cases", ["state", "deadline_ms", "id"])
 
 
 def downgrade() -> None:
     """Drop them again."""
+    op.drop_index("ix_cases_state_deadline", "cases")
+    op.drop_index("ix_cases_deadline", "cases")
     op.drop_table("citizen_reports")
     op.drop_table("api_tokens")
