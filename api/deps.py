@@ -1,8 +1,12 @@
-"""Dependencies that routes declare: the caller and its rights, the database, the city, a device, telemetry."""
+"""Dependencies that routes declare: the caller and its rights, the database, the city, a device, telemetry.
+
+The ones that do no I/O are coroutines: FastAPI runs a plain function in its thread pool, and a request that
+hopped threads once per dependency spent more time hopping than querying.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -72,10 +76,10 @@ def _caller(
 WRITES = frozenset({Right.REVIEW, Right.ACT, Right.REGISTRY})
 
 
-def require(right: Right) -> Callable[[Request, Principal], Principal]:
+def require(right: Right) -> Callable[[Request, Principal], Awaitable[Principal]]:
     """A dependency: the caller, if its role grants `right`; 403 naming the right otherwise."""
 
-    def check(request: Request, caller: Annotated[Principal, Depends(_caller)]) -> Principal:
+    async def check(request: Request, caller: Annotated[Principal, Depends(_caller)]) -> Principal:
         if not caller.may(right):
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 f"role {caller.role.value} may not do this (needs the {right.value!r} right)")
@@ -86,17 +90,17 @@ def require(right: Right) -> Callable[[Request, Principal], Principal]:
     return check
 
 
-def _engine(request: Request) -> Engine:
+async def _engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def _city(request: Request) -> City:
+async def _city(request: Request) -> City:
     city: City = request.app.state.city
     return city
 
 
-def _grid(
+async def _grid(
     city: Annotated[City, Depends(_city)],
     grid: Annotated[str | None, Query(
         description="grid code prefix: a district (6 digits), street (9), community (12) or cell")] = None,
@@ -110,7 +114,7 @@ def _grid(
     return grid
 
 
-def _category(
+async def _category(
     city: Annotated[City, Depends(_city)],
     category: Annotated[str | None, Query(description="taxonomy code, e.g. 0406")] = None,
 ) -> str | None:
@@ -122,7 +126,7 @@ def _category(
     return category
 
 
-def _bus(request: Request) -> CommandBus:
+async def _bus(request: Request) -> CommandBus:
     bus: CommandBus | None = request.app.state.bus
     if bus is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -130,11 +134,11 @@ def _bus(request: Request) -> CommandBus:
     return bus
 
 
-def _evidence(request: Request) -> DirectoryEvidence:
+async def _evidence(request: Request) -> DirectoryEvidence:
     return DirectoryEvidence(request.app.state.settings.evidence_dir)
 
 
-def _telemetry_store(request: Request) -> TelemetryStore:
+async def _telemetry_store(request: Request) -> TelemetryStore:
     store: TelemetryStore = request.app.state.telemetry_store  # opened and closed by the app's lifespan
     return store
 

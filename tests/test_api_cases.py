@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.testclient import TestClient
 
+from api.routes.cases import CasePageOut
 from domain.case_records import encode_case_event
 from domain.cases import Case, Source, report
 from domain.city import City
@@ -65,6 +66,23 @@ def test_cases_are_listed_newest_first_as_summaries_in_utc(client: TestClient, v
         "deadline_at": "2024-06-03T05:02:00Z", "handled_at": "2024-06-03T02:00:00Z",
         "closed_at": "2024-06-03T03:00:00Z", "voided_at": None,
     }
+
+
+@pytest.mark.usefixtures("stored")
+def test_the_listed_json_is_exactly_the_documented_page_model(client: TestClient, viewer: dict[str, str]) -> None:
+    body = client.get("/api/v1/cases", headers=viewer).json()
+    assert CasePageOut.model_validate(body).model_dump(mode="json") == body
+
+
+@pytest.mark.usefixtures("stored")
+def test_a_millisecond_time_is_listed_as_the_page_model_writes_it(client: TestClient, viewer: dict[str, str]) -> None:
+    city: City = client.app.state.city  # type: ignore[attr-defined]
+    [case] = steps(city, "d", grid_code="310104003002002", category="0406", at=T0 + timedelta(milliseconds=123),
+                   source=Source.SENSOR, until="reported")
+    CaseSink(client.app.state.engine).write([encode_case_event(case, case.history[-1])])  # type: ignore[attr-defined]
+    body = client.get("/api/v1/cases", params={"grid": "310104003002002"}, headers=viewer).json()
+    assert body["items"][0]["reported_at"] == "2024-06-03T01:00:00.123000Z"
+    assert CasePageOut.model_validate(body).model_dump(mode="json") == body
 
 
 @pytest.mark.usefixtures("stored")

@@ -97,11 +97,19 @@ class Timings:
     by_kind: dict[str, list[float]]
     elapsed_s: float
     errors: int = 0
+    api_cpu_s: float = 0.0  # CPU the API process used during the run
+    client_cpu_s: float = 0.0  # CPU the load generator (this process) used: it shares the machine
 
     @property
     def all(self) -> list[float]:
         """Every latency of the run."""
         return [value for values in self.by_kind.values() for value in values]
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds a process has used (Linux /proc)."""
+    fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _quantiles(values: list[float]) -> list[float]:
@@ -145,13 +153,16 @@ def run(case_count: int, clients: int, requests: int, action_cases: int, think_m
             bare = _bare(engine, sessions, clients, think_s)
             engine.dispose()
             _wait(ready.exists, 90, "the worker's partitions")
-            with _service(["api"], env, directory / "api.log"), \
+            with _service(["api"], env, directory / "api.log") as api_process, \
                     httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30,
                                  headers={"Authorization": f"Bearer {commander}"}) as api:
                 _wait(lambda: api.get("/healthz").json()["commands"] == "ok", 60, "the API's command bus")
                 base_url = f"http://127.0.0.1:{api_port}"
                 asyncio.run(_http(base_url, viewer, sessions[: clients * 2], clients, 0.0))
+                cpu_before, own_before = _cpu_s(api_process.pid), time.process_time()
                 served = asyncio.run(_http(base_url, viewer, sessions, clients, think_s))
+                served.api_cpu_s = _cpu_s(api_process.pid) - cpu_before
+                served.client_cpu_s = time.process_time() - own_before
                 trips = _round_trips(api, bootstrap, cells[:action_cases])
     return _result(seeded, seed_s, clients, think_ms, served, bare, trips)
 
@@ -173,6 +184,8 @@ def _result(seeded: int, seed_s: float, clients: int, think_ms: float, served: T
             "list_errors": served.errors,
             "list_p50_ms": round(listed[49] * 1000, 1), "list_p99_ms": round(listed[98] * 1000, 1),
             "list_req_per_s": round(len(served.all) / served.elapsed_s),
+            "api_cpu_ms_per_request": round(served.api_cpu_s * 1000 / len(served.all), 2),
+            "client_cpu_ms_per_request": round(served.client_cpu_s * 1000 / len(served.all), 2),
             "bare_p50_ms": round(floor[49] * 1000, 1), "bare_p99_ms": round(floor[98] * 1000, 1),
             "bare_req_per_s": round(len(bare.all) / bare.elapsed_s),
             "slowest_mixes_p95_ms": ", ".join(f"{kind} {p95 * 1000:.0f}" for p95, kind in slowest),
