@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.events import ZoneEvent
+from storage.evidence import camera_folder
 
 JPEG_QUALITY = 85
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -20,7 +21,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 def snapshot_name(camera_id: str, event: ZoneEvent) -> str:
     """Where an event phase's snapshot goes: one folder per camera, one file per event and phase time."""
     stem = _UNSAFE.sub("_", f"{event.event_id}-{event.phase.value}-{round(event.at_t * 1000)}")
-    return f"{_UNSAFE.sub('_', camera_id)}/{stem}.jpg"
+    return f"{camera_folder(camera_id)}/{stem}.jpg"
 
 
 def render_snapshot(image: npt.NDArray[np.uint8], event: ZoneEvent) -> bytes:

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 
 from core import kafka
@@ -33,6 +35,7 @@ from tests.tokens import bearer, mint
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 2
+JPEG = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))[1].tobytes()
 STREET = "310104004"
 CELLS = iter(f"{STREET}001{n:03d}" for n in range(1, 13))  # one cell per scenario, so they do not meet
 
@@ -224,3 +227,28 @@ def test_zz_action_round_trips_are_reported(hub: Hub) -> None:
     p50, p95 = trips[len(trips) // 2], trips[int(len(trips) * 0.95)]
     print(f"\naction round trips over HTTP through the worker: n={len(trips)} p50={p50 * 1000:.0f} ms "
           f"p95={p95 * 1000:.0f} ms")
+
+
+def test_a_citizen_report_joins_the_open_case_of_its_cell_and_rates_it_once_closed(hub: Hub) -> None:
+    cell = next(CELLS)
+    pending = hub.detection(cell)
+    grid_cell = load_city(Settings(state_dir=hub.state)).cells.get(cell)
+    assert grid_cell is not None
+    point = grid_cell.polygon.representative_point()
+    form = {"service_code": "0501", "lat": str(point.y), "long": str(point.x), "description": "a cart on the kerb"}
+    posted = hub.api.post("/open311/v2/requests.json", data=form, files={"media": ("kerb.jpg", JPEG, "image/jpeg")})
+    assert posted.status_code == 201, posted.text
+    [receipt] = posted.json()
+    assert receipt["service_request_id"] == pending["case_id"]  # fused: the camera's case, not a second one
+    version = pending["version"] + 1  # the citizen's evidence
+    for action, body in (("file", {}), ("dispatch", {}), ("handle", {"note": "cart gone"}), ("verify_pass", {})):
+        response = hub.act(pending["case_id"], version, action, **body)
+        assert response.status_code == 200, (action, response.text)
+        version = response.json()["version"]
+    hub.stored(pending["case_id"], version)  # the rating is checked against the database's copy
+    rated = hub.api.post(f"/open311/v2/requests/{pending['case_id']}/rating",
+                         data={"token": receipt["token"], "satisfied": "true"})
+    assert rated.status_code == 200, rated.text
+    stored = hub.stored(pending["case_id"], version + 1)
+    assert stored["satisfied"] is True
+    assert [e["source_id"].split("/")[0] for e in stored["evidence"]] == ["cam-hunan-02", "citizen"]
