@@ -13,6 +13,8 @@ up: $(STAMP)
 test: $(STAMP) lint
 	@command -v mosquitto_pub >/dev/null && { command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; } || \
 	  { echo "The integration tests run a real Mosquitto: apt-get install mosquitto mosquitto-clients"; exit 1; }
+	@command -v chromium >/dev/null || \
+	  { echo "The console's browser test drives Debian's Chromium: apt-get install chromium"; exit 1; }
 	$(BIN)/pytest --cov=domain --cov=streams.engine --cov=streams.rules --cov-report=term --cov-fail-under=90
 
 lint: $(STAMP)

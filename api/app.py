@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from api.auth import Right
 from api.commands import CommandBus
@@ -19,6 +22,9 @@ from core.settings import Settings
 from storage.db import connect
 from storage.schema import init_db
 from storage.telemetry import open_store
+
+
+CONSOLE_DIR = Path(__file__).with_name("console")
 
 
 @asynccontextmanager
@@ -64,6 +70,13 @@ def create_app(settings: Settings) -> FastAPI:
         return None if caller.may(Right.OPS) else (403, f"role {caller.role.value} may not read operations pages")
 
     app.add_middleware(DoorMiddleware, settings=conf, ops_check=ops_check)
+    app.mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console")
+
+    @app.get("/", include_in_schema=False)
+    def console() -> FileResponse:
+        """The web console (plain ES modules in api/console/, served as they are: no build step)."""
+        return FileResponse(CONSOLE_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
     app.include_router(health.router)
     app.include_router(grids.router)
     app.include_router(telemetry.router)

@@ -14,6 +14,7 @@ from domain.case_records import encode_case_event
 from domain.cases import Case, Source, report
 from domain.city import City
 from storage.cases import CaseCursor, CaseSink
+from tests.tokens import bearer, mint
 
 T0 = datetime(2024, 6, 3, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Monday, in working hours
 
@@ -175,3 +176,29 @@ def test_cases_are_503_when_the_database_is_gone(client: TestClient, viewer: dic
     response = client.get("/api/v1/cases", headers=viewer)
     assert response.status_code == 503
     assert response.json()["detail"].endswith("unavailable: database: unable to open database file")
+
+
+@pytest.mark.usefixtures("stored")
+@pytest.mark.parametrize(("role", "case_id", "expected"), [
+    ("commander", "c", ["reassign", "return", "escalate", "handle", "void", "suspend", "extend"]),
+    ("commander", "b", ["confirm", "dismiss", "file", "void"]),
+    ("operator", "b", ["confirm", "dismiss"]),
+    ("commander", "a", []),
+    ("viewer", "c", []),
+])
+def test_a_case_lists_the_actions_the_caller_may_take_now(client: TestClient, tmp_path: Path, role: str,
+                                                          case_id: str, expected: list[str]) -> None:
+    body = client.get(f"/api/v1/cases/{case_id}", headers=bearer(mint(tmp_path, role))).json()
+    assert body["allowed_actions"] == expected
+
+
+def test_the_taxonomy_names_each_code_and_its_default_route(client: TestClient, viewer: dict[str, str]) -> None:
+    by_code = {c["code"]: c for c in client.get("/api/v1/taxonomy", headers=viewer).json()}
+    assert by_code["0406"] == {"code": "0406", "name_zh": "道路积水", "name_en": by_code["0406"]["name_en"],
+                               "kind": "event", "department": "水务", "tier": "street", "term": "4h working"}
+
+
+def test_the_console_is_served_at_the_root_without_a_token(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and '<script type="module" src="/console/app.js">' in page.text
+    assert client.get("/console/app.js").headers["content-type"].startswith("text/javascript")

@@ -13,12 +13,12 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from api.auth import Principal
+from api.auth import Principal, Right
 from api.commands import raise_for
 from api.deps import BusDep, CategoryFilter, CityDep, Commander, EngineDep, EvidenceDep, GridFilter, Reader
 from api.routes.telemetry import EARLIEST, LATEST, parse_duration_ms
 from domain.case_records import CaseCommand, Command
-from domain.cases import CaseState, Severity, Source
+from domain.cases import ALLOWED_FROM, Action, CaseState, Severity, Source
 from domain.epoch import EPOCH
 from domain.sla import Clock
 from storage.cases import CaseCursor, CaseFilter, CaseOrder, CaseSummary, SinkUnavailable, get_case, list_cases
@@ -101,6 +101,9 @@ class CaseDetailOut(CaseOut):
     satisfied: bool | None = Field(description="the reporter's rating (评价), if given")
     evidence: list[EvidenceOut]
     timeline: list[CaseEventOut] = Field(description="every event, in version order")
+    allowed_actions: list[str] = Field(description="what the caller may do to the case now: the actions of "
+                                                   "/actions its state allows and its role grants, and confirm / "
+                                                   "dismiss for a camera detection awaiting review")
 
 
 @router.get("/cases", response_model=CasePageOut)
@@ -150,7 +153,8 @@ def case(case_id: str, engine: EngineDep, caller: Reader, response: Response) ->
     """One case with its evidence and its timeline of audited events; the ETag is its version."""
     doc, timeline = _scoped_case(engine, caller, case_id)
     response.headers["ETag"] = f'"{doc["version"]}"'
-    return CaseDetailOut.model_validate({**doc, "timeline": timeline})
+    return CaseDetailOut.model_validate({**doc, "timeline": timeline,
+                                         "allowed_actions": allowed_actions(caller, doc["state"], doc["source"])})
 
 
 class ActionName(StrEnum):
@@ -224,6 +228,27 @@ async def act(
     assert reply.state is not None  # an applied command always names the case's new state
     response.headers["ETag"] = f'"{reply.version}"'
     return ActionOut(case_id=reply.case_id, version=reply.version, state=reply.state, outcome=reply.outcome.value)
+
+
+#: The domain's action behind each of ours, whose allowed states say when it may be taken.
+_DOMAIN_ACTION = {
+    ActionName.FILE: Action.FILE, ActionName.DISPATCH: Action.DISPATCH, ActionName.REASSIGN: Action.REASSIGN,
+    ActionName.RETURN: Action.SEND_BACK, ActionName.ESCALATE: Action.ESCALATE, ActionName.HANDLE: Action.HANDLE,
+    ActionName.VERIFY_PASS: Action.VERIFY_PASS, ActionName.VERIFY_FAIL: Action.VERIFY_FAIL,
+    ActionName.VOID: Action.VOID, ActionName.SUSPEND: Action.SUSPEND, ActionName.RESUME: Action.RESUME,
+    ActionName.EXTEND: Action.EXTEND,
+}
+
+
+def allowed_actions(caller: Principal, state: str, source: str) -> list[str]:
+    """What the caller may do to a case in `state` now, in the order of the closed loop."""
+    now = CaseState(state)
+    allowed = []
+    if caller.may(Right.REVIEW) and now is CaseState.REPORTED and source == Source.CAMERA.value:
+        allowed += ["confirm", "dismiss"]
+    if caller.may(Right.ACT):
+        allowed += [name.value for name, action in _DOMAIN_ACTION.items() if now in ALLOWED_FROM[action]]
+    return allowed
 
 
 def _expected_version(given: int | None, if_match: str | None) -> int:

@@ -153,3 +153,29 @@ def _feature(cell: GridCell) -> dict[str, Any]:
                        "community_code": code.community, "community": cell.community_name,
                        "area_m2": round(cell.area_m2, 1)},
     }
+
+
+class CategoryOut(BaseModel):
+    """A taxonomy code with its names and where its cases go by default."""
+
+    code: str
+    name_zh: str
+    name_en: str
+    kind: str = Field(description="component (部件) or event (事件)")
+    department: str | None = Field(description="the department the routing table dispatches it to")
+    tier: str | None = Field(description="the level that handles it first")
+    term: str | None = Field(description="the deadline term, e.g. 4h working")
+
+
+@router.get("/taxonomy")
+def taxonomy(city: CityDep, _caller: Reader) -> list[CategoryOut]:
+    """The city's case categories (taxonomy) and their default routes, for labels and dispatch forms."""
+    out = []
+    for category in city.taxonomy:
+        route = city.routing.get(category.code)
+        out.append(CategoryOut(
+            code=category.code, name_zh=category.name_zh, name_en=category.name_en, kind=category.kind.value,
+            department=route.department if route else None, tier=route.tier.name.lower() if route else None,
+            term=str(route.term) if route else None,
+        ))
+    return out

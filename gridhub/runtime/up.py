@@ -104,7 +104,7 @@ async def run(
             return None
         endpoints, tokens = startup.result()
         _write_ready(ready_file, endpoints, tokens)
-        print(_ready_banner(endpoints, city, state_dir, demo, time.monotonic() - started), flush=True)
+        print(_ready_banner(endpoints, city, state_dir, demo, time.monotonic() - started, tokens), flush=True)
         await stopped
         print("stopping GridHub…", flush=True)
         return endpoints
@@ -412,10 +412,14 @@ def _write_ready(path: Path, endpoints: Endpoints, tokens: dict[str, str]) -> No
     write_atomically(path, orjson.dumps(document, option=orjson.OPT_INDENT_2))  # it holds tokens: mode 0600
 
 
-def _ready_banner(endpoints: Endpoints, city: City, state_dir: Path, demo: bool, seconds: float) -> str:
+def _ready_banner(endpoints: Endpoints, city: City, state_dir: Path, demo: bool, seconds: float,
+                  tokens: dict[str, str]) -> str:
     kafka_kind = "embedded Tansu, memory only" if endpoints.embedded_kafka else "external"
+    # The demo's console link signs in as the commander: the token is after '#', which browsers never send.
+    console = f"{endpoints.api_url}/#token={tokens['commander']}" if demo else f"{endpoints.api_url}/"
     lines = [
         f"GridHub ready in {seconds:.1f} s — {city.summary()}",
+        f"  Console   {console}",
         f"  API       {endpoints.api_url}   (health /healthz, docs /docs, metrics /metrics)",
         f"  MQTT      {endpoints.mqtt_host}:{endpoints.mqtt_port}   ({endpoints.mqtt_broker}; "
         f"gateways on port {endpoints.mqtt_hub_port})",
