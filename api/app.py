@@ -23,7 +23,6 @@ from storage.db import connect
 from storage.schema import init_db
 from storage.telemetry import open_store
 
-
 CONSOLE_DIR = Path(__file__).with_name("console")
 
 
