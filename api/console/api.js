@@ -82,15 +82,17 @@ function clean(params) {
 }
 
 // An image of the API (evidence, snapshots) as an object URL: <img src> cannot send the bearer token.
+// The promise is cached, so a prefetch and a display of the same image share one fetch and one object URL.
 const images = new Map();
-export async function imageUrl(path) {
+export function imageUrl(path) {
   if (!images.has(path)) {
-    const response = await request(path, { raw: true });
-    images.set(path, URL.createObjectURL(await response.blob()));
+    const url = request(path, { raw: true }).then(async (response) => URL.createObjectURL(await response.blob()));
+    url.catch(() => { if (images.get(path) === url) images.delete(path); });  // a failed image is asked again
+    images.set(path, url);
     if (images.size > 300) {  // an hour of review must not grow without bound
-      const [oldest, url] = images.entries().next().value;
-      URL.revokeObjectURL(url);
+      const [oldest, evicted] = images.entries().next().value;
       images.delete(oldest);
+      evicted.then(URL.revokeObjectURL, () => {});
     }
   }
   return images.get(path);

@@ -25,16 +25,24 @@ export function navigate(name, params = {}) {
   location.hash = `#/${name}${query ? `?${query}` : ""}`;
 }
 
+let showing = 0;  // the latest navigation: a view that finishes loading after a newer one is dropped
+
 async function show() {
+  const mine = ++showing;
   const { name, params } = route();
   current?.unmount?.();
+  current = null;
   for (const tab of document.querySelectorAll("#tabs a")) {
     tab.setAttribute("aria-current", tab.dataset.view === name ? "page" : "false");
   }
   const root = document.getElementById("view");
   root.replaceChildren();
   root.dataset.view = name;
-  current = (await (await load(name)).mount(root, { ...ctx, params })) ?? null;
+  const module = await load(name);
+  if (mine !== showing) return;
+  const mounted = (await module.mount(root, { ...ctx, params })) ?? null;
+  if (mine !== showing) { mounted?.unmount?.(); return; }
+  current = mounted;
 }
 
 function tabs() {

@@ -32,10 +32,11 @@ export class Live {
       const { value, done } = await reader.read();
       if (done) return;
       buffer += decoder.decode(value, { stream: true });
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        this.dispatch(buffer.slice(0, end));
-        buffer = buffer.slice(end + 2);
+      // The API (sse-starlette) ends lines with CRLF; the SSE spec allows CRLF, LF or CR.
+      let blank;
+      while ((blank = /\r\n\r\n|\n\n|\r\r/.exec(buffer))) {
+        this.dispatch(buffer.slice(0, blank.index));
+        buffer = buffer.slice(blank.index + blank[0].length);
       }
     }
   }
