@@ -113,28 +113,29 @@ def cameras(features: list[dict[str, object]]) -> str:
     codes = [str(f["properties"]["code"]) for f in features]  # type: ignore[index]
     return f"""\
 # Cameras of the demo city. Zones are polygons in source pixels (640x360).
-# The sim:// sources are rendered by `gridhub simulate cameras`.
+# The sim:// sources are rendered by `gridhub simulate cameras`. Besides each seed's own events, every camera
+# has a stall or a dust plume cued soon after the demo starts and every five minutes after that.
 - id: cam-tianping-01
-  source: sim://street?seed=101
+  source: sim://street?seed=101&first_event_s=20&event_every_s=300
   grid_code: "{codes[1]}"
   fps: 5
   zones:
     - {{id: sidewalk-north, kind: no_vending, polygon: [[40, 230], [600, 230], [630, 350], [10, 350]], dwell_s: 60}}
 - id: cam-hunan-02
-  source: sim://street?seed=202
+  source: sim://street?seed=202&first_event_s=140&event_every_s=300
   grid_code: "{codes[30]}"
   fps: 5
   zones:
     - {{id: shopfront-east, kind: shopfront, polygon: [[320, 200], [630, 200], [630, 350], [320, 350]], dwell_s: 60}}
     - {{id: crossing, kind: no_vending, polygon: [[10, 220], [310, 220], [310, 350], [10, 350]], dwell_s: 60}}
 - id: cam-xujiahui-site-03
-  source: sim://construction?seed=303
+  source: sim://construction?seed=303&first_event_s=25&event_every_s=300
   grid_code: "{codes[52]}"
   fps: 5
   zones:
     - {{id: site-a, kind: construction, polygon: [[60, 80], [580, 80], [580, 330], [60, 330]], dwell_s: 30}}
 - id: cam-tianping-site-04
-  source: sim://construction?seed=404
+  source: sim://construction?seed=404&first_event_s=100&event_every_s=300
   grid_code: "{codes[17]}"
   fps: 5
   zones:

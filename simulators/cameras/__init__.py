@@ -4,8 +4,9 @@ Public API (everything else in this package is an implementation detail):
 
     parse_sim_url(url) -> SceneSpec
         "sim://street?seed=101" or "sim://construction?seed=303", plus optional `&name=value` overrides of
-        any `SceneParams` field (e.g. `&stalls_per_hour=30&noise_sigma=2`); raises `SimUrlError` (a
-        ValueError) with a readable message on anything else.
+        any `SceneParams` field (e.g. `&stalls_per_hour=30&noise_sigma=2`, or `&first_event_s=20&event_every_s=300`
+        for a stall or dust plume cued at 20 s and every 5 minutes after); raises `SimUrlError` (a ValueError)
+        with a readable message on anything else.
     Scene(spec, zones=None, *, fps=5.0, width=640, height=360, camera_id="sim")
     Scene.for_camera(camera, width=640, height=360)       # a domain.registry.Camera with a sim:// source
         .frame_at(t_s) -> np.ndarray (H, W, 3) BGR uint8   # any time, deterministic, ~4 ms per frame

@@ -3,6 +3,10 @@
 Each epoch is drawn from its own random stream (seed, epoch, kind of actor), so an endless live scene plans
 its future lazily and any epoch comes out the same however the scene got there. Actors may run on into the
 next epoch; nothing lasts longer than an epoch, so a frame only ever needs the current and the previous one.
+
+On top of the seed's random events a scene may have cued ones (`first_event_s`, `event_every_s`): at each cue a
+stall stops in a vending zone and a heavy plume rises over a construction zone (the zones take turns), each
+lasting a little past its dwell time, from streams of their own. Without cues nothing here changes.
 """
 
 from __future__ import annotations
@@ -33,7 +37,13 @@ EPOCH_S = 900.0
 ZONE_MARGIN = 12.0 / 360  # stalls and plumes keep this share of the frame height from zone edges, inside or out
 DWELL_MARGIN_S = 15.0  # stays are this much longer or shorter than the dwell time, never borderline
 PLUME_PEAK_ALPHA = (0.55, 0.9)  # a plume worth a 0302 case is dense at its core; fainter ones no one could see
+# Cued plumes are the heavy end of that (earthworks in full swing) and near the camera: the dust detector misses
+# many plumes that look small in the image, and a cue must be something the demo's detector shows.
+HEAVY_PLUME_ALPHA = (0.75, 0.9)
+HEAVY_PLUME_RADIUS_M = (7.0, 10.0)
+HEAVY_PLUME_MIN_RADIUS = 0.3  # of the frame height, from the moment the plume is visible
 PLUME_LIFT = 50  # a plume's colour is at least this much brighter (HSV value) than the bare ground under it
+CUED_EXTRA_S = 30.0  # cued stalls and plumes last up to this much longer than the shortest true event
 MAX_TRAVEL_M = 25.0  # a stall wheeled in from further than this appears at this distance
 
 
@@ -209,14 +219,15 @@ class Planner:
         nx, nz = self.view.across
         return [(ax, az), (-ax, -az), (nx, nz), (-nx, -nz)]
 
-    def _stalls(self, rng: np.random.Generator, begin: float, previous: tuple[Stall, ...]) -> tuple[Stall, ...]:
+    def _stalls(self, rng: np.random.Generator, cued: np.random.Generator, begin: float,
+                previous: tuple[Stall, ...]) -> tuple[Stall, ...]:
         p = self.params
         start = max(begin, p.warmup_s)
         kinds: list[tuple[float, str]] = []
         for rate, label in ((p.stalls_per_hour, "long"), (p.short_stalls_per_hour, "short"),
                             (p.outside_stalls_per_hour, "outside")):
             kinds += [(t, label) for t in _arrivals(rng, rate, start, begin + EPOCH_S)]
-        stalls = list(previous)
+        stalls = list(previous) + self._cued_stalls(cued, begin, previous)  # the seed's own stalls keep clear of them
         for stop_s, label in sorted(kinds):
             zone = self.vending[int(rng.integers(len(self.vending)))] if self.vending and label != "outside" else None
             if label == "outside":
@@ -242,13 +253,14 @@ class Planner:
         return x, y, plume.radius(t_s) * self.view.ppm(y)
 
     def _plume(self, rng: np.random.Generator, visible_start: float, visible_s: float, zone: Zone | None,
-               ) -> Plume | None:
+               heavy: bool = False) -> Plume | None:
         rise, fade = float(rng.uniform(6, 25)), float(rng.uniform(8, 40))
         if visible_s < 20:
             rise, fade = float(rng.uniform(3, 8)), float(rng.uniform(3, 8))
         hold = max(visible_s - rise / 2 - fade / 2, 0.0)
         life = rise + hold + fade
-        radius = float(rng.uniform(4, 10))
+        radius = float(rng.uniform(*HEAVY_PLUME_RADIUS_M) if heavy else rng.uniform(4, 10))
+        peak_alpha = HEAVY_PLUME_ALPHA if heavy else PLUME_PEAK_ALPHA
         growth = min(float(rng.uniform(0.02, 0.1)), (18 - radius) / life)
         # Sunlit dust scatters light: a plume is a veil clearly lighter than the ground it rises from.
         ground_value = max(self.layout.pavement)  # HSV value is the largest channel
@@ -266,7 +278,7 @@ class Planner:
             heading, speed = float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.05, 0.5))
             plume = Plume(visible_start - rise / 2, rise, hold, fade, ground,
                           (math.cos(heading) * speed, math.sin(heading) * speed), radius, growth,
-                          float(rng.uniform(*PLUME_PEAK_ALPHA)), colour, int(rng.integers(0, 4)),
+                          float(rng.uniform(*peak_alpha)), colour, int(rng.integers(0, 4)),
                           zone.id if zone else None)
             moments = (plume.visible_s[0], sum(plume.visible_s) / 2, plume.visible_s[1])
             spots = [self._plume_footprint(plume, t) for t in moments]
@@ -274,14 +286,20 @@ class Planner:
                 if all(clear_of(self.sites, x, y, self.margin_px + 1.2 * r) and r > 3 for x, y, r in spots):
                     return plume
             elif all(signed_distance(zone, x, y) >= self.margin_px for x, y, _ in spots) and all(
-                    clear_of(tuple(z for z in self.sites if z is not zone), x, y, self.margin_px) for x, y, _ in spots):
+                    clear_of(tuple(z for z in self.sites if z is not zone), x, y, self.margin_px) for x, y, _ in spots
+            ) and (not heavy or all(r >= HEAVY_PLUME_MIN_RADIUS * self.view.height for _, _, r in spots)):
                 return plume
         return None
 
-    def _plumes(self, rng: np.random.Generator, begin: float) -> tuple[Plume, ...]:
+    def _plumes(self, rng: np.random.Generator, cued: np.random.Generator, begin: float) -> tuple[Plume, ...]:
         p = self.params
         start = max(begin, p.warmup_s + 10)
         plumes = []
+        for number, visible_start in self._cues(begin) if self.sites else ():
+            visible = self._cued_length(cued, DUST_DWELL_S + DWELL_MARGIN_S)
+            plume = self._plume(cued, visible_start, visible, self.sites[number % len(self.sites)], heavy=True)
+            if plume is not None:
+                plumes.append(plume)
         for rate, label in ((p.plumes_per_hour, "long"), (p.short_plumes_per_hour, "short"),
                             (p.outside_plumes_per_hour, "outside")):
             for visible_start in _arrivals(rng, rate, start, begin + EPOCH_S):
@@ -295,6 +313,37 @@ class Planner:
                 if plume is not None:
                     plumes.append(plume)
         return tuple(sorted(plumes, key=lambda plume: plume.start_s))
+
+    # -- cued events
+
+    def _cues(self, begin: float) -> list[tuple[int, float]]:
+        """The cued events of the epoch from `begin`: (their number counted from the scene's start, start time)."""
+        p = self.params
+        if p.first_event_s <= 0:
+            return []
+        numbers = range(1)
+        if p.event_every_s > 0:
+            low = max(math.floor((begin - p.first_event_s) / p.event_every_s), 0)
+            numbers = range(low, low + math.ceil(EPOCH_S / p.event_every_s) + 2)
+        # The same expression in every epoch: a cue on an epoch's edge belongs to exactly one of the two.
+        times = [(number, p.first_event_s + number * p.event_every_s) for number in numbers]
+        return [(number, t) for number, t in times if begin <= t < begin + EPOCH_S]
+
+    def _cued_stalls(self, rng: np.random.Generator, begin: float, previous: tuple[Stall, ...]) -> list[Stall]:
+        """The cued stalls of the epoch from `begin`, one a cue, the vending zones taking turns."""
+        stalls: list[Stall] = []
+        for number, stop_s in self._cues(begin) if self.vending else ():
+            zone = self.vending[number % len(self.vending)]
+            stay = self._cued_length(rng, max(zone.dwell_s + DWELL_MARGIN_S, 60.0))
+            stall = self._stall(rng, stop_s, min(stay, EPOCH_S - 120), zone, [*previous, *stalls])
+            if stall is not None:
+                stalls.append(stall)
+        return stalls
+
+    def _cued_length(self, rng: np.random.Generator, shortest: float) -> float:
+        """How long a cued stall stays or a cued plume stays visible: a little past the dwell time, when a detector
+        reports it but is not yet sure of it; the quiet until the next cue is the time to deal with its case."""
+        return float(rng.uniform(shortest, shortest + CUED_EXTRA_S))
 
     # -- light
 
@@ -323,8 +372,8 @@ class Planner:
         return Epoch(
             index,
             self._pedestrians(stream(1), begin),
-            self._stalls(stream(2), begin, previous.stalls if previous else ()),
-            self._plumes(stream(3), begin),
+            self._stalls(stream(2), stream(5), begin, previous.stalls if previous else ()),
+            self._plumes(stream(3), stream(6), begin),
             self._lights(stream(4), begin),
         )
 

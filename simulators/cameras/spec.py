@@ -46,6 +46,11 @@ class SceneParams:
     noise_sigma: float  # sensor noise, in grey levels
     jpeg_quality: int
     warmup_s: float  # no stall or dust before this, so that a detector can learn the empty scene
+    # Cued events, on top of the seed's random ones (the demo city's cameras use them so that something happens
+    # at once and regularly): a stall that outstays its zone's dwell time, or dust over a site, begins at
+    # first_event_s (0: none), then one every event_every_s (0: only the first).
+    first_event_s: float
+    event_every_s: float
 
 
 _NON_NEGATIVE = frozenset(
@@ -94,6 +99,8 @@ def draw_params(kind: SceneKind, seed: int) -> SceneParams:
         noise_sigma=u(1.0, 5.0),
         jpeg_quality=int(rng.integers(55, 93)),
         warmup_s=20.0,
+        first_event_s=0.0,
+        event_every_s=0.0,
     )
 
 
