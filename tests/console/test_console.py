@@ -129,8 +129,9 @@ def test_an_operator_confirms_a_detection_and_a_commander_runs_it_to_closed(brow
     expect(operator.locator(f'[data-testid="review-item"][data-case-id="{case_id}"]')).to_have_count(0,
                                                                                                       timeout=15_000)
 
+    grid_code = httpx.get(f"{hub.api_url}/api/v1/cases/{case_id}", headers=hub.headers("viewer")).json()["grid_code"]
     commander.goto(f"{hub.api_url}/#/map")
-    cell = commander.locator(f'[data-testid="cell"][data-code="{STALL_CELL}"]')
+    cell = commander.locator(f'[data-testid="cell"][data-code="{grid_code}"]')
     expect(cell).not_to_have_attribute("data-open", "0", timeout=15_000)  # the confirmed case, on the map
     commander.goto(f"{hub.api_url}/#/board")
     row = commander.locator(f'[data-testid="case-row"][data-case-id="{case_id}"]')
