@@ -192,6 +192,9 @@ class CaseEngine:
             held = refusal.case
             return [], CommandReply(command.request_id, refusal.outcome, refusal.case_id or command.case_id,
                                     held.version if held else 0, str(refusal), held.state if held else None)
+        except (ValueError, KeyError) as exc:  # a parameter no API would send (a clock, a tier): refused, not a crash
+            return [], CommandReply(command.request_id, Outcome.INVALID, command.case_id, 0,
+                                    f"malformed command: {exc}", None)
         self.dirty.add(cell.grid_code)
         return out, CommandReply(command.request_id, Outcome.APPLIED, case.id, case.version, "", case.state)
 
@@ -215,11 +218,11 @@ class CaseEngine:
             case = self._push(cell, key, case.file(at, actor, note or "confirmed by an operator"), out)
             self._dispatch(cell, key, at, out)
         elif verb in (Command.DISMISS, Command.VOID):
+            suppress_s = params.get("suppress_s") if verb is Command.DISMISS else None
+            until_ms = int(at.timestamp() * 1000) + _positive_int(suppress_s, "suppress_s") * 1000 if suppress_s else 0
             self._push(cell, key, case.void(at, actor, reason=note), out)
-            if verb is Command.DISMISS and params.get("suppress_s"):
-                until_ms = int(at.timestamp() * 1000) + _positive_int(params["suppress_s"], "suppress_s") * 1000
-                for zone in _camera_zones(case):
-                    cell.suppressed[zone] = until_ms
+            for zone in _camera_zones(case) if until_ms else ():
+                cell.suppressed[zone] = until_ms
         elif verb is Command.UNDO:
             reopened = case.reopen(at, actor, window=timedelta(milliseconds=self.limits.undo_window_ms), note=note)
             if key in cell.cases and cell.cases[key].id != case.id:

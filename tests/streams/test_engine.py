@@ -448,6 +448,15 @@ def test_a_dismissal_without_a_reason_is_illegal() -> None:
     assert (reply.outcome, reply.message) == (Outcome.ILLEGAL, f"void on case {reported.id} needs a reason")
 
 
+@pytest.mark.parametrize("params", [{"clock": "lunar", "by_s": "60"}, {"by_s": "soon"}])
+def test_a_command_with_a_parameter_no_api_sends_is_refused_and_changes_nothing(params: dict[str, str]) -> None:
+    engine = new_engine()
+    reported = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.95)))
+    changes, reply = engine.apply_command(command(reported, Command.EXTEND, 5, "permit", **params))
+    assert (changes, reply.outcome) == ([], Outcome.INVALID)
+    assert open_cases(engine, STALL_CELL)[0].extension_count == 0
+
+
 def test_a_dismissal_can_suppress_the_zone_for_a_while() -> None:
     engine = new_engine()
     reported = only_case(engine.apply_detection(detection(Phase.START, T0_MS, 0.5)))
