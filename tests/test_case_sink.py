@@ -40,7 +40,7 @@ from storage.cases import (
     write_with_retry,
 )
 from storage.db import connect
-from storage.schema import init_db, metadata
+from storage.schema import init_db
 
 CALENDAR = build_calendar(Settings().sla)
 T0 = datetime(2024, 6, 3, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Monday, in working hours
@@ -73,9 +73,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         engine = connect(f"sqlite:///{tmp_path / 'gridhub.db'}")
     else:
         engine = connect(str(POSTGRES_URL))
-        metadata.drop_all(engine, tables=[cases, case_events])
-        with engine.begin() as conn:  # so that init_db's migrations create them again
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        with engine.begin() as conn:  # an empty database: init_db's migrations build every table again
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
     init_db(engine)
     yield engine
     engine.dispose()

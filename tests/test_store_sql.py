@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from domain.registry import DeviceKind
 from storage.db import connect
-from storage.schema import init_db, metadata
+from storage.schema import init_db
 from storage.telemetry.base import (
     LastHeard,
     Position,
@@ -29,7 +29,7 @@ from storage.telemetry.base import (
     StoreUnavailable,
     Window,
 )
-from storage.telemetry.sql import SqlTelemetryStore, positions, readings, status_changes
+from storage.telemetry.sql import SqlTelemetryStore, readings, status_changes
 
 GRID = "310104003001001"
 OTHER_GRID = "310104003001003"
@@ -46,9 +46,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         engine = connect(f"sqlite:///{tmp_path / 'gridhub.db'}")
     else:
         engine = connect(str(POSTGRES_URL))
-        metadata.drop_all(engine, tables=[readings, status_changes, positions])
-        with engine.begin() as conn:  # so that init_db's migrations create them again
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        with engine.begin() as conn:  # an empty database: init_db's migrations build every table again
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
     init_db(engine)
     yield engine
     engine.dispose()
