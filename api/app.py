@@ -34,7 +34,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     bus = None
     if settings.kafka.bootstrap:  # without Kafka the API serves reads; actions answer 503
-        bus = CommandBus(settings.kafka.bootstrap, settings.kafka.partitions, settings.api.command_timeout_s)
+        bus = CommandBus(settings.kafka.bootstrap, settings.kafka.partitions, settings.api.command_timeout_s,
+                         settings.kafka.replication_factor)
         bus.start()
     app.state.bus = bus
     try:

@@ -42,9 +42,10 @@ STATUS = {
 class CommandBus:
     """A Kafka producer of commands and a reader of replies, started in the background with the app."""
 
-    def __init__(self, bootstrap: str, partitions: int, timeout_s: float) -> None:
+    def __init__(self, bootstrap: str, partitions: int, timeout_s: float, replication: int = 1) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
+        self.replication = replication
         self.timeout_s = timeout_s
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -94,7 +95,7 @@ class CommandBus:
                     return
 
     async def _serve(self) -> None:
-        await kafka.ensure_topics(self.bootstrap, self.partitions)
+        await kafka.ensure_topics(self.bootstrap, self.partitions, self.replication)
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                     fetch_max_wait_ms=50, auto_offset_reset="latest")

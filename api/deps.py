@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api.auth import Principal, Right, Role
 from api.commands import CommandBus
+from core.settings import Settings
 from domain.city import City
 from domain.registry import DeviceKind
 from storage.devices import devices_table
@@ -134,6 +135,11 @@ async def _bus(request: Request) -> CommandBus:
     return bus
 
 
+async def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 async def _evidence(request: Request) -> DirectoryEvidence:
     return DirectoryEvidence(request.app.state.settings.evidence_dir)
 
@@ -174,3 +180,4 @@ CategoryFilter = Annotated[str | None, Depends(_category)]
 BusDep = Annotated[CommandBus, Depends(_bus)]
 EvidenceDep = Annotated[DirectoryEvidence, Depends(_evidence)]
 TelemetryStoreDep = Annotated[TelemetryStore, Depends(_telemetry_store)]
+SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -300,8 +300,8 @@ class Scenario:
         rng = random.Random(f"{self.config.seed}:rain:{block}")
         events = []
         if block == 0 and self.config.opening:
-            # A slow, heavy cell that reaches the district about an hour in: ≥ 20 mm within the hour.
-            events.append(_storm(start=1800, lifetime=9000, peak=80, sigma=2500, speed=3.0, heading=0.3,
+            # A slow, heavy cell that reaches the district within the first hour: ≥ 20 mm within the hour.
+            events.append(_storm(start=0, lifetime=9000, peak=80, sigma=2500, speed=3.0, heading=0.3,
                                  miss_m=200))
         for _ in range(_poisson(rng, STORMS_PER_DAY * BLOCK_S / DAY_S)):
             events.append(_storm(

@@ -31,6 +31,7 @@ MATRIX: dict[tuple[str, str], Right | None] = {
     ("GET", "/api/v1/grids/geojson"): Right.READ,
     ("GET", "/api/v1/grids/hierarchy"): Right.READ,
     ("GET", "/api/v1/taxonomy"): Right.READ,
+    ("GET", "/api/v1/thresholds"): Right.READ,
     ("GET", "/api/v1/devices/{device_id}/telemetry"): Right.READ,
     ("GET", "/api/v1/grids/{code}/telemetry"): Right.READ,
     ("GET", "/api/v1/cases"): Right.READ,

@@ -279,7 +279,8 @@ def test_a_blocked_sewer_brings_water_near_the_cover_without_rain(fleet: list[De
     near = [m.at for m, body in readings(scenario, incident.end, [well])
             if depth - float(body["water_level_cm"]) <= 30]
     assert near
-    assert scenario.rainfall_mm(well, scenario.offset(near[0]) - 6 * 3600, scenario.offset(near[0])) == 0
+    # Not a bucket tip (0.2 mm) in the 6 h before: the opening storm is still far from the district.
+    assert scenario.rainfall_mm(well, scenario.offset(near[0]) - 6 * 3600, scenario.offset(near[0])) < 0.2
 
 
 def test_blocked_sewers_come_up_only_after_six_dry_hours_of_event_time_even_sped_up(fleet: list[Device]) -> None:

@@ -189,3 +189,15 @@ def test_durations_read_and_write_back(text: str, ms: int, normal: str) -> None:
 @pytest.mark.parametrize("text", ["", "5", "m", "1.5h", "5 m", "-1m", "1w"])
 def test_other_duration_spellings_are_not_durations(text: str) -> None:
     assert parse_duration_ms(text) is None
+
+
+def test_the_alarm_thresholds_are_the_configured_ones(tmp_path: Path, viewer: dict[str, str]) -> None:
+    settings = load_settings(overrides={"state_dir": tmp_path, "streams.rain_red_3h_mm": 120.0,
+                                        "streams.crowd_warning_per_m2": 1.5}, environ={})
+    with TestClient(create_app(settings)) as client:
+        levels = client.get("/api/v1/thresholds", headers=viewer).json()
+
+    assert levels["rain"] == {"short_heavy_1h_mm": 20.0, "blue_12h_mm": 50.0, "yellow_6h_mm": 50.0,
+                              "orange_3h_mm": 50.0, "red_3h_mm": 120.0}
+    assert (levels["crowd_warning_per_m2"], levels["crowd_urgent_per_m2"]) == (1.5, 4.0)
+    assert (levels["manhole_water_margin_cm"], levels["manhole_tilt_deg"]) == (30.0, 15.0)

@@ -2,7 +2,8 @@
 // live events without reloading, and the case detail beside the list. Filters and the open case live in the
 // address, so a link (from the devices view, or a colleague) opens the same board.
 
-import { CaseDetail, SOURCES, STATES, TIERS, departments, element, isOverdue, translator } from "./casedetail.js";
+import { CaseDetail, SOURCES, STATES, TIERS, departments, isOverdue, translator } from "./casedetail.js";
+import { element } from "./dom.js";
 
 const PAGE = 50;
 const FILTERS = ["status", "category", "grid", "department", "tier", "source", "overdue"];

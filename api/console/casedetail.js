@@ -2,6 +2,7 @@
 // the caller may take now. The board and the map's cell panel both show it. Every action names the version the
 // panel shows, so a case someone else moved on answers 412 and the panel says so instead of acting blind.
 
+import { element } from "./dom.js";
 import { sparkline } from "./svgchart.js";
 
 export const OPEN_STATES = ["reported", "filed", "dispatched", "handled", "suspended"];
@@ -51,12 +52,6 @@ const LABELS = {
     suppress: "Silence this camera zone for 1 hour",
   },
 };
-
-export function element(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children.filter((child) => child !== null && child !== undefined && child !== false));
-  return node;
-}
 
 /** Labels of the case views: their own first, then the console's (states, actions, tiers, sources). */
 export function translator(i18n, extra = {}) {
@@ -219,7 +214,10 @@ export class CaseDetail {
       clock = field(tr("clock"), element("select", {}, element("option", { value: "", textContent: tr("clock_case") }),
         ...["working", "natural"].map((x) => element("option", { value: x, textContent: tr(x) }))));
     }
-    if (name === "handle") photo = field(tr("photo"), element("input", { type: "file", accept: "image/jpeg,image/png" }));
+    if (name === "handle") {
+      photo = field(tr("photo"), element("input", { type: "file", accept: "image/jpeg,image/png" }));
+      photo.dataset.testid = "action-photo";
+    }
     if (name === "dismiss") {
       suppress = element("input", { type: "checkbox" });
       fields.push(element("label", { className: "case-check" }, suppress, tr("suppress")));

@@ -3,21 +3,23 @@
 // signals are defined); crowd: density = count / the counter's zone area against the warning and urgent levels;
 // manhole: water level (from the well bottom) against the well depth and the alarm margin below the cover.
 
+import { element, refreshing } from "./dom.js";
 import { lineChart } from "./svgchart.js";
 
-// The API does not publish StreamsSettings, so these are its defaults (core/settings.py).
-const RAIN = {
-  h1: [{ key: "short", value: 20, color: "var(--short-rain, #8250df)" }],
-  h3: [{ key: "orange", value: 50, color: "var(--orange)" }, { key: "red", value: 100, color: "var(--red)" }],
-  h6: [{ key: "yellow", value: 50, color: "var(--yellow)" }],
-  h12: [{ key: "blue", value: 50, color: "var(--blue)" }],
-};
-const CROWD_WARNING = 2;
-const CROWD_URGENT = 4;
-const MANHOLE_MARGIN_CM = 30;
+// The levels the stream worker alarms on (GET /api/v1/thresholds), each drawn as a dashed line.
+function rainLevels(levels) {
+  return {
+    h1: [{ key: "short", value: levels.rain.short_heavy_1h_mm, color: "var(--short-rain, #8250df)" }],
+    h3: [{ key: "orange", value: levels.rain.orange_3h_mm, color: "var(--orange)" },
+      { key: "red", value: levels.rain.red_3h_mm, color: "var(--red)" }],
+    h6: [{ key: "yellow", value: levels.rain.yellow_6h_mm, color: "var(--yellow)" }],
+    h12: [{ key: "blue", value: levels.rain.blue_12h_mm, color: "var(--blue)" }],
+  };
+}
 const HOUR = 3_600_000;
 // Range → window length: a few hundred windows at most, and each rolling sum a whole number of windows.
-const RANGES = { "6h": { span: 6 * HOUR, every: "5m", ms: 5 * 60_000 },
+const RANGES = { "1h": { span: HOUR, every: "1m", ms: 60_000 },
+  "6h": { span: 6 * HOUR, every: "5m", ms: 5 * 60_000 },
   "24h": { span: 24 * HOUR, every: "10m", ms: 10 * 60_000 },
   "7d": { span: 7 * 24 * HOUR, every: "30m", ms: 30 * 60_000 } };
 const REFRESH_MS = 60_000;
@@ -35,7 +37,7 @@ const LABELS = {
     no_data: "该时段没有数据", cell_rain: "网格雨量(各雨量计平均)", devices_in_cell: "本网格设备",
     open_cell: "查看所在网格", zone: "统计区域 {a} m²", well: "井深 {d} cm", no_area: "未登记统计区域面积,无法计算密度",
     no_depth: "未登记井深", updated: "更新于 {t}", hint: "图表可用 Tab 聚焦,←/→ 逐点查看,Home/End 到首尾",
-    defaults: "阈值为默认配置(接口未提供)",
+    since: "{t} 起有数据",
   },
   en: {
     rain: "rain gauge", crowd: "crowd counter", manhole: "manhole sensor", kind: "Device kind", device: "Device",
@@ -50,15 +52,9 @@ const LABELS = {
     open_cell: "Show its cell", zone: "zone {a} m²", well: "well depth {d} cm",
     no_area: "No zone area registered: density cannot be computed", no_depth: "No well depth registered",
     updated: "updated {t}", hint: "Tab to a chart, ←/→ to step through it, Home/End for the ends",
-    defaults: "Thresholds are the default settings (the API does not publish them)",
+    since: "readings since {t}",
   },
 };
-
-function element(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
 
 /** Rolling totals over `hours` at each window's end, from windows on a regular grid ([start ms, mm | null]). */
 export function rollingRain(windows, everyMs, hours) {
@@ -192,9 +188,15 @@ export async function mount(root, { api, i18n, params }) {
       } else {
         return;
       }
+      // Readings that began inside the range (a hub started minutes ago, a new gauge): the axis starts at the
+      // first of them, not hours of empty chart before it.
+      const first = Math.min(...[...answer.series.flatMap((one) => one.windows), ...(answer.cellWindows ?? [])]
+        .filter((w) => w.readings > 0).map((w) => Date.parse(w.start)));
+      if (Number.isFinite(first) && first - range.ms > from) answer.from = first - range.ms;
       if (mine !== sequence || gone) return;
       data = answer;
-      status.textContent = tr("updated", { t: new Date(to).toLocaleTimeString(locale, { hour12: false }) });
+      const clock = (t) => new Date(t).toLocaleTimeString(locale, { hour12: false });
+      status.textContent = tr("updated", { t: clock(to) }) + (answer.from > from ? ` · ${tr("since", { t: clock(answer.from) })}` : "");
       status.classList.remove("error");
       draw();
     } catch (error) {
@@ -225,7 +227,7 @@ export async function mount(root, { api, i18n, params }) {
       return lineChart({
         kind: "rain", title: tr(key), width, height: rowHeight(), locale, from: data.from, to: data.to, empty: tr("no_data"),
         series: [{ label: tr("rolling", { n: hours }), color: "var(--accent)", points }],
-        thresholds: RAIN[key].map((t) => ({ value: t.value, label: tr(t.key), color: t.color })),
+        thresholds: rain[key].map((t) => ({ value: t.value, label: tr(t.key), color: t.color })),
         y: { label: tr("rain_axis"), unit: "mm", format: (v) => (Math.round(v * 10) / 10).toString() },
       });
     });
@@ -243,8 +245,8 @@ export async function mount(root, { api, i18n, params }) {
         { label: tr("density_mean"), color: "var(--accent)", points: withGaps(visible, every, (w) => w.count_mean === null ? null : w.count_mean / area) },
         { label: tr("density_max"), color: "#6e7781", points: withGaps(visible, every, (w) => w.count_max === null ? null : w.count_max / area) },
       ],
-      thresholds: [{ value: CROWD_WARNING, label: tr("warning"), color: "var(--orange)" },
-        { value: CROWD_URGENT, label: tr("urgent"), color: "var(--red)" }],
+      thresholds: [{ value: levels.crowd_warning_per_m2, label: tr("warning"), color: "var(--orange)" },
+        { value: levels.crowd_urgent_per_m2, label: tr("urgent"), color: "var(--red)" }],
       y: { label: tr("density_axis"), unit: "/m²", format: (v) => String(Number(v.toFixed(2))) },
     });
   }
@@ -261,7 +263,8 @@ export async function mount(root, { api, i18n, params }) {
         { label: tr("water_max"), color: "#6e7781", points: withGaps(visible, every, (w) => w.water_level_cm_max) },
       ],
       thresholds: depth ? [{ value: depth, label: tr("depth"), color: "var(--ink)" },
-        { value: depth - MANHOLE_MARGIN_CM, label: tr("alarm", { m: MANHOLE_MARGIN_CM }), color: "var(--red)" }] : [],
+        { value: depth - levels.manhole_water_margin_cm, label: tr("alarm", { m: levels.manhole_water_margin_cm }),
+          color: "var(--red)" }] : [],
       y: { label: tr("water_axis"), unit: "cm", format: (v) => (Math.round(v * 10) / 10).toString() },
     });
   }
@@ -274,7 +277,7 @@ export async function mount(root, { api, i18n, params }) {
 
   function draw() {
     if (!data) return;
-    const hint = element("p", { className: "charts-hint", textContent: `${tr("hint")} · ${tr("defaults")}` });
+    const hint = element("p", { className: "charts-hint", textContent: tr("hint") });
     if (data.device) {
       const { device } = data;
       const cellButton = element("button", { type: "button", className: "charts-link", textContent: tr("open_cell") });
@@ -301,7 +304,9 @@ export async function mount(root, { api, i18n, params }) {
     body.replaceChildren(...sections, hint);
   }
 
-  const [registry, hierarchy] = await Promise.all([api.get("/api/v1/devices"), api.get("/api/v1/grids/hierarchy")]);
+  const [registry, hierarchy, levels] = await Promise.all([api.get("/api/v1/devices"),
+    api.get("/api/v1/grids/hierarchy"), api.get("/api/v1/thresholds")]);
+  const rain = rainLevels(levels);
   devices = registry.items;
   const withDevices = new Set(devices.map((d) => d.grid_code));
   cellSelect.append(element("option", { value: "", textContent: tr("pick_cell") }));
@@ -321,16 +326,7 @@ export async function mount(root, { api, i18n, params }) {
   await load();
 
   // New readings arrive all the time; a refresh is skipped while the keyboard is on a chart, not to move it.
-  const timer = setInterval(() => { if (!body.contains(document.activeElement)) load({ quiet: true }); }, REFRESH_MS);
-  let resize = null;
-  const onResize = () => { clearTimeout(resize); resize = setTimeout(draw, 200); };
-  window.addEventListener("resize", onResize);
-  return {
-    unmount() {
-      gone = true;
-      clearInterval(timer);
-      clearTimeout(resize);
-      window.removeEventListener("resize", onResize);
-    },
-  };
+  const unmount = refreshing({ everyMs: REFRESH_MS, busy: () => body.contains(document.activeElement),
+    reload: () => load({ quiet: true }), redraw: draw, onUnmount: () => { gone = true; } });
+  return { unmount };
 }

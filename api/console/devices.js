@@ -2,6 +2,8 @@
 // maintenance cases (设备离线 9902, 设备低电量 9903) — filtered by kind and street, and enabled or disabled by
 // device admins.
 
+import { element } from "./dom.js";
+
 const REFRESH_MS = 30_000;
 const MAINTENANCE = new Set(["9902", "9903"]);
 const KINDS = ["rain", "crowd", "manhole"];
@@ -27,12 +29,6 @@ const LABELS = {
     none: "No device matches",
   },
 };
-
-function element(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
 
 export async function mount(root, { api, i18n, me, navigate, params }) {
   const lang = i18n.language();

@@ -1,6 +1,7 @@
 // Figures (绩效): the KPIs of GET /api/v1/kpis per department, street, community or source for one period, or
 // their trend over periods; the same numbers in a table, and the CSV the API writes, downloaded with the token.
 
+import { element, refreshing } from "./dom.js";
 import { barChart, lineChart } from "./svgchart.js";
 
 const RATES = ["closure_rate", "on_time_closure_rate", "rework_rate", "extension_rate", "timely_handling_rate",
@@ -40,12 +41,6 @@ const LABELS = {
     downloaded: "Downloaded {f}", updated: "updated {t}", min: "{n} min", h: "{n} h", d: "{n} d", table: "Figures table",
   },
 };
-
-function element(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
 
 function select(id, options, value) {
   const node = element("select", { id }, ...options.map(([v, label]) => element("option", { value: v, textContent: label })));
@@ -247,18 +242,8 @@ export async function mount(root, { api, i18n, params }) {
 
   await load();
   // Cases close all day; a refresh is skipped while the keyboard is inside the figures, not to move it.
-  const timer = setInterval(() => {
-    if (!root.contains(document.activeElement) || document.activeElement === root) load({ quiet: true });
-  }, REFRESH_MS);
-  let resize = null;
-  const onResize = () => { clearTimeout(resize); resize = setTimeout(draw, 200); };
-  window.addEventListener("resize", onResize);
-  return {
-    unmount() {
-      gone = true;
-      clearInterval(timer);
-      clearTimeout(resize);
-      window.removeEventListener("resize", onResize);
-    },
-  };
+  const unmount = refreshing({ everyMs: REFRESH_MS,
+    busy: () => root.contains(document.activeElement) && document.activeElement !== root,
+    reload: () => load({ quiet: true }), redraw: draw, onUnmount: () => { gone = true; } });
+  return { unmount };
 }

@@ -2,10 +2,10 @@
 // closed), each filled by the most serious of its open cases, with the devices' health and the cameras on top.
 // A street or community can be zoomed to; a cell opens a panel with its cases, devices and latest readings.
 
-import { CaseDetail, OPEN_STATES, SEVERITIES, element, translator } from "./casedetail.js";
+import { CaseDetail, OPEN_STATES, SEVERITIES, translator } from "./casedetail.js";
+import { element, svg } from "./dom.js";
 import { sparkline } from "./svgchart.js";
 
-const NS = "http://www.w3.org/2000/svg";
 const METRES_PER_DEGREE = 111_320;
 const DEVICE_REFRESH_MS = 60_000;
 const CASE_PAGES = 4;  // per open state: 2,000 open cases is more than a district's shift ever holds
@@ -33,13 +33,6 @@ const LABELS = {
     hint: "Tab moves cell by cell, Enter opens one", legend: "Legend", loading: "Loading…", cover_open: "cover open",
   },
 };
-
-function svg(tag, attrs = {}, ...children) {
-  const node = document.createElementNS(NS, tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
-  node.append(...children);
-  return node;
-}
 
 export async function mount(root, ctx) {
   const { api, i18n, params } = ctx;
@@ -383,9 +376,13 @@ export async function mount(root, ctx) {
   if (!map.isConnected) { resize.disconnect(); return null; }  // the view was left while it loaded
   if (params.cell && cells.has(params.cell)) showCell(params.cell);
   // One refresh at a time: while the API is unreachable a request waits (and retries) instead of piling up.
+  // The open cell's readings are refreshed with the devices (its cases follow the event stream).
   let refreshing = null;
   const timer = setInterval(() => {
-    if (!stopped && !refreshing) refreshing = loadDevices().catch(() => {}).finally(() => { refreshing = null; });
+    if (stopped || refreshing) return;
+    const slot = panel.querySelector(".map-readings");
+    refreshing = Promise.all([loadDevices(), shown && slot ? latestReadings(shown, slot) : null])
+      .catch(() => {}).finally(() => { refreshing = null; });
   }, DEVICE_REFRESH_MS);
 
   return {

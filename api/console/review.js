@@ -2,6 +2,8 @@
 // from the keyboard. The list mirrors GET /api/v1/detections (oldest first); live `detection` events keep it
 // current, and a decision moves on to the next item by itself.
 
+import { element } from "./dom.js";
+
 const PAGE = 50;
 const MAX_LIMIT = 500;
 const SUPPRESS_S = [0, 1800, 7200, 28800];  // "s" cycles: off, 30 min, 2 h, 8 h
@@ -21,7 +23,7 @@ const LABELS = {
     cell: "网格", stall: "摊贩", dust: "扬尘", no_vending: "禁止摆摊", shopfront: "店外经营", construction: "工地",
     prev: "上一条", next: "下一条", suppress: "屏蔽区域", suppress_off: "驳回时不屏蔽",
     suppress_on: "驳回时屏蔽该区域 {d}", overlay: "区域/框线", help: "快捷键", cancel: "取消",
-    reason_title: "驳回原因", reason_hint: "按数字键选择,Enter 确认,Esc 取消", other_text: "原因",
+    reason_title: "驳回原因", reason_hint: "按原因的数字键(或在原因上按 Enter)驳回,Esc 取消", other_text: "原因",
     read_only: "只读:您的角色不能审核(需要 review 权限)。", loading: "正在加载快照…",
     no_snapshot: "没有快照", snapshot_failed: "快照无法加载",
     confirmed: "已确认 {id}(立案并派遣)", dismissed: "已驳回 {id}:{reason}", suppressed: ",屏蔽 {d}",
@@ -40,7 +42,7 @@ const LABELS = {
     shopfront: "shopfront", construction: "construction site",
     prev: "Previous", next: "Next", suppress: "Suppress", suppress_off: "Dismissing does not suppress the zone",
     suppress_on: "Dismissing suppresses this zone for {d}", overlay: "Zone / box", help: "Keys", cancel: "Cancel",
-    reason_title: "Why dismiss?", reason_hint: "Press a number, Enter to pick, Esc to cancel", other_text: "Reason",
+    reason_title: "Why dismiss?", reason_hint: "Press a reason's number (or Enter on it) to dismiss; Esc cancels", other_text: "Reason",
     read_only: "Read only: your role cannot review (needs the review right).", loading: "Loading the snapshot…",
     no_snapshot: "No snapshot", snapshot_failed: "The snapshot could not be loaded",
     confirmed: "Confirmed {id} (filed and dispatched)", dismissed: "Dismissed {id}: {reason}",
@@ -56,12 +58,6 @@ const LABELS = {
 };
 
 const SVG = "http://www.w3.org/2000/svg";
-
-function element(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
 
 function button(label, key, testid, onClick) {
   const node = element("button", { type: "button", title: `${label} (${key})` }, label, " ",
@@ -86,7 +82,8 @@ export async function mount(root, { api, i18n, me }) {
     shown: null,         // index of the snapshot shown large; null: the latest
     overlay: true,
     suppress: 0,         // index into SUPPRESS_S, for the next dismissal
-    busy: false,
+    busy: false,         // an undo in flight
+    sending: new Set(),  // case ids whose decision is in flight: the next item can be decided meanwhile
     decided: new Map(),  // case id → version after my decision: a list read meanwhile may still show it pending
     verbs: new Map(),    // case id → what I decided, to say what an undo took back
   };
@@ -141,7 +138,7 @@ export async function mount(root, { api, i18n, me }) {
   const side = element("aside", { className: "review-side" }, remaining, position, heading, facts, actions,
       ...(canReview ? [suppressNote] : []), message,
       help);
-  const item = element("section", { className: "review-item" },
+  const item = element("section", { className: "review-item", tabIndex: -1 },
     element("div", { className: "review-stage" }, frame, thumbs), side);
   item.dataset.testid = "review-item";
   const empty = element("div", { className: "review-empty", hidden: true }, element("p", { textContent: tr("empty") }));
@@ -160,6 +157,9 @@ export async function mount(root, { api, i18n, me }) {
     element("h3", { textContent: tr("reason_title") }), element("p", { className: "review-hint", textContent: tr("reason_hint") }),
     element("div", { className: "review-reason-list" }, ...reasonButtons), otherText, reasonSuppress,
     button(tr("cancel"), "Escape", null, () => reasons.close()));
+  // Closed, the dialog hands the keyboard back to the item: focus left on one of its buttons would be on
+  // nothing the keys are meant for.
+  reasons.addEventListener("close", () => item.focus({ preventScroll: true }));
   reasons.addEventListener("keydown", (event) => {
     if (event.target === otherText) {
       if (event.key === "Enter" && otherText.value.trim()) { event.preventDefault(); dismiss(otherText.value.trim()); }
@@ -181,7 +181,7 @@ export async function mount(root, { api, i18n, me }) {
     buttons.suppress.setAttribute("aria-pressed", String(state.suppress > 0));
     item.hidden = !detection;
     empty.hidden = Boolean(detection);
-    for (const node of [buttons.confirm, buttons.dismiss]) node.disabled = !detection || state.busy;
+    for (const node of [buttons.confirm, buttons.dismiss]) node.disabled = !decidable(detection);
     buttons.prev.disabled = state.index === 0;
     buttons.next.disabled = state.index >= state.items.length - 1;
     if (!detection) { item.removeAttribute("data-case-id"); return; }
@@ -261,11 +261,13 @@ export async function mount(root, { api, i18n, me }) {
     return version !== undefined && detection.version < version;
   }
 
-  // Reload the list as far as it was read, keeping the same item on screen if it is still pending.
-  async function refresh(focus = current()?.case_id) {
+  // Reload the list as far as it was read, keeping the same item on screen if it is still pending: `focus`, or
+  // the one shown when the answer arrives (the operator may have moved on while it was on its way).
+  async function refresh(focusOn = null) {
     const cutoff = Date.now() - DECIDED_KEEP_MS;
     for (const [id, { at }] of state.verbs) if (at < cutoff) { state.verbs.delete(id); state.decided.delete(id); }
     const page = await api.get("/api/v1/detections", { limit: Math.min(MAX_LIMIT, Math.max(PAGE, state.items.length + 10)) });
+    const focus = focusOn ?? current()?.case_id;
     const fresh = page.items.filter((d) => !isStale(d));
     const at = fresh.findIndex((d) => d.case_id === focus);
     state.items = fresh;
@@ -309,10 +311,16 @@ export async function mount(root, { api, i18n, me }) {
     if (at < state.index || state.index >= state.items.length) state.index = Math.max(0, state.index - 1);
   }
 
+  // The live event of a decision often arrives before the API's answer and moves the queue on: the operator may
+  // decide the next item at once. Only the same item twice, or anything during an undo, waits.
+  function decidable(detection) {
+    return Boolean(detection) && canReview && !state.busy && !state.sending.has(detection.case_id);
+  }
+
   async function decide(verb, note, suppressS) {
     const detection = current();
-    if (!detection || state.busy || !canReview) return;
-    state.busy = true;
+    if (!decidable(detection)) return;
+    state.sending.add(detection.case_id);
     say(tr("sending"));
     render();
     try {
@@ -336,7 +344,7 @@ export async function mount(root, { api, i18n, me }) {
         say(error.message, true);
       }
     } finally {
-      state.busy = false;
+      state.sending.delete(detection.case_id);
       render();
       if (!current() && state.remaining > 0) refreshSoon();  // the loaded pages ran out before the queue did
       else readMore().catch((error) => say(error.message, true));
@@ -346,7 +354,7 @@ export async function mount(root, { api, i18n, me }) {
   const confirm = () => decide("confirm", "");
 
   function openReasons() {
-    if (!current() || state.busy || !canReview) return;
+    if (!decidable(current())) return;
     otherText.hidden = true;
     otherText.value = "";
     reasonSuppress.textContent = suppressNote.textContent;
@@ -377,7 +385,7 @@ export async function mount(root, { api, i18n, me }) {
   }
 
   async function undo() {
-    if (!canReview || state.busy) return;
+    if (!canReview || state.busy || state.sending.size) return;
     state.busy = true;
     try {
       const out = await api.post("/api/v1/detections/undo");
@@ -409,7 +417,7 @@ export async function mount(root, { api, i18n, me }) {
   function onKey(event) {
     if (!item.isConnected) { document.removeEventListener("keydown", onKey); return; }  // replaced without unmount
     if (event.altKey || event.ctrlKey || event.metaKey || reasons.open) return;
-    if (event.target.closest?.("input, textarea, select, dialog")) return;
+    if (event.target.closest?.("input, textarea, select, dialog[open]")) return;
     const action = keys[event.key];
     if (!action || (decisionKeys.has(event.key) && !canReview)) return;
     event.preventDefault();

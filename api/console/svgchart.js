@@ -3,26 +3,14 @@
 // Every chart is a <figure> whose <svg> takes the keyboard focus: the arrow keys (and the mouse) move a cursor
 // whose values are read out in a tooltip that is also a polite live region.
 
-const NS = "http://www.w3.org/2000/svg";
+import { element, svg } from "./dom.js";
+
 const MARGIN = { top: 12, right: 14, bottom: 26, left: 48 };
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
-const TIME_STEPS = [5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR,
+const TIME_STEPS = [MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR,
   12 * HOUR, DAY, 2 * DAY, 7 * DAY];
-
-function svg(tag, attrs = {}, ...children) {
-  const node = document.createElementNS(NS, tag);
-  for (const [key, value] of Object.entries(attrs)) if (value !== undefined && value !== null) node.setAttribute(key, value);
-  node.append(...children);
-  return node;
-}
-
-function html(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
 
 /** Round tick values from `min` to `max`, about `count` of them (1, 2 or 5 times a power of ten apart). */
 export function niceTicks(min, max, count = 5) {
@@ -70,12 +58,12 @@ function linePath(points, step) {
 
 /** The figure around a chart: caption, legend, the svg and its tooltip. */
 function frame({ title, legend, chart, tip }) {
-  const figure = html("figure", { className: "chart" });
-  if (title) figure.append(html("figcaption", { className: "chart-title", textContent: title }));
+  const figure = element("figure", { className: "chart" });
+  if (title) figure.append(element("figcaption", { className: "chart-title", textContent: title }));
   figure.append(chart, tip);
   if (legend.length) {
-    figure.append(html("ul", { className: "chart-legend" }, ...legend.map(({ label, color, dashed }) =>
-      html("li", {}, html("span", { className: `chart-swatch${dashed ? " dashed" : ""}` }), label))));
+    figure.append(element("ul", { className: "chart-legend" }, ...legend.map(({ label, color, dashed }) =>
+      element("li", {}, element("span", { className: `chart-swatch${dashed ? " dashed" : ""}` }), label))));
     [...figure.querySelectorAll(".chart-swatch")].forEach((swatch, i) => swatch.style.setProperty("--swatch", legend[i].color));
   }
   return figure;
@@ -98,7 +86,7 @@ function interact(chart, tip, xs, plot, describe, marks) {
     cursor.setAttribute("visibility", "visible");
     marks.show(index);
     const [head, ...lines] = describe(index);
-    tip.replaceChildren(html("strong", { textContent: head }), ...lines.map((line) => html("div", { textContent: line })));
+    tip.replaceChildren(element("strong", { textContent: head }), ...lines.map((line) => element("div", { textContent: line })));
     tip.hidden = false;
     const width = chart.clientWidth || Number(chart.getAttribute("width"));
     const left = x / Number(chart.getAttribute("width")) * width;
@@ -231,7 +219,7 @@ export function lineChart({ kind, title, width = 600, height = 220, series, thre
     },
     hide() { dots.forEach((dot) => dot.setAttribute("visibility", "hidden")); },
   };
-  const tip = html("div", { className: "chart-tip", hidden: true });
+  const tip = element("div", { className: "chart-tip", hidden: true });
   tip.setAttribute("aria-live", "polite");
   interact(chart, tip, xs.map(scaleX), plot, (i) => [formatTip(xs[i]), ...series.map((s, k) => {
     const v = lookup[k].get(xs[i]);
@@ -290,7 +278,7 @@ export function barChart({ kind, title, width = 600, height = 220, categories, s
     show(i) { highlight.setAttribute("x", plot.left + band * i); highlight.setAttribute("visibility", "visible"); },
     hide() { highlight.setAttribute("visibility", "hidden"); },
   };
-  const tip = html("div", { className: "chart-tip", hidden: true });
+  const tip = element("div", { className: "chart-tip", hidden: true });
   tip.setAttribute("aria-live", "polite");
   const unit = y.unit ? ` ${y.unit}` : "";
   interact(chart, tip, xs, plot, (i) => [categories[i], ...series.map((s) =>

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from api.deps import CityDep, DeviceDep, Reader, TelemetryStoreDep
+from api.deps import CityDep, DeviceDep, Reader, SettingsDep, TelemetryStoreDep
 from domain.epoch import EPOCH
 from storage.telemetry.base import SeriesRequest, StoreUnavailable, Window
 
@@ -127,6 +127,38 @@ def grid_telemetry(
     windows = _query(lambda: store.grid_series(code, span))
     return GridSeries(grid_code=code, start=_time(span.start_ms), end=_time(span.end_ms),
                       every=format_duration(span.every_ms), windows=windows)
+
+
+class RainThresholds(BaseModel):
+    """Rolling rain totals that raise a case: 短时强降水 and the CMA rainstorm signals (暴雨预警信号)."""
+
+    short_heavy_1h_mm: float
+    blue_12h_mm: float
+    yellow_6h_mm: float
+    orange_3h_mm: float
+    red_3h_mm: float
+
+
+class ThresholdsOut(BaseModel):
+    """The stream worker's alarm levels, as configured: what the console's charts draw their lines at."""
+
+    rain: RainThresholds
+    crowd_warning_per_m2: float
+    crowd_urgent_per_m2: float
+    manhole_water_margin_cm: float = Field(description="alarm when the water is this close below the cover")
+    manhole_tilt_deg: float
+
+
+@router.get("/thresholds")
+def thresholds(settings: SettingsDep, _caller: Reader) -> ThresholdsOut:
+    """The levels at which readings become cases (`streams.*` settings)."""
+    streams = settings.streams
+    return ThresholdsOut(
+        rain=RainThresholds(short_heavy_1h_mm=streams.rain_short_heavy_1h_mm, blue_12h_mm=streams.rain_blue_12h_mm,
+                            yellow_6h_mm=streams.rain_yellow_6h_mm, orange_3h_mm=streams.rain_orange_3h_mm,
+                            red_3h_mm=streams.rain_red_3h_mm),
+        crowd_warning_per_m2=streams.crowd_warning_per_m2, crowd_urgent_per_m2=streams.crowd_urgent_per_m2,
+        manhole_water_margin_cm=streams.manhole_water_margin_cm, manhole_tilt_deg=streams.manhole_tilt_deg)
 
 
 def parse_duration_ms(text: str) -> int | None:
