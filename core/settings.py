@@ -82,12 +82,24 @@ class MqttSettings(_Section):
 
 
 class KafkaSettings(_Section):
-    """The Kafka cluster. No bootstrap means the embedded Kafka-compatible broker (Tansu) on `port`."""
+    """The Kafka cluster. No bootstrap means the embedded Kafka-compatible broker (Tansu) on `port`.
+
+    GridHub creates its topics when they are missing, with `partitions` (the most workers that share the load)
+    and `replication_factor` (3 on a production cluster of three or more brokers)."""
 
     bootstrap: str | None = None
     port: int = Field(9092, ge=0, le=65535)
     partitions: int = Field(6, ge=1, le=256)
+    replication_factor: int = Field(1, ge=1, le=16)
+    # Idempotent producers (no duplicate or reordered batch when a send is retried). Empty: on for a Kafka
+    # cluster, off for the embedded Tansu, which answers InitProducerId with an error.
+    idempotence: bool | None = None
     tansu_bin: Path | None = None
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether producers ask the cluster for idempotent delivery."""
+        return self.idempotence if self.idempotence is not None else self.bootstrap is not None
 
     @property
     def bootstrap_servers(self) -> str:

@@ -57,6 +57,11 @@ def running(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
             process.wait()
 
 
+#: What a GridHub service pointed at Tansu by `kafka.bootstrap` needs: producers that are not idempotent (Tansu
+#: answers InitProducerId with an error; `gridhub up` sets the same for the embedded one).
+TANSU_CLIENT_ENV = {"GRIDHUB_KAFKA__IDEMPOTENCE": "false"}
+
+
 def tansu_argv(port: int, advertised_port: int | None = None) -> list[str]:
     """Command line of an in-memory Tansu broker listening on `port`."""
     advertised = advertised_port or port

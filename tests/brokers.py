@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 
 from gridhub.localbrokers import (
+    TANSU_CLIENT_ENV,
     amqtt,
     free_port,
     mosquitto,
@@ -20,6 +21,7 @@ from gridhub.localbrokers import (
 
 __all__ = [
     "MOSQUITTO",
+    "TANSU_CLIENT_ENV",
     "CuttableProxy",
     "amqtt",
     "free_port",

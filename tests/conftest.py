@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.settings import load_settings
-from tests import brokers
+from gridhub.services import Postgres
+from tests import brokers, production
 from tests.tokens import bearer, mint
 
 
@@ -19,6 +20,22 @@ def kafka_bootstrap() -> Iterator[str]:
     """One in-memory Tansu broker for the session; tests use their own topics or consumer groups."""
     with brokers.tansu() as bootstrap:
         yield bootstrap
+
+
+@pytest.fixture(scope="module")
+def apache_kafka() -> Iterator[str]:
+    """A fresh Apache Kafka (KRaft, one node) for the module; yields its bootstrap address. Fresh per module
+    because GridHub's topic and group names are fixed: a shared broker would carry one module's records into
+    the next."""
+    with production.servers(["kafka"]) as started:
+        yield started.kafka.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """One PostgreSQL server for the session; tests take a fresh database each (`production.fresh_database`)."""
+    with production.servers(["postgres"]) as started:
+        yield started.postgres
 
 
 @pytest.fixture

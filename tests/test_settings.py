@@ -38,6 +38,13 @@ def test_a_configured_bootstrap_is_where_clients_connect() -> None:
     assert settings.kafka.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
 
 
+def test_producers_are_idempotent_on_a_kafka_cluster_and_not_on_the_embedded_tansu() -> None:
+    assert not load_settings(environ={}).kafka.idempotent  # Tansu refuses InitProducerId
+    assert load_settings(environ={"GRIDHUB_KAFKA__BOOTSTRAP": "kafka-1:9092"}).kafka.idempotent
+    assert not load_settings(environ={"GRIDHUB_KAFKA__BOOTSTRAP": "kafka-1:9092",
+                                      "GRIDHUB_KAFKA__IDEMPOTENCE": "false"}).kafka.idempotent
+
+
 def test_minimal_file_is_loaded(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, MINIMAL), environ={})
     assert settings.mqtt.host == "broker.local"

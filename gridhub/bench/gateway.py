@@ -154,7 +154,8 @@ def gateways(count: int, bootstrap: str, broker: Endpoint, directory: Path, sett
             log = (directory / f"gateway-{index}.log").open("wb")
             env = dict(os.environ, GRIDHUB_KAFKA__BOOTSTRAP=bootstrap, GRIDHUB_MQTT__HOST="127.0.0.1",
                        GRIDHUB_MQTT__PORT=str(broker.port), GRIDHUB_MQTT__HUB_PORT=str(broker.hub_port),
-                       GRIDHUB_STATE_DIR=str(directory / "state"), GRIDHUB_LOG_LEVEL="warning", **settings_env)
+                       GRIDHUB_STATE_DIR=str(directory / "state"), GRIDHUB_LOG_LEVEL="warning",
+                       **localbrokers.TANSU_CLIENT_ENV, **settings_env)
             if broker.gateway_password:
                 env["GRIDHUB_MQTT__PASSWORD"] = broker.gateway_password
             env.pop("PROMETHEUS_MULTIPROC_DIR", None)

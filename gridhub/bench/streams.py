@@ -1,6 +1,7 @@
 """`gridhub bench streams`: the rules throughput of one stream worker against a bare aiokafka consumer.
 
-Both read the same records from a fresh embedded Kafka. The records are what the gateway would have
+Both read the same records from a fresh Kafka: with `profile` embedded, Tansu, the worker's database SQLite;
+with production, Apache Kafka and PostgreSQL (`gridhub.bench.profiles`). The records are what the gateway would have
 produced for the demo city's devices reporting at `rate` readings per second: every `linger_ms` it packs
 what the cells of each partition sent into one record. The worker runs as
 `gridhub worker` does, in its own process with a fresh database; its rate runs from its first reading to
@@ -33,6 +34,7 @@ from domain.registry import Device, DeviceKind
 from domain.telemetry import Reading, TelemetryBatch, decode_record, encode_record
 from gridhub import localbrokers
 from gridhub.bench import BenchResult
+from gridhub.bench.profiles import Servers, servers
 
 TARGET_RATE = 10_000
 TARGET_RATIO = 0.3
@@ -114,11 +116,10 @@ async def bare_consumer(bootstrap: str, readings: int) -> float:
         await consumer.stop()
 
 
-def worker_rate(bootstrap: str, readings: int, directory: Path) -> tuple[float, dict[str, float]]:
-    """Readings per second of one `gridhub worker` process, from its first reading to its last."""
+def worker_rate(started: Servers, readings: int, directory: Path) -> tuple[float, dict[str, float]]:
+    """Readings per second of one `gridhub worker` process on the servers, from its first reading to its last."""
     port = localbrokers.free_port()
-    env = dict(os.environ, GRIDHUB_KAFKA__BOOTSTRAP=bootstrap, GRIDHUB_STATE_DIR=str(directory / "state"),
-               GRIDHUB_LOG_LEVEL="warning")
+    env = {**os.environ, **started.env, "GRIDHUB_LOG_LEVEL": "warning"}
     with open(directory / "worker.log", "wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "gridhub", "worker", "--metrics-port", str(port)],
                                   env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -138,6 +139,9 @@ def worker_rate(bootstrap: str, readings: int, directory: Path) -> tuple[float, 
                 time.sleep(0.05)
             if not last:
                 raise RuntimeError(f"the worker did not get through {readings} readings in time")
+            if last == first:
+                raise RuntimeError(f"the worker got through all {readings:,} readings between two looks at its "
+                                   "metrics, 50 ms apart: too few to time; ask for more")
             counts = {name: _metric(port, f"gridhub_streams_case_events_total{{action=\"{name}\"}}")
                       for name in ("report", "upgrade", "attach")}
             return readings / (last - first), counts
@@ -154,14 +158,15 @@ def _metric(port: int, name: str) -> float:
     return 0.0
 
 
-def run(readings: int, rate: float, linger_ms: int, partitions: int) -> BenchResult:
-    """Preload the records, then measure the bare consumer and the worker on them."""
+def run(readings: int, rate: float, linger_ms: int, partitions: int, profile: str = "embedded") -> BenchResult:
+    """Preload the records on the profile's Kafka, then measure the bare consumer and the worker on them."""
     records = city_records(readings, rate, linger_ms, partitions)
-    with tempfile.TemporaryDirectory(prefix="gridhub-bench-streams-") as tmp, localbrokers.tansu() as bootstrap:
-        asyncio.run(kafka.ensure_topics(bootstrap, partitions))
-        asyncio.run(_preload(bootstrap, records))
-        baseline = asyncio.run(bare_consumer(bootstrap, readings))
-        value, cases = worker_rate(bootstrap, readings, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="gridhub-bench-streams-") as tmp, \
+            servers(profile, Path(tmp) / "state") as started:
+        asyncio.run(kafka.ensure_topics(started.bootstrap, partitions))
+        asyncio.run(_preload(started.bootstrap, records))
+        baseline = asyncio.run(bare_consumer(started.bootstrap, readings))
+        value, cases = worker_rate(started, readings, Path(tmp))
     met = value >= TARGET_RATE and value / baseline >= TARGET_RATIO
     return BenchResult(
         name="streams", value=value, unit="readings/s", baseline=baseline,
@@ -170,5 +175,5 @@ def run(readings: int, rate: float, linger_ms: int, partitions: int) -> BenchRes
                  "readings_per_record": round(readings / len(records), 2),
                  "simulated_gateway_rate": rate, "gateway_linger_ms": linger_ms, "partitions": partitions,
                  "cases_opened": int(cases["report"]), "case_upgrades": int(cases["upgrade"]),
-                 "evidence_attached": int(cases["attach"])},
+                 "evidence_attached": int(cases["attach"]), "servers": started.description},
     )

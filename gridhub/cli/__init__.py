@@ -67,6 +67,24 @@ def api(config_file: Path | None) -> None:
                 timeout_graceful_shutdown=5)
 
 
+@cli.command("kafka-topics")
+@config_option
+def kafka_topics(config_file: Path | None) -> None:
+    """Create GridHub's Kafka topics that are missing (kafka.partitions, kafka.replication_factor), waiting for
+    the cluster to answer; run once before the services on a Kafka cluster (`gridhub up` does it itself)."""
+    import asyncio
+
+    from core import kafka
+
+    settings = load(config_file)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        created = asyncio.run(kafka.ensure_topics_when_reachable(settings.kafka))
+    except kafka.TopicsRefused as exc:
+        fail(f"Kafka at {settings.kafka.bootstrap_servers}: {exc}", EXIT_CONFIG)
+    click.echo(f"created Kafka topics: {', '.join(created)}" if created else "GridHub's Kafka topics all exist")
+
+
 @cli.command()
 @config_option
 @click.option("--client-id", help="MQTT client id; each gateway of a shared subscription needs its own.")
@@ -156,34 +174,41 @@ def bench_gateway(messages: int, devices: int, broker: str, protocol: str, as_js
               help="Readings per second of the simulated gateway that packed them (sets readings per record).")
 @click.option("--linger-ms", default=20, show_default=True, help="The simulated gateway's batch linger.")
 @click.option("--partitions", default=6, show_default=True, help="Partitions of gridhub.telemetry.")
+@click.option("--profile", type=click.Choice(["embedded", "production"]), default="embedded", show_default=True,
+              help="Servers: Tansu and SQLite, or fresh Apache Kafka and PostgreSQL (gridhub services).")
 @click.option("--json", "as_json", is_flag=True, help="Also print one JSON object as the last line.")
-def bench_streams(readings: int, rate: int, linger_ms: int, partitions: int, as_json: bool) -> None:
+def bench_streams(readings: int, rate: int, linger_ms: int, partitions: int, profile: str, as_json: bool) -> None:
     """Rules throughput of one worker against a bare aiokafka consumer."""
     from gridhub.bench import environment
     from gridhub.bench.streams import run
 
     logging.basicConfig(level=logging.WARNING)
-    print_bench(run(readings, rate, linger_ms, partitions), environment("tansu (embedded)"), as_json)
+    try:
+        result = run(readings, rate, linger_ms, partitions, profile)
+    except RuntimeError as exc:  # a server that did not start (ServiceError), a worker that could not be timed
+        fail(str(exc), EXIT_CONFIG)
+    print_bench(result, environment(str(result.details["servers"])), as_json)
 
 
 @bench.command("e2e")
 @click.option("--probes", default=60, show_default=True, help="Manhole covers to open, one case each.")
 @click.option("--interval", default=0.5, show_default=True, help="Seconds between probes.")
 @click.option("--background", default=1000, show_default=True, help="Background readings per second.")
+@click.option("--profile", type=click.Choice(["embedded", "production"]), default="embedded", show_default=True,
+              help="Servers: anonymous Mosquitto, Tansu and SQLite, or fresh production Mosquitto, Apache Kafka and "
+                   "PostgreSQL (gridhub services).")
 @click.option("--json", "as_json", is_flag=True, help="Also print one JSON object as the last line.")
-def bench_e2e(probes: int, interval: float, background: int, as_json: bool) -> None:
+def bench_e2e(probes: int, interval: float, background: int, profile: str, as_json: bool) -> None:
     """MQTT publish to case readable through the API: p50 and p99 under background load."""
-    from gridhub import localbrokers
-    from gridhub.bench import environment, mosquitto_version
+    from gridhub.bench import environment
     from gridhub.bench.e2e import run
 
     logging.basicConfig(level=logging.WARNING)
     try:
-        result = run(probes, interval, background)
-    except (ValueError, RuntimeError) as exc:
+        result = run(probes, interval, background, profile)
+    except (ValueError, RuntimeError) as exc:  # a server that did not start raises a ServiceError, one of these
         fail(str(exc), EXIT_CONFIG)
-    print_bench(result, environment(f"{mosquitto_version(localbrokers.mosquitto_binary())} + tansu (embedded)"),
-                 as_json)
+    print_bench(result, environment(str(result.details["servers"])), as_json)
 
 
 @bench.command("api")
@@ -237,3 +262,7 @@ def main() -> None:
 from gridhub.cli.tokens import tokens  # noqa: E402 (registered last: they import gridhub.cli.common)
 
 cli.add_command(tokens)
+
+from gridhub.cli.services import services  # noqa: E402 (registered last: they import gridhub.cli.common)
+
+cli.add_command(services)

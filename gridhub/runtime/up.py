@@ -133,10 +133,12 @@ async def _start_all(
                   "--storage-engine", "memory://tansu/"],
             probe=lambda: _kafka_probe(bootstrap, settings.kafka.partitions),
         ))
+        child_env["GRIDHUB_KAFKA__IDEMPOTENCE"] = "false"  # the children see a bootstrap, but it is Tansu's
     else:
         bootstrap = settings.kafka.bootstrap
         try:
-            await asyncio.wait_for(kafka.ensure_topics(bootstrap, settings.kafka.partitions), 30)
+            await asyncio.wait_for(kafka.ensure_topics(bootstrap, settings.kafka.partitions,
+                                                       settings.kafka.replication_factor), 30)
         except Exception as exc:
             raise StartupError(f"kafka.bootstrap {bootstrap}: cannot reach Kafka: {exc}") from None
     child_env["GRIDHUB_KAFKA__BOOTSTRAP"] = bootstrap

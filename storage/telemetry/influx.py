@@ -4,7 +4,7 @@ One measurement per device kind (`rain`, `crowd`, `manhole`) plus `status`; tags
 `grid_code`; the quantities, `seq`, `received_ms` and `late` are fields; the time is the measurement time.
 
 Writes are synchronous: one HTTP request per batch, retried by influxdb-client's own `WritesRetry`
-(exponential backoff with jitter, honours Retry-After, a callback per retry). The batching write API was
+(exponential backoff with jitter, honours Retry-After; its callback logs each retry). The batching write API was
 the alternative, and it does not fit a consumer that may only advance its offsets past records whose
 every point was stored: it re-chunks points by count and time on a background thread, and when a chunk's
 retries run out its error callback receives the data and the points are gone. Advancing offsets from its
@@ -12,12 +12,25 @@ callbacks would mean mapping chunks back to records and rewinding the consumer o
 synchronous write on top of an asynchronous one. The writer already batches, so a synchronous request
 per batch gives the same batching and a plain answer: success, or an exception and nothing advances.
 
+Bodies of a kilobyte or more go gzip-compressed (a writer's batch of line protocol shrinks several times
+over); smaller ones go as they are, since gzip would save less than a request's headers weigh.
+
 Replays are harmless: a point with the same measurement, tags and time replaces the earlier one. So this
-backend keeps no partition positions; the writer commits its offsets to Kafka after each write.
+backend keeps no partition positions; the writer commits its offsets to Kafka after each write. A point is
+identified by its series and its millisecond, where the SQL store has (device, time, seq), and its fields are
+those written last, where SQL keeps the first. So, unlike SQL: two readings of a device in one millisecond
+with different seqs are one point (the later written); an online and an offline status of one millisecond are
+one point (SQL keeps both and counts online as the later word); a reading delivered twice has the receive time
+of its last delivery. `tests/test_telemetry_contract.py` holds both backends to the same answers otherwise.
+
+InfluxDB keeps times from 1677 to 2262 only (nanoseconds in 64 bits): queries are clipped to that span, and a
+reading or status outside it, which the gateway never lets through, is dropped with a warning rather than
+refused for ever with the whole batch.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
@@ -45,6 +58,10 @@ from storage.telemetry.base import (
 log = logging.getLogger("gridhub.store.influx")
 READING_MEASUREMENTS = ("rain", "crowd", "manhole")
 STATUS_MEASUREMENT = "status"
+GZIP_MIN_BYTES = 1024
+#: The newest millisecond InfluxDB can store (its times are int64 nanoseconds), and where queries must stop.
+MAX_TIME_MS = (2**63 - 2) // 1_000_000
+MAX_FLUX_TIME = "2262-04-11T23:47:16.854775806Z"
 
 #: Flux yields of a series query: name → (field, aggregate). `rain_mm` and `rain_gauges` are written out.
 _MERGED_AGGREGATES = {
@@ -80,20 +97,25 @@ class InfluxTelemetryStore:
 
     def write(self, batch: StoreBatch) -> None:
         """POST the batch as line protocol; return only once InfluxDB has accepted every point."""
-        lines = [*map(reading_line, batch.readings), *map(status_line, batch.statuses)]
+        lines = [reading_line(row) for row in batch.readings if _storable(row.ts_ms, row.device_id)]
+        lines += [status_line(row) for row in batch.statuses if _storable(row.ts_ms, row.device_id)]
         if not lines:
             return
+        body, encoding = write_body(lines)
         retries: list[str] = []
 
         def note_retry(exc: Exception) -> int:
             retries.append(_describe(exc))
+            log.warning("InfluxDB %s did not take %d points (%s); retry %d of %d with backoff", self._url,
+                        len(lines), retries[-1], len(retries), self._retry["total"])
             return len(retries)
 
         # A fresh strategy per batch: WritesRetry's max_retry_time counts from the strategy's creation.
         strategy = WritesRetry(**self._retry, retry_callback=note_retry, allowed_methods=["POST"])
         try:
             self._writes.post_write(  # type: ignore[no-untyped-call]
-                org=self._org, bucket=self._bucket, body="\n".join(lines).encode(), precision=WritePrecision.MS,
+                org=self._org, bucket=self._bucket, body=body, precision=WritePrecision.MS,
+                content_encoding=encoding,
                 content_type="text/plain; charset=utf-8", urlopen_kw={"retries": strategy},
             )
         except (ApiException, HTTPError, OSError) as exc:
@@ -133,19 +155,21 @@ class InfluxTelemetryStore:
 
     def device_series(self, device_id: str, request: SeriesRequest) -> list[Window]:
         """The device's aggregated windows."""
-        return self._series(flux_series(self._bucket, "device_id", device_id, request))
+        return self._series("device_id", device_id, request)
 
     def grid_series(self, grid_code: str, request: SeriesRequest) -> list[Window]:
         """The grid cell's aggregated windows; rain is the mean of its gauges' window totals."""
-        return self._series(flux_series(self._bucket, "grid_code", grid_code, request))
+        return self._series("grid_code", grid_code, request)
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._client.close()  # type: ignore[no-untyped-call]
 
-    def _series(self, flux: str) -> list[Window]:
+    def _series(self, tag: str, value: str, request: SeriesRequest) -> list[Window]:
+        if request.start_ms > MAX_TIME_MS:
+            return []  # after anything InfluxDB can hold, and a range it refuses
         try:
-            tables = self._queries.query(flux, org=self._org)
+            tables = self._queries.query(flux_series(self._bucket, tag, value, request), org=self._org)
         except (ApiException, HTTPError, OSError) as exc:
             raise StoreUnavailable(f"InfluxDB {self._url}: {_describe(exc)}") from exc
         return windows_from_records(
@@ -174,20 +198,30 @@ def status_line(row: StatusRow) -> str:
             f"kind={_escape(row.kind.value)} online={_field_value(row.online)} {row.ts_ms}")
 
 
+def write_body(lines: list[str]) -> tuple[bytes, str]:
+    """The request body for lines of line protocol, and its content encoding: gzip from GZIP_MIN_BYTES up."""
+    body = "\n".join(lines).encode()
+    return (gzip.compress(body, compresslevel=5), "gzip") if len(body) >= GZIP_MIN_BYTES else (body, "identity")
+
+
 def flux_series(bucket: str, tag: str, value: str, request: SeriesRequest) -> str:
     """A Flux query for one device's or grid cell's windows: one `yield` per aggregate, windows from `start`."""
     measurements = " or ".join(f"r._measurement == {_flux_string(m)}" for m in READING_MEASUREMENTS)
     # aggregateWindow aligns windows to the epoch; the offset moves their boundaries onto the range start.
     every = f"every: {request.every_ms}ms, offset: {request.start_ms % request.every_ms}ms"
+    stop = MAX_FLUX_TIME if request.end_ms > MAX_TIME_MS else _flux_time(request.end_ms)
     lines = [
         f"data = from(bucket: {_flux_string(bucket)})",
-        f"  |> range(start: {_flux_time(request.start_ms)}, stop: {_flux_time(request.end_ms)})",
+        f"  |> range(start: {_flux_time(request.start_ms)}, stop: {stop})",
         f"  |> filter(fn: (r) => ({measurements}) and r.{tag} == {_flux_string(value)})",
+        # A table per device and field, not per series: a device moved to another cell has a series in each,
+        # and is still one gauge.
+        '  |> group(columns: ["device_id", "_field"])',
         f"windowed = (tables=<-, fn) => tables |> aggregateWindow({every}, fn: fn, createEmpty: false,"
         ' timeSrc: "_start")',
         # Other quantities: one series per field over all the devices, then the aggregate per window.
         'merged = (name) => data |> filter(fn: (r) => r._field == name) |> group(columns: ["_field"])',
-        # Rain: each gauge's total per window (grouped by series), then the mean and number of gauges.
+        # Rain: each gauge's total per window, then the mean and number of gauges.
         'rain = data |> filter(fn: (r) => r._field == "rain_mm") |> windowed(fn: sum)',
         'rain |> group(columns: ["_time"]) |> mean() |> group() |> yield(name: "rain_mm")',
         'rain |> group(columns: ["_time"]) |> count() |> group() |> yield(name: "rain_gauges")',
@@ -274,6 +308,13 @@ def windows_from_records(records: Iterable[tuple[str, datetime | None, Any]]) ->
         else:
             fields[result] = float(value)
     return [Window(**by_start[start]) for start in sorted(by_start)]
+
+
+def _storable(ts_ms: int, device_id: str) -> bool:
+    if ts_ms <= MAX_TIME_MS:
+        return True
+    log.warning("dropped a point of %s at %d ms: InfluxDB keeps no times after %s", device_id, ts_ms, MAX_FLUX_TIME)
+    return False
 
 
 def _field_value(value: float | int | bool) -> str:

@@ -132,7 +132,7 @@ class Gateway:
                    GRIDHUB_MQTT__HOST="127.0.0.1", GRIDHUB_MQTT__PORT=str(front.port),
                    GRIDHUB_MQTT__HUB_PORT=str(front.hub_port), GRIDHUB_MQTT__PASSWORD=GATEWAY_SECRET,
                    GRIDHUB_GATEWAY__SHARED_SUBSCRIPTION="false" if front.kind == "amqtt" else "true",
-                   GRIDHUB_GATEWAY__BATCH_LINGER_MS="10")
+                   GRIDHUB_GATEWAY__BATCH_LINGER_MS="10", **brokers.TANSU_CLIENT_ENV)
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.output: list[bytes] = []
         self.process = subprocess.Popen(

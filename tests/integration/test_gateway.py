@@ -36,7 +36,8 @@ MOSQUITTO_CONFIG = "allow_anonymous true\nmax_queued_messages 0\nmax_inflight_me
 def start_gateway(bootstrap: str, mqtt_port: int, *extra_env: tuple[str, str],
                   args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     env = dict(os.environ, GRIDHUB_KAFKA__BOOTSTRAP=bootstrap, GRIDHUB_MQTT__HOST="127.0.0.1",
-               GRIDHUB_MQTT__PORT=str(mqtt_port), GRIDHUB_GATEWAY__BATCH_LINGER_MS="10", **dict(extra_env))
+               GRIDHUB_MQTT__PORT=str(mqtt_port), GRIDHUB_GATEWAY__BATCH_LINGER_MS="10",
+               **brokers.TANSU_CLIENT_ENV, **dict(extra_env))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # its own metrics on --metrics-port
     return subprocess.Popen([sys.executable, "-m", "gridhub", "gateway", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -35,7 +35,7 @@ from storage.cases import CaseFilter, CaseSummary, get_case, list_cases
 from storage.db import connect
 from storage.devices import devices_table, seed_devices
 from storage.schema import init_db
-from tests import brokers
+from tests import brokers, production
 from tests.integration.test_gateway import MOSQUITTO_CONFIG, publisher, wait_for_log
 
 pytestmark = pytest.mark.integration
@@ -90,15 +90,32 @@ def start_worker(env: dict[str, str], ready: Path) -> subprocess.Popen[bytes]:
     return process
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+@contextlib.contextmanager
+def profile_servers(request: pytest.FixtureRequest) -> Iterator[tuple[str, str | None]]:
+    """Kafka's bootstrap and the database URL of the profile: the embedded Tansu and SQLite (None: the state
+    directory's), or Apache Kafka and PostgreSQL."""
+    if request.param == "embedded":
+        with brokers.tansu() as bootstrap:
+            yield bootstrap, None
+    else:
+        postgres = request.getfixturevalue("postgres_server")
+        yield request.getfixturevalue("apache_kafka"), production.fresh_database(postgres)
+
+
+@pytest.fixture(scope="module", params=["embedded", "production"])
+def pipeline(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     state = tmp_path_factory.mktemp("state")
-    with brokers.tansu() as bootstrap, brokers.mosquitto(state, MOSQUITTO_CONFIG) as mqtt_port:
+    with profile_servers(request) as (bootstrap, database_url), \
+            brokers.mosquitto(state, MOSQUITTO_CONFIG) as mqtt_port:
         asyncio.run(kafka.ensure_topics(bootstrap, PARTITIONS))
         env = dict(os.environ, GRIDHUB_STATE_DIR=str(state), GRIDHUB_KAFKA__BOOTSTRAP=bootstrap,
                    GRIDHUB_MQTT__HOST="127.0.0.1", GRIDHUB_MQTT__PORT=str(mqtt_port),
                    GRIDHUB_GATEWAY__BATCH_LINGER_MS="10")
-        settings = Settings(state_dir=state)
+        if database_url is not None:
+            env["GRIDHUB_DATABASE__URL"] = database_url
+        else:
+            env.update(brokers.TANSU_CLIENT_ENV)
+        settings = Settings(state_dir=state, database={"url": database_url})
         db = connect(settings.database_url)
         init_db(db)
         seed_devices(db, load_city(settings), demo=True)
