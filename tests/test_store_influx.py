@@ -40,6 +40,7 @@ from tests.brokers import free_port
 
 GRID = "310104003001001"
 T0 = 1_717_200_000_000  # 2024-06-01T00:00:00Z
+MS = 1_000_000  # nanoseconds per millisecond: the store writes nanosecond times
 
 
 @dataclass
@@ -135,15 +136,16 @@ def test_a_batch_is_one_write_of_line_protocol_with_millisecond_times(stub: Infl
 
     (request,) = stub.requests
     assert request.path == "/api/v2/write"
-    assert request.params == {"org": "gridhub", "bucket": "telemetry", "precision": "ms"}
+    assert request.params == {"org": "gridhub", "bucket": "telemetry", "precision": "ns"}
     assert request.headers["Authorization"] == "Token s3cret"
     assert request.body.decode().splitlines() == [
         f"rain,device_id=rain-0001,grid_code={GRID} rain_mm=0.5,battery_v=3.7,seq=7i,received_ms={T0 + 40}i,"
-        f"late=false {T0}",
-        f"crowd,device_id=crowd-0016,grid_code={GRID} count=42i,seq=3i,received_ms={T0 + 41}i,late=true {T0 + 1}",
+        f"late=false {T0 * MS + 7}",  # nanoseconds: the millisecond, and the seq below it
+        f"crowd,device_id=crowd-0016,grid_code={GRID} count=42i,seq=3i,received_ms={T0 + 41}i,late=true "
+        f"{(T0 + 1) * MS + 3}",
         f"manhole,device_id=manhole-0001,grid_code={GRID} tilt_deg=16.5,cover_open=true,water_level_cm=20.0,"
-        f"seq=9i,received_ms={T0 + 42}i,late=false {T0 + 2}",
-        f"status,device_id=rain-0001,grid_code={GRID},kind=rain online=false {T0 + 3}",
+        f"seq=9i,received_ms={T0 + 42}i,late=false {(T0 + 2) * MS + 9}",
+        f"status,device_id=rain-0001,grid_code={GRID},kind=rain online=false {(T0 + 3) * MS}",
     ]
 
 
@@ -348,7 +350,8 @@ def test_offsets_advance_only_after_influxdb_accepted_the_points(kafka_bootstrap
         await task
 
     asyncio.run(scenario())
-    assert sorted(line.rsplit(" ", 1)[1] for line in stub.accepted) == [str(T0 + seq) for seq in range(1, 6)]
+    assert sorted(line.rsplit(" ", 1)[1] for line in stub.accepted) == [str((T0 + seq) * MS + seq)
+                                                                        for seq in range(1, 6)]
 
 
 async def _until(condition: Any, timeout_s: float) -> None:

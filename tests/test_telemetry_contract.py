@@ -262,7 +262,6 @@ def test_a_point_after_2262_is_dropped_and_the_rest_of_its_batch_stored(stores: 
         Window(start_ms=T0 - T0 % (366 * 24 * HOUR), readings=1, rain_mm=2.0, rain_gauges=1)]
 
 
-@pytest.mark.xfail(strict=True, reason="InfluxDB identifies a point by its millisecond, SQL by (time, seq)")
 def test_two_readings_of_a_device_in_one_millisecond_are_both_kept(stores: Stores) -> None:
     rows = [reading("rain-twice", RAIN, ELSEWHERE, T0, seq, rain_mm=0.5) for seq in (1, 2)]
     for store in stores:
@@ -272,7 +271,6 @@ def test_two_readings_of_a_device_in_one_millisecond_are_both_kept(stores: Store
     assert stores.influx.device_series("rain-twice", request) == stores.sql.device_series("rain-twice", request)
 
 
-@pytest.mark.xfail(strict=True, reason="InfluxDB keeps the status written last of a millisecond, SQL says online")
 def test_online_wins_over_offline_in_the_same_millisecond(stores: Stores) -> None:
     statuses = [StatusRow("rain-flap", T0, online, ELSEWHERE, RAIN) for online in (True, False)]
     for store in stores:

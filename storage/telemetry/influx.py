@@ -16,12 +16,11 @@ Bodies of a kilobyte or more go gzip-compressed (a writer's batch of line protoc
 over); smaller ones go as they are, since gzip would save less than a request's headers weigh.
 
 Replays are harmless: a point with the same measurement, tags and time replaces the earlier one. So this
-backend keeps no partition positions; the writer commits its offsets to Kafka after each write. A point is
-identified by its series and its millisecond, where the SQL store has (device, time, seq), and its fields are
-those written last, where SQL keeps the first. So, unlike SQL: two readings of a device in one millisecond
-with different seqs are one point (the later written); an online and an offline status of one millisecond are
-one point (SQL keeps both and counts online as the later word); a reading delivered twice has the receive time
-of its last delivery. `tests/test_telemetry_contract.py` holds both backends to the same answers otherwise.
+backend keeps no partition positions; the writer commits its offsets to Kafka after each write. A point's
+time is its millisecond plus the reading's seq (mod 10⁶) or the status's online flag in nanoseconds, so a point
+stands for what the SQL store keys on (device, time, seq). Its fields are those written last, where SQL keeps
+the first: a reading delivered twice has the receive time of its last delivery. `tests/test_telemetry_contract.py`
+holds both backends to the same answers otherwise.
 
 InfluxDB keeps times from 1677 to 2262 only (nanoseconds in 64 bits): queries are clipped to that span, and a
 reading or status outside it, which the gateway never lets through, is dropped with a warning rather than
@@ -59,8 +58,9 @@ log = logging.getLogger("gridhub.store.influx")
 READING_MEASUREMENTS = ("rain", "crowd", "manhole")
 STATUS_MEASUREMENT = "status"
 GZIP_MIN_BYTES = 1024
-#: The newest millisecond InfluxDB can store (its times are int64 nanoseconds), and where queries must stop.
-MAX_TIME_MS = (2**63 - 2) // 1_000_000
+NS_PER_MS = 1_000_000
+#: The newest millisecond InfluxDB can store with any nanosecond offset (its times are int64 nanoseconds).
+MAX_TIME_MS = (2**63 - 1) // NS_PER_MS - 1
 MAX_FLUX_TIME = "2262-04-11T23:47:16.854775806Z"
 
 #: Flux yields of a series query: name → (field, aggregate). `rain_mm` and `rain_gauges` are written out.
@@ -114,7 +114,7 @@ class InfluxTelemetryStore:
         strategy = WritesRetry(**self._retry, retry_callback=note_retry, allowed_methods=["POST"])
         try:
             self._writes.post_write(  # type: ignore[no-untyped-call]
-                org=self._org, bucket=self._bucket, body=body, precision=WritePrecision.MS,
+                org=self._org, bucket=self._bucket, body=body, precision=WritePrecision.NS,
                 content_encoding=encoding,
                 content_type="text/plain; charset=utf-8", urlopen_kw={"retries": strategy},
             )
@@ -179,7 +179,9 @@ class InfluxTelemetryStore:
 
 
 def reading_line(row: ReadingRow) -> str:
-    """The reading as one line of line protocol, with millisecond time."""
+    """The reading as one line of line protocol. Its time is the millisecond plus the seq's last six digits in
+    nanoseconds: InfluxDB identifies a point by series and time, and two readings of a device stamped in one
+    millisecond (a device that stamps whole seconds) are two readings, as in SQL's (device, time, seq)."""
     fields = [
         f"{name}={_field_value(value)}"
         for name, value in (("rain_mm", row.rain_mm), ("count", row.count), ("tilt_deg", row.tilt_deg),
@@ -189,13 +191,14 @@ def reading_line(row: ReadingRow) -> str:
         if value is not None
     ]
     return (f"{_escape(row.kind.value)},device_id={_escape(row.device_id)},grid_code={_escape(row.grid_code)} "
-            f"{','.join(fields)} {row.ts_ms}")
+            f"{','.join(fields)} {row.ts_ms * NS_PER_MS + row.seq % NS_PER_MS}")
 
 
 def status_line(row: StatusRow) -> str:
-    """The status change as one line of line protocol, with millisecond time."""
+    """The status change as one line of line protocol. An online status is one nanosecond after its
+    millisecond: of an online and an offline word in one millisecond, online is the later, as in SQL."""
     return (f"{STATUS_MEASUREMENT},device_id={_escape(row.device_id)},grid_code={_escape(row.grid_code)},"
-            f"kind={_escape(row.kind.value)} online={_field_value(row.online)} {row.ts_ms}")
+            f"kind={_escape(row.kind.value)} online={_field_value(row.online)} {row.ts_ms * NS_PER_MS + row.online}")
 
 
 def write_body(lines: list[str]) -> tuple[bytes, str]:
