@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import orjson
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -41,7 +42,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from core import kafka, metrics
 from core.lifecycle import mark_ready, stop_event
 from core.retry import Retry
-from core.settings import Settings
+from core.settings import KafkaSettings, Settings
 from domain.registry import Registry
 from domain.telemetry import Reading, StatusChange, TelemetryBatch, encode_record
 from ingest.acks import AckTracker, Pending
@@ -72,6 +73,71 @@ class Received:
     payload: bytes | bytearray
     handle: Pending | None  # None for QoS 0
     received_ns: int
+
+
+class _Producer:
+    """The gateway's Kafka producer, replaced by a new one when aiokafka's gives up on sending.
+
+    aiokafka retries what it can; an error it does not retry may have ended its sender task, after which
+    every send fails the same way. Kafka stopped while an idempotent producer's batch was in flight does
+    that: the batch fails (no leader) after it was numbered, the restarted broker refuses the next number
+    (OutOfOrderSequenceNumber), and the sender stops for good. Kafka's Java client starts a new producer
+    epoch there; aiokafka does not, so the gateway starts a new producer and its records are sent again.
+    """
+
+    def __init__(self, settings: KafkaSettings, stop: asyncio.Event) -> None:
+        self._settings, self._stop = settings, stop
+        self._current = self._new()
+        self._renewing: asyncio.Task[None] | None = None
+
+    def _new(self) -> AIOKafkaProducer:
+        # Idempotent on a Kafka cluster: a batch resent after a lost answer is written once and in order.
+        return AIOKafkaProducer(bootstrap_servers=self._settings.bootstrap_servers, acks="all", linger_ms=5,
+                                max_batch_size=1_048_576, request_timeout_ms=10_000, retry_backoff_ms=200,
+                                enable_idempotence=self._settings.idempotent)
+
+    async def start(self) -> None:
+        """Start the producer, waiting for Kafka as long as it takes."""
+        await kafka.start_producer(self._current, self._settings.bootstrap_servers, self._stop)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        """The topic's partitions."""
+        partitions: set[int] = await self._current.partitions_for(topic)
+        return partitions
+
+    async def send_and_wait(self, topic: str, value: bytes, *, key: bytes | None, partition: int | None) -> object:
+        """Send one record and wait for Kafka's answer; after an error aiokafka does not retry, renew."""
+        if self._renewing is not None:
+            await asyncio.shield(self._renewing)
+        producer = self._current
+        try:
+            return await producer.send_and_wait(topic, value, key=key, partition=partition)
+        except KafkaError as exc:
+            if not exc.retriable and producer is self._current and self._renewing is None and not self._stop.is_set():
+                self._renewing = asyncio.ensure_future(self._renew(producer, exc))
+            raise
+
+    async def _renew(self, spent: AIOKafkaProducer, error: KafkaError) -> None:
+        log.warning("the Kafka producer gave up (%r); starting a new one and sending its records again", error)
+        fresh = self._new()
+        try:
+            await kafka.start_producer(fresh, self._settings.bootstrap_servers, self._stop)
+        except BaseException:
+            await fresh.stop()
+            raise
+        finally:
+            self._renewing = None
+        self._current = fresh
+        with contextlib.suppress(Exception):
+            await spent.stop()
+
+    async def stop(self) -> None:
+        """Stop the producer (and one being started)."""
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(BaseException):
+                await self._renewing
+        await self._current.stop()
 
 
 class Gateway:
@@ -299,11 +365,8 @@ class Gateway:
         """Connect both sides and forward until `stop` is set; then flush what was received."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        bootstrap = self.settings.kafka.bootstrap_servers
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                    max_batch_size=1_048_576, request_timeout_ms=10_000,
-                                    retry_backoff_ms=200)
-        await kafka.start_producer(producer, bootstrap, stop)
+        producer = _Producer(self.settings.kafka, stop)
+        await producer.start()
         self._partitions = len(await producer.partitions_for(kafka.TELEMETRY))
         try:
             await asyncio.to_thread(self._connect)
@@ -327,7 +390,7 @@ class Gateway:
         finally:
             await producer.stop()
 
-    def _flush(self, producer: AIOKafkaProducer) -> None:
+    def _flush(self, producer: _Producer) -> None:
         """Pack everything queued into per-cell batches and dead letters, and send them."""
         received, duplicates = self._received, self._duplicates
         metrics.GATEWAY_RECEIVED.inc(received - self._counted[0])
@@ -357,7 +420,7 @@ class Gateway:
             self._send(producer, kafka.TELEMETRY, None, value, [i for items in cells.values() for i in items],
                        partition=partition)
 
-    def _send(self, producer: AIOKafkaProducer, topic: str, key: bytes | None, value: bytes, items: list[Received],
+    def _send(self, producer: _Producer, topic: str, key: bytes | None, value: bytes, items: list[Received],
               retry: Retry | None = None, partition: int | None = None) -> None:
         task = asyncio.ensure_future(producer.send_and_wait(topic, value, key=key, partition=partition))
         self._sending.add(task)

@@ -20,9 +20,9 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 import orjson
@@ -47,12 +47,13 @@ from domain.case_records import CaseRecordFormatError, CommandReply, decode_comm
 from domain.city import City
 from domain.detections import DetectionFormatError, decode_detection
 from domain.telemetry import TelemetryFormatError, decode_record
-from storage.cases import CaseSink, load_case, write_with_retry
+from storage.cases import CaseSink, SinkUnavailable, load_case, write_with_retry
 from storage.checkpoints import load_cell, save_cells, saved_cells
 from storage.devices import load_registry
 from streams.engine import CaseEngine, Change, limits_from
 
 log = logging.getLogger("gridhub.streams")
+T = TypeVar("T")
 
 REGISTRY_REFRESH_S = 30.0
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -95,8 +96,9 @@ class StreamWorker:
         conf = settings.streams
         self.engine = CaseEngine(
             limits=limits_from(conf), routing=city.routing, calendar=city.calendar,
-            devices=load_registry(db, city).devices, load_cell=lambda code: load_cell(db, code),
-            load_case=lambda case_id: load_case(db, case_id),
+            devices=load_registry(db, city).devices,
+            load_cell=lambda code: self._read_waiting(lambda: load_cell(db, code), f"the state of cell {code}"),
+            load_case=lambda case_id: self._read_waiting(lambda: load_case(db, case_id), f"case {case_id}"),
         )
         self.sink = CaseSink(db)
         self.stopping = asyncio.Event()
@@ -139,6 +141,26 @@ class StreamWorker:
         # Faust's stubs want a handler with a keyword-only `signal`; it passes the partitions positionally.
         self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+
+    def _read_waiting(self, read: Callable[[], T], what: str) -> T:
+        """Read for the engine, waiting out a database outage on the spot.
+
+        The engine loads a cell (or a finished case) in the middle of a batch, with the changes of the records
+        before it in hand: had the load failed, the agent would crash with them unpublished and the batch's
+        records unacknowledged, and Faust, whose stream goes on past them, would never commit again. So the
+        load waits, and the worker's loop with it; there is nothing else to do meanwhile, since the sink and
+        the checkpoint need the same database (the consumer thread keeps the group's heartbeat).
+        """
+        retry = Retry(RETRY_DELAYS_S, log)
+        while True:
+            try:
+                value = read()
+            except (OperationalError, InterfaceError, SinkUnavailable) as exc:
+                time.sleep(retry.failed("database unavailable to load %s (%s); the batch waits for it", what,
+                                        getattr(exc, "orig", None) or exc))
+                continue
+            retry.recovered("database answers again: loaded %s after %d attempts", what, retry.failures + 1)
+            return value
 
     # --- agents ------------------------------------------------------------------------------------
 
