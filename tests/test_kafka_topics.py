@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from core import kafka
@@ -41,3 +42,18 @@ def test_topics_that_exist_are_left_alone() -> None:
     assert again == []
     assert partitions == dict.fromkeys(kafka.TOPICS, 3)
 
+
+
+@pytest.mark.integration
+def test_a_replication_factor_above_the_brokers_is_refused_by_name(apache_kafka: str) -> None:
+    refused = r"cannot create Kafka topics: gridhub\.\S+ \(InvalidReplicationFactor"
+    with pytest.raises(kafka.TopicsRefused, match=refused):
+        asyncio.run(kafka.ensure_topics(apache_kafka, 3, replication=3))  # one broker
+
+
+@pytest.mark.integration
+def test_topics_on_apache_kafka_get_the_configured_partitions(apache_kafka: str) -> None:
+    created = asyncio.run(kafka.ensure_topics(apache_kafka, 4))
+
+    assert sorted(created) == sorted(kafka.TOPICS)
+    assert asyncio.run(_partitions(apache_kafka)) == dict.fromkeys(kafka.TOPICS, 4)
