@@ -32,11 +32,12 @@ from core.settings import Settings, load_settings
 from gridhub.cli import cli
 from gridhub.cli.services import ALL
 from gridhub.localbrokers import free_port
-from gridhub.services import NAMES, Mosquitto, ServiceError, Services, is_cached, running_services, status
+from gridhub.services import NAMES, Mosquitto, ServiceError, Services, is_cached, status
 from storage.broker_files import write_broker_files
 from storage.db import connect
 from storage.devices import devices_table
 from storage.schema import current_revision, head_revision, init_db
+from tests import production
 from tests.production import reachable_dir
 
 # The first run on a machine fetches Kafka and builds influxd inside the fixture: 5 to 15 minutes on two cores.
@@ -50,12 +51,8 @@ WAIT_S = 10.0
 @pytest.fixture(scope="module")
 def services() -> Iterator[Services]:
     """All four services, started once for the module."""
-    directory = reachable_dir()
-    try:
-        with running_services(directory) as started:
-            yield started
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with production.servers(NAMES) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

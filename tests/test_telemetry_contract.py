@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import shutil
-import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -23,12 +20,13 @@ import pytest
 from api.routes.telemetry import LATEST
 from domain.epoch import EPOCH
 from domain.registry import DeviceKind
-from gridhub.services import Services, is_cached, running_services
+from gridhub.services import Services, is_cached
 from storage.db import connect
 from storage.schema import init_db
 from storage.telemetry.base import ReadingRow, SeriesRequest, StatusRow, StoreBatch, Window
 from storage.telemetry.influx import InfluxTelemetryStore, reading_line, write_body
 from storage.telemetry.sql import SqlTelemetryStore
+from tests import production
 
 # Starting influxd takes seconds; building it on a machine without the cache takes minutes.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300 if is_cached("influxdb") else 1800)]
@@ -126,14 +124,9 @@ class Stores(NamedTuple):
 
 @pytest.fixture(scope="module")
 def influxdb() -> Iterator[Services]:
-    """A real influxd for the module, in a directory others may traverse."""
-    directory = Path(tempfile.mkdtemp(prefix="gridhub-contract-"))
-    directory.chmod(0o755)
-    try:
-        with running_services(directory, which=("influxdb",)) as services:
-            yield services
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    """A real influxd for the module."""
+    with production.servers(["influxdb"]) as services:
+        yield services
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -31,9 +29,9 @@ from core.metrics import MULTIPROC_ENV
 from domain.epoch import EPOCH
 from domain.registry import DeviceKind
 from domain.telemetry import Reading, TelemetryBatch, encode_record
-from gridhub.services import InfluxDB, is_cached, running_services
+from gridhub.services import InfluxDB, is_cached
 from ingest.store_writer import GROUP
-from tests import brokers
+from tests import brokers, production
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300 if is_cached("influxdb") else 1800)]
 
@@ -48,13 +46,8 @@ Identity = tuple[str, int, int]  # device, ts_ms, seq: what makes a reading uniq
 @pytest.fixture(scope="module")
 def influxdb() -> Iterator[InfluxDB]:
     """A real influxd for the module; each test writes to a bucket of its own."""
-    directory = Path(tempfile.mkdtemp(prefix="gridhub-influx-outage-"))
-    directory.chmod(0o755)
-    try:
-        with running_services(directory, which=("influxdb",)) as services:
-            yield services.influxdb
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with production.servers(["influxdb"]) as services:
+        yield services.influxdb
 
 
 def client(influxdb: InfluxDB) -> InfluxDBClient:
