@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -287,9 +287,8 @@ appender.stdout.layout.pattern=[%d] %p %m (%c)%n
 logger.config.name=org.apache.kafka.common.config.AbstractConfig
 logger.config.level=WARN
 """, encoding="utf-8")
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         self._run([_java(), *KAFKA_HEAP, "-cp", str(cached_artefact("kafka") / "libs" / "*"),
-                   "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+                   "kafka.tools.StorageTool", "format", "--standalone", "-t", kafka_cluster_id(),
                    "-c", str(self._properties)], "formatting the KRaft storage")
 
     def _not_ready(self) -> str | None:
@@ -523,6 +522,17 @@ class Services:
         if not isinstance(handle, kind):
             raise KeyError(f"{kind.name} is not among the services in {self.directory}")
         return handle
+
+
+def kafka_cluster_id(source: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """A KRaft cluster id: a UUID in URL-safe base64 that does not start with "-".
+
+    The storage tool's argument parser reads an id that starts with "-" as an option and fails the format
+    (one id in 64). Kafka's own ``Uuid.randomUuid()`` draws again in that case, and so does this.
+    """
+    while (cluster_id := base64.urlsafe_b64encode(source().bytes).rstrip(b"=").decode()).startswith("-"):
+        pass
+    return cluster_id
 
 
 def start(directory: Path, which: Iterable[str] = NAMES) -> Services:

@@ -32,7 +32,7 @@ from core.settings import Settings, load_settings
 from gridhub.cli import cli
 from gridhub.cli.services import ALL
 from gridhub.localbrokers import free_port
-from gridhub.services import NAMES, Mosquitto, ServiceError, Services, is_cached, status
+from gridhub.services import NAMES, Mosquitto, ServiceError, Services, is_cached, kafka_cluster_id, status
 from storage.broker_files import write_broker_files
 from storage.db import connect
 from storage.devices import devices_table
@@ -46,6 +46,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300 if CACHED else 18
 
 DEVICE, DEVICE_SECRET = "rain-0001", "device-secret"
 WAIT_S = 10.0
+
+
+def test_a_kafka_cluster_id_never_starts_with_a_dash_the_storage_tool_would_read_as_an_option() -> None:
+    # 0xf8 in the first byte encodes as "-" in URL-safe base64: one UUID in 64 starts so, and CI met one.
+    draws = iter([uuid.UUID(bytes=bytes([0xF8]) + bytes(15)), uuid.UUID(bytes=bytes([0xF8]) + bytes(15)),
+                  uuid.UUID(bytes=bytes(range(16)))])
+    cluster_id = kafka_cluster_id(lambda: next(draws))
+    assert cluster_id == "AAECAwQFBgcICQoLDA0ODw"
+    assert len(cluster_id) == 22
 
 
 @pytest.fixture(scope="module")
