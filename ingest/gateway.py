@@ -15,6 +15,12 @@ What the broker replays is not news: retained telemetry (sent because the gatewa
 acknowledged and counted, never produced; a retained status goes on marked `replayed`. A subscription
 the broker refuses, a lost connection and a session the broker did not keep are logged and shown on
 `gridhub_gateway_subscribed`, and the subscription is tried again with backoff until the broker grants it.
+
+A stopped gateway's persistent session keeps its share of the readings: the broker queues them until the
+gateway returns. `retire()` removes a gateway for good: it opens the session again, unsubscribes, drains
+what the session holds into Kafka and ends the session. The end of the queue is found with a marker: after
+the UNSUBACK the gateway publishes one message to its own `gridhub/retire/<client id>`, which the broker
+queues behind everything already routed to the session (Mosquitto keeps one queue per session, in order).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from ingest.acks import AckTracker, Pending
 from ingest.dedupe import Seen, SequenceTracker
 from ingest.mqtt_client import ReadAheadClient
 from ingest.payloads import Limits, Reason, Rejection, Validator
+from storage.broker_files import RETIRE_TOPIC_PATTERN
 
 log = logging.getLogger("gridhub.gateway")
 
@@ -62,6 +69,8 @@ KAFKA_STALL_S = 5.0
 REGISTRY_REFRESH_S = 10.0
 RESUBSCRIBE_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 REGRESSION_LOG_INTERVAL_S = 10.0
+RETIRE_TOPIC = RETIRE_TOPIC_PATTERN.replace("%c", "{client_id}")
+RETIRE_QUIET_WARNING_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,10 +191,20 @@ class Gateway:
         self._resubscribing = Retry(RESUBSCRIBE_BACKOFF_S)  # no outage log: every refusal is an error worth a line
         self._had_session = False
         self._stopping = False
+        self._retiring = False
+        self._marker_topic = RETIRE_TOPIC.format(client_id=self.client_id)
+        self._marker_subscribe_mid: int | None = None
+        self._marker_seen = threading.Event()
+        self._retire_failed = ""
 
     # --- MQTT side (paho's thread) -------------------------------------------------------------
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._marker_topic:
+            if message.qos > 0:
+                self.tracker.complete([self.tracker.receive(message.mid)])  # after everything received before it
+            self._marker_seen.set()
+            return
         self._received += 1  # only this thread writes it; the flusher publishes the count
         received_ns = time.time_ns()
         if message.dup:
@@ -262,6 +281,10 @@ class Gateway:
         with self._subscribe_lock:
             self._subscribing.clear()  # packet ids of the previous connection: those SUBACKs never come
         self._refused = set()
+        if self._retiring:
+            client.unsubscribe(self._filters)  # the UNSUBACK goes on in _on_unsubscribe
+            self._connected.set()
+            return
         # Every connection subscribes again, kept session or not: that is what tells whether the broker
         # still grants the subscriptions (an ACL may have changed while the gateway was away).
         # Retained status messages are never sent to shared subscriptions (MQTT 5 §4.8.2), so every
@@ -279,6 +302,9 @@ class Gateway:
 
     def _on_subscribe(self, client: mqtt.Client, _userdata: object, mid: int, reasons: list[ReasonCode],
                       _properties: object) -> None:
+        if mid == self._marker_subscribe_mid:
+            self._marker_subscribed(client, reasons[0])
+            return
         with self._subscribe_lock:
             filters = self._subscribing.pop(mid, [])
         refused = [f"{f} ({reason})" for f, reason in zip(filters, reasons, strict=False) if reason.is_failure]
@@ -294,6 +320,22 @@ class Gateway:
         else:
             self._resubscribing.recovered()
             log.info("subscribed to %s", ", ".join(filters))
+
+    def _on_unsubscribe(self, client: mqtt.Client, _userdata: object, _mid: int, _reasons: object,
+                        _properties: object) -> None:
+        """Retiring: the broker routes nothing new to the session; queue the marker behind what it holds."""
+        if self._retiring:
+            # On paho's thread, like _on_subscribe: the SUBACK cannot be handled before the mid is stored.
+            _, self._marker_subscribe_mid = client.subscribe(self._marker_topic, 1)
+
+    def _marker_subscribed(self, client: mqtt.Client, reason: ReasonCode) -> None:
+        self._marker_subscribe_mid = None
+        if reason.is_failure:
+            self._retire_failed = (f"the broker refused the subscription to {self._marker_topic} ({reason}); grant "
+                                    f"the hub accounts `pattern readwrite {RETIRE_TOPIC_PATTERN}`")
+            self._marker_seen.set()
+            return
+        client.publish(self._marker_topic, self.client_id.encode(), qos=1)
 
     def _resubscribe(self, client: mqtt.Client) -> None:
         """Ask again for the refused subscriptions (a reconnect in between has asked for all of them)."""
@@ -311,6 +353,11 @@ class Gateway:
         self._show_subscribed()
         self.tracker.reconnected()
         if self._stopping:
+            return
+        if self._retiring:  # no reconnect: the likeliest cause is a running gateway taking its session back
+            self._retire_failed = (f"lost the connection while retiring {self.client_id} ({reason}): is a gateway "
+                                    "with this client id still running? Stop it and run --retire again")
+            self._marker_seen.set()
             return
         metrics.GATEWAY_DISCONNECTS.inc()
         log.warning("disconnected from MQTT (%s): no messages arrive until the gateway is back; reconnecting, "
@@ -344,7 +391,7 @@ class Gateway:
         client = ReadAheadClient(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol, manual_ack=True,
             clean_session=False if protocol == mqtt.MQTTv311 else None,
-            reconnect_on_failure=True,
+            reconnect_on_failure=not self._retiring,
         )
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(1, 30)
@@ -352,6 +399,7 @@ class Gateway:
         client.on_message = self._on_message
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_disconnect = self._on_disconnect
         return client
 
@@ -366,6 +414,65 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect both sides and forward until `stop` is set; then flush what was received."""
+        await self._forward(stop, lambda: False)
+
+    async def retire(self, stop: asyncio.Event) -> int | None:
+        """Drain this gateway's persistent session into Kafka and end the session.
+
+        Return how many messages were drained, or None if `stop` came first (the session then stays,
+        unsubscribed, and a later `retire` finishes the work). Raise ConnectionError if the broker cannot be
+        reached or refuses the marker's subscription.
+        """
+        self._retiring = True
+        if not await self._forward(stop, self._drained):
+            return None
+        if self._retire_failed:
+            raise ConnectionError(self._retire_failed)
+        await asyncio.to_thread(self._end_session)
+        return self._received
+
+    def _drained(self) -> bool:
+        """The marker came back and everything received before it is in Kafka and acknowledged."""
+        if not self._marker_seen.is_set():
+            return False
+        return bool(self._retire_failed) or not (self.queue or self._sending or len(self.tracker))
+
+    def _end_session(self) -> None:
+        """Connect with a clean session, which discards the persistent one, and leave."""
+        connected = threading.Event()
+        refusal: list[ReasonCode] = []
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=self.protocol,
+                             clean_session=True if self.protocol == mqtt.MQTTv311 else None)
+        client.username_pw_set(self.settings.mqtt.username, self.settings.mqtt_password())
+
+        def on_connect(_client: mqtt.Client, _userdata: object, _flags: object, reason: ReasonCode,
+                       _properties: object) -> None:
+            if reason.is_failure:
+                refusal.append(reason)
+            connected.set()
+
+        client.on_connect = on_connect
+        try:
+            if self.protocol == MQTTProtocolVersion.MQTTv5:
+                client.connect(self._host(), self._port(), keepalive=30, clean_start=True)
+            else:
+                client.connect(self._host(), self._port(), keepalive=30)
+        except OSError as exc:
+            raise ConnectionError(f"cannot reach MQTT broker {self._host()}:{self._port()} to end the session of "
+                                  f"{self.client_id}: {exc}") from None
+        client.loop_start()
+        try:
+            if not connected.wait(10.0) or refusal:
+                raise ConnectionError(f"MQTT broker {self._host()}:{self._port()} did not accept the clean session "
+                                      f"that ends {self.client_id}'s ({refusal[0] if refusal else 'no answer'})")
+            client.disconnect()
+        finally:
+            client.loop_stop()
+
+    async def _forward(self, stop: asyncio.Event, finished: Callable[[], bool]) -> bool:
+        """Connect both sides and forward until `stop` is set or `finished()`; flush what was received.
+
+        Return whether it ended because `finished()` held."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         producer = _Producer(self.settings.kafka, stop)
@@ -375,21 +482,26 @@ class Gateway:
             await asyncio.to_thread(self._connect)
             linger = self.settings.gateway.batch_linger_ms / 1000
             refresh = asyncio.create_task(self._refresh_registry(stop))
-            while not stop.is_set():
+            watch = asyncio.create_task(self._watch_retirement()) if self._retiring else None
+            while not stop.is_set() and not finished():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), linger)
                 self._wake.clear()
                 self._flush(producer)
             refresh.cancel()
+            if watch is not None:
+                watch.cancel()
             # Drain: produce what was received and acknowledge it before leaving; anything later
             # stays un-acknowledged in the persistent session and is redelivered on the next start.
             self._flush(producer)
             if self._sending:
                 await asyncio.wait(set(self._sending), timeout=SHUTDOWN_DRAIN_S)
+            done = finished()  # before the disconnect, which forgets the un-acknowledged messages
             if self._client is not None:
                 self._stopping = True
                 self._client.disconnect()
                 self._client.loop_stop()
+            return done
         finally:
             await producer.stop()
 
@@ -471,6 +583,18 @@ class Gateway:
                 log.info("device registry now has %d devices", len(registry))
             self.validator.registry = registry  # one attribute swap: the MQTT thread sees old or new
 
+    async def _watch_retirement(self) -> None:
+        """While retiring, say every so often how far the drain has come, and why it may be waiting."""
+        while True:
+            await asyncio.sleep(RETIRE_QUIET_WARNING_S)
+            if self._marker_seen.is_set():
+                log.info("retiring %s: all queued messages received; %d not yet in Kafka", self.client_id,
+                         len(self.tracker))
+            else:
+                log.warning("retiring %s: %d messages drained so far and the end-of-queue marker on %s has not "
+                            "come back; the broker may not let this account publish there", self.client_id,
+                            self._received, self._marker_topic)
+
     def _watch_kafka(self) -> None:
         """Say once when Kafka stops acknowledging (the producer retries quietly) and when it is back."""
         now = time.monotonic()
@@ -512,18 +636,29 @@ def _dead_letter(item: Received) -> bytes:
 
 
 def main(settings: Settings, registry: Registry, *, client_id: str | None = None,
-         reload_registry: Callable[[], Registry] | None = None) -> int:
-    """Run one gateway until SIGINT or SIGTERM; 0 on a clean stop, 1 if the broker cannot be reached."""
+         reload_registry: Callable[[], Registry] | None = None, retire: bool = False) -> int:
+    """Run one gateway until SIGINT or SIGTERM, or retire it (`Gateway.retire`); 0 on a clean stop or a
+    finished retirement, 1 if the broker cannot be reached or refuses, 2 if a signal stopped a retirement."""
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # it logs every retry; we report outages once
 
     async def _main() -> int:
         stop = stop_event()
+        gateway = Gateway(settings, registry, client_id=client_id, reload_registry=reload_registry)
         try:
-            await Gateway(settings, registry, client_id=client_id, reload_registry=reload_registry).run(stop)
+            if not retire:
+                await gateway.run(stop)
+                return 0
+            drained = await gateway.retire(stop)
         except ConnectionError as exc:
             log.error("%s", exc)
             return 1
+        if drained is None:
+            log.warning("stopped before %s was drained: its session stays, unsubscribed; run --retire again to "
+                        "finish", gateway.client_id)
+            return 2
+        log.info("retired %s: %d messages drained into Kafka and its session ended; the other gateways of the "
+                 "shared subscription take every reading now", gateway.client_id, drained)
         return 0
 
     return asyncio.run(_main())

@@ -89,15 +89,21 @@ def kafka_topics(config_file: Path | None) -> None:
 @config_option
 @click.option("--client-id", help="MQTT client id; each gateway of a shared subscription needs its own.")
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (when run on its own).")
-def gateway(config_file: Path | None, client_id: str | None, metrics_port: int | None) -> None:
-    """MQTT ingestion gateway: validate telemetry and produce it to Kafka."""
+@click.option("--retire", is_flag=True,
+              help="Remove this gateway for good: unsubscribe its session, drain what the broker queued there into "
+                   "Kafka, end the session and exit.")
+def gateway(config_file: Path | None, client_id: str | None, metrics_port: int | None, retire: bool) -> None:
+    """MQTT ingestion gateway: validate telemetry and produce it to Kafka.
+
+    A stopped gateway's session keeps its share of the shared subscription's readings until it returns;
+    `--retire --client-id ID` hands that share to the others for good (stop the gateway first)."""
     from ingest.gateway import main as run_gateway
     from storage.devices import is_demo_city, load_registry, seed_devices
 
     settings, city, engine = service_setup(config_file, metrics_port)
     seed_devices(engine, city, demo=is_demo_city(settings))
     sys.exit(run_gateway(settings, load_registry(engine, city), client_id=client_id,
-                         reload_registry=lambda: load_registry(engine, city)))
+                         reload_registry=lambda: load_registry(engine, city), retire=retire))
 
 
 @cli.command()

@@ -249,13 +249,37 @@ def test_a_will_on_another_devices_topic_is_never_delivered(broker: Broker, gate
     assert gateway.expect(honest, forbidden=forged).topic == "gridhub/v1/rain/rain-0001/status"
 
 
-def test_the_gateway_publishes_nothing(broker: Broker, gateway: Client) -> None:
+def test_the_gateway_publishes_nothing_under_gridhub_v1(broker: Broker, gateway: Client) -> None:
     forged, sentinel = reading(), reading()
     gateway.publish("gridhub/v1/rain/rain-0001/telemetry", forged)
     gateway.publish(f"gridhub/v1/rain/{GATEWAY}/telemetry", forged)
     device = client(broker, "rain-0001", demo_secret("rain-0001"))
     device.publish("gridhub/v1/rain/rain-0001/telemetry", sentinel)
     gateway.expect(sentinel, forbidden=forged)
+    device.close()
+
+
+def test_a_service_client_has_its_own_retire_marker_topic_and_no_one_elses(broker: Broker, gateway: Client) -> None:
+    """`gridhub gateway --retire` publishes a marker to gridhub/retire/<its client id> and reads it back."""
+    own, other = f"gridhub/retire/{GATEWAY_CLIENT_ID}", "gridhub/retire/gridhub-gateway-2"
+    assert gateway.subscribe(own).value == 1
+    marker = reading()
+    gateway.publish(own, marker)
+    assert gateway.expect(marker).topic == own
+    neighbour = client(broker, GATEWAY, GATEWAY_SECRET, hub=True, client_id="gridhub-gateway-2")
+    neighbour.subscribe(other)
+    neighbour.subscribe(own)
+    forged, sentinel = reading(), reading()
+    gateway.publish(other, forged)  # would end the other gateway's drain early
+    gateway.publish(own, forged)  # not the neighbour's to read
+    neighbour.publish(other, sentinel)
+    neighbour.expect(sentinel, forbidden=forged)
+    neighbour.close()
+    device = client(broker, "rain-0001", demo_secret("rain-0001"))  # the device listener: no marker topics at all
+    from_device, sentinel = reading(), reading()
+    device.publish(own, from_device)
+    gateway.publish(own, sentinel)
+    gateway.expect(sentinel, forbidden=from_device)
     device.close()
 
 

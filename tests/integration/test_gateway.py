@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import getpass
 import os
+import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -400,3 +402,84 @@ def test_a_lost_connection_and_session_are_reported_and_the_subscription_restore
             process.terminate()
             assert process.wait(20) == 0
     assert seqs(readings) == [1]
+
+
+def publish_lines(port: int, seqs: range) -> None:
+    """One burst from a C client (`mosquitto_pub -l`, QoS 1); it exits 0 once the broker acknowledged all."""
+    now = int(time.time())
+    lines = b"".join(rain(seq, now) + b"\n" for seq in seqs)
+    result = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-i", "burst",
+                             "-t", "gridhub/v1/rain/rain-0001/telemetry", "-l"], input=lines, capture_output=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def session_present(port: int, client_id: str) -> bool:
+    """Does the broker hold a persistent session for `client_id`?"""
+    answer: queue.Queue[bool] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=False)
+    client.on_connect = lambda _c, _u, flags, code, _p: answer.put(not code.is_failure and flags.session_present)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        return answer.get(timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_a_retired_gateway_hands_its_queued_share_over_and_leaves_no_session(
+    bootstrap: str, tmp_path: Path, protocol: str
+) -> None:
+    """A stopped gateway's session keeps its share of the shared subscription's messages; `--retire` drains
+    them into Kafka and ends the session, so the next burst goes to the remaining gateway in full."""
+    env = ("GRIDHUB_GATEWAY__PROTOCOL", protocol)
+    with brokers.mosquitto(tmp_path, MOSQUITTO_CONFIG) as port, \
+            gateway(bootstrap, port, env, args=("--client-id", "gridhub-gateway-1")):
+        leaving = start_gateway(bootstrap, port, env, args=("--client-id", "gridhub-gateway-2"))
+        wait_for_log(leaving, b"subscribed to")
+        leaving.terminate()
+        assert leaving.wait(20) == 0
+        publish_lines(port, range(2000))  # about half is queued for the stopped gateway
+        retire = start_gateway(bootstrap, port, env, args=("--retire", "--client-id", "gridhub-gateway-2"))
+        output, _ = retire.communicate(timeout=60)
+        assert retire.returncode == 0, output.decode(errors="replace")
+        drained = re.search(rb"retired gridhub-gateway-2: (\d+) messages drained", output)
+        assert drained is not None and 0 < int(drained[1]) < 2000, output.decode(errors="replace")
+        assert not session_present(port, "gridhub-gateway-2")
+        publish_lines(port, range(2000, 4000))  # nothing of it may be routed to the retired session
+        readings, _, _ = collect(bootstrap, lambda r, s, d: len({x.seq for x in r}) >= 4000, timeout_s=60)
+    assert {r.seq for r in readings} == set(range(4000))
+
+
+def test_retiring_a_running_gateway_loses_nothing(bootstrap: str, tmp_path: Path) -> None:
+    """A mistake an operator can make: the retirement takes the running gateway's session over (Mosquitto hands
+    a client id's session to the newest connection), drains and ends it; the gateway reconnects a second later
+    with a new session and goes on taking its share."""
+    with brokers.mosquitto(tmp_path, MOSQUITTO_CONFIG) as port, \
+            gateway(bootstrap, port, args=("--client-id", "gridhub-gateway-1")), \
+            gateway(bootstrap, port, args=("--client-id", "gridhub-gateway-2")):
+        publish_lines(port, range(1000))
+        retire = start_gateway(bootstrap, port, args=("--retire", "--client-id", "gridhub-gateway-2"))
+        output, _ = retire.communicate(timeout=60)
+        assert retire.returncode == 0, output.decode(errors="replace")
+        publish_lines(port, range(1000, 2000))
+        readings, _, _ = collect(bootstrap, lambda r, s, d: len({x.seq for x in r}) >= 2000, timeout_s=60)
+    assert {r.seq for r in readings} == set(range(2000))
+
+
+def test_a_retirement_whose_session_is_taken_over_says_so_and_exits(bootstrap: str, tmp_path: Path) -> None:
+    """Here the broker drops the end-of-queue marker (no write grant), so the retirement waits, and a client
+    with the same id takes the session over: the retirement exits 1 saying why, instead of fighting for it."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite gridhub/v1/#\ntopic read gridhub/retire/#\n", encoding="utf-8")
+    config = MOSQUITTO_CONFIG + f"acl_file {acl}\nuser {getpass.getuser()}\n"  # as root it would read it as mosquitto
+    with brokers.mosquitto(tmp_path, config) as port:
+        retire = start_gateway(bootstrap, port, args=("--retire", "--client-id", "gridhub-gateway-2"))
+        output = Output(retire)
+        output.wait_for(b"connected to MQTT")
+        assert retire.poll() is None, "the retirement ended without its marker"
+        assert session_present(port, "gridhub-gateway-2")  # the takeover: the session is handed to this client
+        assert retire.wait(30) == 1
+        output.wait_for(b"is a gateway with this client id still running?")

@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
+import re
 import signal
 import subprocess
 import sys
@@ -39,18 +41,20 @@ from typing import Any
 
 import httpx
 import orjson
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OutOfOrderSequenceNumber
 from influxdb_client.client.influxdb_client import InfluxDBClient
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, select, update
 
 from core import kafka
 from core.city import load_city
 from core.credentials import demo_secret, password_hash
 from core.lifecycle import READY_FILE_ENV
-from core.settings import KafkaSettings, load_settings
+from core.settings import KafkaSettings, Settings, load_settings
 from domain.telemetry import Reading
 from gridhub.localbrokers import free_port
 from gridhub.services import InfluxDB, Services
@@ -195,7 +199,7 @@ def subscribed(service: Service) -> bool:
 class Fleet:
     """The city's devices, one `mosquitto_pub -l` each (its own account, QoS 1), fed the load in time order."""
 
-    def __init__(self, port: int, load: CityLoad, logs: Path, rate: float | None) -> None:
+    def __init__(self, port: int, load: CityLoad, logs: Path, rate: float | None, hold_at: int | None = None) -> None:
         logs.mkdir(exist_ok=True)
         self.processes = {}
         for device, topic in load.topics.items():
@@ -207,12 +211,17 @@ class Fleet:
         self.logs = logs
         self.sent = 0
         self.total = len(load.uploads)
+        self._hold_at = hold_at  # feed this many, then wait for release()
+        self._released = threading.Event()
         self._feeder = threading.Thread(target=self._feed, args=(load.uploads, rate), daemon=True)
         self._feeder.start()
 
     def _feed(self, uploads: list[tuple[str, bytes]], rate: float | None) -> None:
         started = time.monotonic()
         for n, (device, line) in enumerate(uploads, 1):
+            if n - 1 == self._hold_at:
+                self._released.wait()
+                started = time.monotonic() - n / rate if rate is not None else started
             stdin = self.processes[device].stdin
             assert stdin is not None
             stdin.write(line + b"\n")
@@ -226,6 +235,10 @@ class Fleet:
 
     def finished(self) -> bool:
         return self.sent == self.total
+
+    def release(self) -> None:
+        """Feed the rest after a hold."""
+        self._released.set()
 
     def wait(self) -> None:
         """Every device sent everything and had every message acknowledged (it exits 0 only then)."""
@@ -277,6 +290,7 @@ class Pipeline:
         probe.loop_stop()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDHUB_") and k != "PROMETHEUS_MULTIPROC_DIR"}
         env["GRIDHUB_CONFIG"] = str(self.config_file)
+        self.env = env
         self.store_writer = Service("store", ["store"], env, state)
         self.workers = [Service(f"worker-{n}", ["worker"], env, state) for n in (1, 2)]
         self.gateways = [Service(f"gateway-{n}", ["gateway", "--client-id", f"gridhub-gateway-{n}"], env, state,
@@ -290,8 +304,8 @@ class Pipeline:
         for service in self.services:
             service.wait_ready()
 
-    def fleet(self, load: CityLoad, rate: float | None) -> Fleet:
-        return Fleet(self.brokers.mosquitto.port, load, self.state / "publishers", rate)
+    def fleet(self, load: CityLoad, rate: float | None, hold_at: int | None = None) -> Fleet:
+        return Fleet(self.brokers.mosquitto.port, load, self.state / "publishers", rate, hold_at)
 
     def stop(self) -> None:
         for service in reversed(self.services):
@@ -418,6 +432,60 @@ def test_a_gateway_and_a_worker_killed_mid_stream_lose_no_reading_and_change_no_
         # (the broker flags them DUP), and records the worker had decided and not committed (decided twice).
         assert redelivered > 0
         assert decided > asyncio.run(records_on(run.kafka, INPUTS))
+
+
+def test_a_gateway_killed_mid_stream_and_retired_under_load_hands_its_share_over_and_loses_nothing(
+    tmp_path: Path, databases: Services, load: CityLoad, expected: Outcome
+) -> None:
+    """Removing a gateway for good: stopped, its persistent session would keep its share of every later
+    reading queued in the broker; `gridhub gateway --retire` drains the session into Kafka and ends it.
+
+    The retirement starts while the fleet publishes; the fleet's last quarter waits until it has ended, and
+    then no reading may be routed to the retired session."""
+    last_quarter = len(load.uploads) * 3 // 4
+    with pipeline(tmp_path, databases) as run:
+        fleet = run.fleet(load, rate=RATE, hold_at=last_quarter)
+        try:
+            staying, leaving = run.gateways
+            eventually(lambda: leaving.metric("gridhub_gateway_accepted_total") >= 1000, 60, "a share of the load",
+                       poll_s=0.05)
+            leaving.kill()
+            assert fleet.sent < last_quarter, "the gateway was killed after the load"
+            retire = Service("retire", ["gateway", "--retire", "--client-id", "gridhub-gateway-2"], run.env, run.state)
+            retire.launch()
+            assert retire.process is not None
+            eventually(lambda: "connected to MQTT" in retire.log() or retire.process.poll() is not None, 60,
+                       "the retiring gateway to connect", poll_s=0.05)
+            assert fleet.sent < last_quarter, "the retiring gateway connected after the load"
+            assert retire.process.wait(120) == 0, retire.log()[-3000:]
+            eventually(lambda: fleet.sent == last_quarter, 60, "three quarters sent")
+            fleet.release()  # the broker has no session of gateway-2 to route any of the rest to
+            fleet.wait()
+            result = run.settle(load)
+        finally:
+            fleet.kill()
+        assert set(run.stored()) == load.identities
+        assert result == expected
+        drained = re.search(r"retired gridhub-gateway-2: (\d+) messages drained", retire.log())
+        assert drained is not None and int(drained[1]) > 0, retire.log()[-3000:]  # its share while it was away
+        assert not session_present(run.brokers.mosquitto.port, run.settings, "gridhub-gateway-2")
+        assert staying.alive()
+
+
+def session_present(port: int, settings: Settings, client_id: str) -> bool:
+    """Does the broker hold a persistent session for `client_id` (the hub account's)?"""
+    answer: queue.Queue[bool] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                         clean_session=False)
+    client.username_pw_set(settings.mqtt.username, settings.mqtt_password())
+    client.on_connect = lambda _c, _u, flags, code, _p: answer.put(not code.is_failure and flags.session_present)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        return answer.get(timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def test_kafka_stopped_for_20_s_holds_the_acknowledgements_and_loses_nothing(
