@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
 
 from core.detect_settings import DustSettings, StallSettings
 from core.lifecycle import READY_FILE_ENV
@@ -36,6 +37,16 @@ ENV_NOT_SETTINGS = frozenset({"GRIDHUB_CONFIG", READY_FILE_ENV, "GRIDHUB_TEST_PO
 
 class ConfigError(Exception):
     """A configuration problem, phrased as one line: where, which key, and why."""
+
+
+def read_secret(key: str, path: Path) -> str:
+    """A secret from its file (a Docker or Kubernetes secret), stripped; ConfigError naming `key` if unreadable.
+
+    Read when used, not when the settings load: a command that does not need the secret does not need its file."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 class _Section(BaseModel):
@@ -111,6 +122,9 @@ class GatewaySettings(_Section):
     """The MQTT ingestion gateway: validation limits, batching and back-pressure."""
 
     client_id: str = "gridhub-gateway-1"
+    # Replicas of one scaled gateway service share this directory: each takes the lowest free slot N (a lock
+    # held while it runs) and is `<mqtt.username>-N`, the same session after a restart. Unset: `client_id`.
+    slots_dir: Path | None = None
     # paho parses MQTT 5 properties on every message: measured here, a bare paho subscriber receives
     # 13,700 QoS 1 msg/s over 3.1.1 but 6,600 over 5. Mosquitto and EMQX accept $share over 3.1.1 too.
     protocol: Literal["3.1.1", "5"] = "3.1.1"
@@ -148,14 +162,24 @@ class TelemetryStoreSettings(_Section):
         if self.influx_token is not None:
             return self.influx_token.get_secret_value()
         if self.influx_token_file is not None:
-            return self.influx_token_file.read_text(encoding="utf-8").strip()
+            return read_secret("telemetry_store.influx_token_file", self.influx_token_file)
         return None
 
 
 class DatabaseSettings(_Section):
-    """The case and registry database. No URL means SQLite in the state directory."""
+    """The case and registry database. No URL means SQLite in the state directory.
+
+    `password_file` keeps the password out of the URL (and out of the environment): a Docker or Kubernetes
+    secret, read when the URL is used."""
 
     url: str | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _password_for_a_url(self) -> DatabaseSettings:
+        if self.password_file is not None and self.url is None:
+            raise ValueError("database.password_file needs database.url (SQLite has no password)")
+        return self
 
 
 class ApiSettings(_Section):
@@ -272,15 +296,21 @@ class Settings(_Section):
 
     @property
     def database_url(self) -> str:
-        """The configured database URL, or SQLite in the state directory."""
-        return self.database.url or f"sqlite:///{self.state_dir / 'gridhub.db'}"
+        """The configured database URL (with the password from `database.password_file`), or SQLite in the
+        state directory. Show it with `shown_url`: it may hold a password."""
+        if self.database.url is None:
+            return f"sqlite:///{self.state_dir / 'gridhub.db'}"
+        if self.database.password_file is None:
+            return self.database.url
+        password = read_secret("database.password_file", self.database.password_file)
+        return make_url(self.database.url).set(password=password).render_as_string(hide_password=False)
 
     def mqtt_password(self) -> str | None:
         """The MQTT password from the environment or its file, if any."""
         if self.mqtt.password is not None:
             return self.mqtt.password.get_secret_value()
         if self.mqtt.password_file is not None:
-            return self.mqtt.password_file.read_text(encoding="utf-8").strip()
+            return read_secret("mqtt.password_file", self.mqtt.password_file)
         return None
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 def connect(url: str) -> Engine:
@@ -24,6 +26,14 @@ def connect(url: str) -> Engine:
     # costs one failed ping, not a failed request) and renewed after 30 min (idle connections cut by firewalls).
     # 10 + 20 overflow covers the API's busiest bursts; more pooled connections only queue in the server.
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800)
+
+
+def shown(url: str) -> str:
+    """The URL as messages and banners show it: a password in it as ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL SQLAlchemy reads: mask what stands before an @
+        return re.sub(r"(?<=//)[^@/]*@", "***@", url)
 
 
 def ping(engine: Engine) -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from core.settings import ConfigError, load_settings
+from storage.db import shown
 
 MINIMAL = {"state_dir": "/var/lib/gridhub", "mqtt": {"host": "broker.local", "port": 1883}}
 
@@ -113,6 +115,28 @@ def test_both_password_sources_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="either in the environment or in password_file"):
         load_settings(write(tmp_path, {"mqtt": {"password_file": "/run/secrets/x"}}),
                       environ={"GRIDHUB_MQTT__PASSWORD": "s3"})
+
+
+def test_the_database_password_comes_from_its_file_into_the_url_and_is_never_shown(tmp_path: Path) -> None:
+    secret = tmp_path / "postgres-password"
+    secret.write_text("p@ss/word\n")  # characters a URL must escape
+    settings = load_settings(environ={"GRIDHUB_DATABASE__URL": "postgresql+psycopg://gridhub@db:5432/gridhub",
+                                      "GRIDHUB_DATABASE__PASSWORD_FILE": str(secret)})
+    assert make_url(settings.database_url).password == "p@ss/word"
+    assert shown(settings.database_url) == "postgresql+psycopg://gridhub:***@db:5432/gridhub"
+    assert shown("not a url://user:secret@host") == "not a url://***@host"
+
+
+def test_an_unreadable_secret_file_is_named_by_its_setting(tmp_path: Path) -> None:
+    settings = load_settings(environ={"GRIDHUB_DATABASE__URL": "postgresql+psycopg://gridhub@db/gridhub",
+                                      "GRIDHUB_DATABASE__PASSWORD_FILE": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match=r"^database\.password_file: cannot read .*missing: No such file"):
+        _ = settings.database_url
+
+
+def test_a_database_password_file_without_a_url_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"database\.password_file needs database\.url"):
+        load_settings(environ={"GRIDHUB_DATABASE__PASSWORD_FILE": str(tmp_path / "x")})
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 import click
 
 from core.city import CityError, load_city
+from core.lifecycle import NoFreeSlot, claim_slot
+from core.settings import ConfigError
 from gridhub import __version__
 from gridhub.cli.common import EXIT_CONFIG, config_option, fail, load, print_bench, service_setup
 
@@ -101,6 +103,11 @@ def gateway(config_file: Path | None, client_id: str | None, metrics_port: int |
     from storage.devices import is_demo_city, load_registry, seed_devices
 
     settings, city, engine = service_setup(config_file, metrics_port)
+    if client_id is None and settings.gateway.slots_dir is not None and not retire:
+        try:
+            client_id = f"{settings.mqtt.username}-{claim_slot(settings.gateway.slots_dir)}"
+        except (NoFreeSlot, OSError) as exc:
+            fail(f"gateway.slots_dir: {exc}", EXIT_CONFIG)
     seed_devices(engine, city, demo=is_demo_city(settings))
     sys.exit(run_gateway(settings, load_registry(engine, city), client_id=client_id,
                          reload_registry=lambda: load_registry(engine, city), retire=retire))
@@ -263,7 +270,10 @@ cli.add_command(db)
 
 def main() -> None:
     """Console-script entry point."""
-    cli()
+    try:
+        cli()
+    except ConfigError as exc:  # a secret file read when first used (core.settings.read_secret)
+        fail(f"config error: {exc}", EXIT_CONFIG)
 
 from gridhub.cli.tokens import tokens  # noqa: E402 (registered last: they import gridhub.cli.common)
 

@@ -195,7 +195,7 @@ def credentials(config_file: Path | None, device_id: str) -> None:
 
 def _open(config_file: Path | None) -> tuple[Settings, City, Engine]:
     """Settings, city and database, with the city's new devices registered (and the broker told, if any)."""
-    from storage.db import connect
+    from storage.db import connect, shown
     from storage.devices import DeviceError, is_demo_city, seed_devices
     from storage.schema import SchemaError, init_db
 
@@ -212,7 +212,7 @@ def _open(config_file: Path | None) -> tuple[Settings, City, Engine]:
     try:
         seeded = seed_devices(engine, city, demo=is_demo_city(settings))
     except DeviceError as exc:
-        fail(f"database {settings.database_url}: {exc}", EXIT_CONFIG)
+        fail(f"database {shown(settings.database_url)}: {exc}", EXIT_CONFIG)
     if seeded:
         _update_broker(settings, engine, quiet=True)
     return settings, city, engine

@@ -41,7 +41,7 @@ from domain.city import City
 from gridhub.runtime import mosquitto, mqtt_broker
 from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor, file_probe
 from storage import broker_files as broker_auth
-from storage.db import connect
+from storage.db import connect, shown
 from storage.devices import DeviceError, is_demo_city, seed_devices
 from storage.schema import SchemaError, init_db
 from storage.tokens import create_token, revoke_tokens
@@ -147,7 +147,7 @@ async def _start_all(
     try:
         await asyncio.to_thread(_prepare_database, engine, city, settings)
     except (DeviceError, OSError, SQLAlchemyError, SchemaError) as exc:
-        raise StartupError(f"database {settings.database_url}: {exc}") from None
+        raise StartupError(f"database {shown(settings.database_url)}: {exc}") from None
     child_env.update(await asyncio.to_thread(_prepare_broker_auth, engine, settings, state_dir))
 
     if settings.mqtt.host is None:
@@ -426,7 +426,7 @@ def _ready_banner(endpoints: Endpoints, city: City, state_dir: Path, demo: bool,
         f"  MQTT      {endpoints.mqtt_host}:{endpoints.mqtt_port}   ({endpoints.mqtt_broker}; "
         f"gateways on port {endpoints.mqtt_hub_port})",
         f"  Kafka     {endpoints.kafka_bootstrap}   ({kafka_kind})",
-        f"  Database  {endpoints.database_url}",
+        f"  Database  {shown(endpoints.database_url)}",
         f"  Tokens    {state_dir / 'ready.json'}   (bearer token per role)",
         f"  Logs      {state_dir / 'logs'}/",
     ]

@@ -89,6 +89,11 @@ class Output:
                 self._lines.append(line)
                 self._changed.notify_all()
 
+    def lines(self) -> bytes:
+        """Everything read so far."""
+        with self._changed:
+            return b"".join(self._lines)
+
     def wait_for(self, needle: bytes, timeout_s: float = 30) -> bytes:
         """The first line holding `needle` after the last line found."""
         deadline = time.monotonic() + timeout_s
@@ -483,3 +488,30 @@ def test_a_retirement_whose_session_is_taken_over_says_so_and_exits(bootstrap: s
         assert session_present(port, "gridhub-gateway-2")  # the takeover: the session is handed to this client
         assert retire.wait(30) == 1
         output.wait_for(b"is a gateway with this client id still running?")
+
+
+def test_replicas_with_a_slots_dir_are_numbered_and_a_killed_ones_replacement_takes_its_session(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    """`gateway.slots_dir`, as the compose file's scaled gateway service uses it."""
+    slots = ("GRIDHUB_GATEWAY__SLOTS_DIR", str(tmp_path / "slots"))
+    with brokers.mosquitto(tmp_path, MOSQUITTO_CONFIG) as port:
+        replicas = [start_gateway(bootstrap, port, slots) for _ in range(2)]
+        try:
+            outputs = [Output(replica) for replica in replicas]
+            names = sorted(output.wait_for(b"connected to MQTT").split(b" as ")[1].split()[0] for output in outputs)
+            assert names == [b"gridhub-gateway-1", b"gridhub-gateway-2"]
+            for output in outputs:
+                output.wait_for(b"subscribed to")
+            killed = next(i for i, output in enumerate(outputs) if b"as gridhub-gateway-1 " in output.lines())
+            replicas[killed].kill()
+            replicas[killed].wait(10)
+            replicas[killed] = start_gateway(bootstrap, port, slots)
+            replacement = Output(replicas[killed])
+            assert b"as gridhub-gateway-1 " in replacement.wait_for(b"connected to MQTT")
+            replacement.wait_for(b"subscribed to")
+            assert b"holds no session" not in replacement.lines()  # the broker kept the killed one's session
+        finally:
+            for replica in replicas:
+                replica.terminate()
+                replica.wait(20)
