@@ -286,14 +286,36 @@ class StreamWorker:
             log.warning("partition count of %s unknown: cells load when their records arrive", kafka.TELEMETRY)
             return 0
         by_partition = {tp.partition: tp for tp in telemetry}
+        codes = await self._saved_cells()
+        if codes is None:
+            return 0
         loaded = 0
-        for code in await asyncio.to_thread(saved_cells, self.db):
+        for code in codes:
             tp = by_partition.get(kafka.partition_of(code, partitions))
             if tp is not None and code not in self.engine.cells:
                 await asyncio.to_thread(self.engine.cell, code, tp.partition)
                 self._cells_by_tp[tp].add(code)
                 loaded += 1
         return loaded
+
+    async def _saved_cells(self) -> list[str] | None:
+        """The codes of the saved cells, waiting out a database outage; None if the worker stops meanwhile.
+
+        The partitions are the worker's once this returns: records wait, as they would for the cells'
+        states, rather than run with silent cells unwatched (their timers live in the saved state)."""
+        retry = Retry(RETRY_DELAYS_S, log)
+        while True:
+            try:
+                codes: list[str] = await asyncio.to_thread(saved_cells, self.db)
+            except (OperationalError, InterfaceError) as exc:
+                delay = retry.failed("database unavailable to list the saved grid cells (%s); the assigned "
+                                     "partitions wait for it", exc.orig or exc)
+                if await wait_or_stop(delay, self.stopping):
+                    return None
+                continue
+            retry.recovered("database answers again: listed the saved grid cells after %d attempts",
+                            retry.failures + 1)
+            return codes
 
     async def _on_revoked(self, _app: Any, *args: Any, **_: Any) -> None:
         revoked: set[TP] = args[0]

@@ -6,14 +6,16 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from faust.types import TP
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from core import kafka
 from core.settings import DatabaseSettings, Settings
 from domain.telemetry import TelemetryBatch, encode_record
-from storage.checkpoints import load_cell
+from storage.checkpoints import load_cell, save_cells, saved_cells
 from storage.db import connect
 from storage.schema import init_db
 from streams import app
@@ -60,3 +62,52 @@ def test_a_cell_first_seen_while_the_database_is_down_waits_for_it_and_is_decide
 
     assert {change.case.category for change in changes} == {"0103"}  # the open cover's case, not a crash
     assert len(attempts) == 3
+
+
+def test_partitions_assigned_while_the_database_is_down_load_their_saved_cells_once_it_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rebalance during an outage: the silent cells of the new partitions must be watched all the same."""
+    settings = Settings(state_dir=tmp_path, database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'cases.db'}"))
+    db = connect(settings.database_url)
+    init_db(db)
+    reading = manhole(T0_MS, tilt_deg=0.0, cover_open=False, water_level_cm=20.0)
+    first = StreamWorker(settings, CITY, db)
+    first.apply(kafka.TELEMETRY, TP(kafka.TELEMETRY, 0), encode_record([TelemetryBatch(reading.grid_code,
+                                                                                        (reading,))]))
+    save_cells(db, {code: orjson.dumps(doc) for code, doc in first.engine.take_dirty().items()})
+    attempts = []
+
+    def down_twice(engine: Engine) -> list[str]:
+        attempts.append(1)
+        if len(attempts) <= 2:
+            raise OperationalError("SELECT grid_code FROM stream_cells", {}, ConnectionRefusedError("refused"))
+        return saved_cells(engine)
+
+    monkeypatch.setattr(app, "saved_cells", down_twice)
+    monkeypatch.setattr(app, "RETRY_DELAYS_S", (0.01,))
+    worker = StreamWorker(settings, CITY, db)
+    monkeypatch.setattr(worker.app.consumer, "topic_partitions", lambda topic: 1)
+
+    loaded = asyncio.run(worker._load_cells({TP(kafka.TELEMETRY, 0)}))
+
+    assert (loaded, len(attempts)) == (1, 3)
+    assert reading.grid_code in worker.engine.cells
+
+
+def test_a_worker_stopped_while_waiting_for_the_database_to_list_its_cells_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings(state_dir=tmp_path, database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'cases.db'}"))
+    db = connect(settings.database_url)
+    init_db(db)
+
+    def down(_engine: Engine) -> list[str]:
+        worker.stopping.set()  # SIGTERM arrives during the outage
+        raise OperationalError("SELECT grid_code FROM stream_cells", {}, ConnectionRefusedError("refused"))
+
+    monkeypatch.setattr(app, "saved_cells", down)
+    worker = StreamWorker(settings, CITY, db)
+    monkeypatch.setattr(worker.app.consumer, "topic_partitions", lambda topic: 1)
+
+    assert asyncio.run(worker._load_cells({TP(kafka.TELEMETRY, 0)})) == 0
