@@ -76,6 +76,19 @@ STREAMS_CHECKPOINT_SECONDS = Histogram("gridhub_streams_checkpoint_seconds",
 STREAMS_CHECKPOINT_RETRIES = Counter("gridhub_streams_checkpoint_retries_total",
                                      "Checkpoints that failed (database unavailable) and were tried again")
 
+DETECT_FRAMES = Counter("gridhub_detect_frames_total", "Frames a camera's detectors analysed", ["camera"])
+DETECT_DROPPED = Counter("gridhub_detect_frames_dropped_total",
+                         "Frames due at a camera's fps that its detectors could not analyse: they fell behind",
+                         ["camera"])
+DETECT_RECONNECTS = Counter("gridhub_detect_reconnects_total",
+                            "Times a camera's source could not be opened, or ended or dropped, and was tried again",
+                            ["camera"])
+DETECT_FAILURES = Counter("gridhub_detect_failures_total", "Frames on which a camera's pipeline raised", ["camera"])
+DETECT_DETECTIONS = Counter("gridhub_detect_detections_total", "Detections a camera raised, by kind",
+                            ["camera", "kind"])
+DETECT_SOURCE_UP = Gauge("gridhub_detect_source_up", "1 while a camera's source delivers frames, 0 while it fails",
+                         ["camera"], multiprocess_mode="livemax")
+
 
 def exposition() -> bytes:
     """Metrics in Prometheus text format: all processes' when multi-process, else this process's."""

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from aiokafka import AIOKafkaProducer
 
 from core import kafka
+from core.metrics import DETECT_DETECTIONS, DETECT_DROPPED, DETECT_FAILURES, DETECT_FRAMES
 from core.retry import Retry
 from core.settings import DetectSettings
 from detectors.events import ZoneEvent
@@ -63,6 +64,10 @@ class CameraWorker:
         self._thread = threading.Thread(target=self._run, name=f"camera-{camera.id}", daemon=True)
         self.processed = 0
         self.failures = 0
+        self.dropped = 0
+        self._frames = DETECT_FRAMES.labels(camera.id)
+        self._failures = DETECT_FAILURES.labels(camera.id)
+        self._dropped = DETECT_DROPPED.labels(camera.id)
 
     def start(self) -> None:
         """Start the source and the worker."""
@@ -83,20 +88,33 @@ class CameraWorker:
     def _run(self) -> None:
         period = 1.0 / self.camera.fps
         seq = 0
+        behind = 0.0
         image: npt.NDArray[np.uint8] | None = None
         while not self._stop.is_set():
             began = time.monotonic()
             frame = self.source.next_frame(seq, timeout=1.0)
             if frame is None:
                 continue
+            got = time.monotonic()
             seq, image = frame.seq, frame.image
             try:
                 self._emit(self._pipeline.process(frame.image, frame.t), frame.image)
                 self.processed += 1
+                self._frames.inc()
             except Exception:  # one camera's failure must not stop it for good, nor the others
                 self.failures += 1
+                self._failures.inc()
                 log.exception("camera %s: the pipeline failed on a frame; going on with the next", self.camera.id)
             # Sample at the camera's rate: the source keeps decoding meanwhile and we take its latest frame.
+            # Analysing a frame for longer than a period costs the frames due meanwhile: they are dropped
+            # (waiting for a slow source drops nothing: there was no frame to analyse).
+            busy = time.monotonic() - got
+            if busy > period:
+                behind += busy / period - 1  # in fractions of a frame: one taking 1.5 periods loses half a frame
+                if behind >= 1:
+                    self.dropped += int(behind)
+                    self._dropped.inc(int(behind))
+                    behind -= int(behind)
             self._stop.wait(max(0.0, period - (time.monotonic() - began)))
         if image is not None:
             self._emit(self._pipeline.close(), image)
@@ -106,6 +124,8 @@ class CameraWorker:
             if event.phase is Phase.END:
                 snapshot = self._snapshots.pop(event.event_id, "")
             else:
+                if event.phase is Phase.START:
+                    DETECT_DETECTIONS.labels(self.camera.id, event.kind.value).inc()
                 snapshot = self._snapshot(event, image)
                 self._snapshots[event.event_id] = snapshot
             self._sink(to_detection(self.camera, event, snapshot))

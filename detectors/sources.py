@@ -1,8 +1,9 @@
 """Camera sources: video files, RTSP and HTTP (MJPEG) streams and the scene simulator, decoded by OpenCV (FFmpeg).
 
 Two ways to read:
-- `clip_frames` for offline analysis: every frame of a file is decoded, but only those due at the camera's
-  fps are converted and returned, with their time in the clip;
+- `ClipReader` for offline analysis: every frame of a file is demuxed, but only those due at the camera's
+  fps are decoded and returned, with their time in the clip; the reader counts what it met, and says when a
+  file ends before the frames its container announces (a truncated or damaged file);
 - `LiveSource` for `gridhub detect run`: a thread decodes as fast as the source delivers and keeps only the
   latest frame, so the detectors sample it at their own rate and never fall behind live. A stream that
   drops or cannot be opened is tried again with exponential backoff; a file plays in real time, in a loop,
@@ -23,6 +24,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from core.metrics import DETECT_RECONNECTS, DETECT_SOURCE_UP
 from core.retry import Retry
 from detectors.arrays import u8
 from domain.registry import Camera
@@ -84,31 +86,59 @@ def open_capture(uri: str) -> cv2.VideoCapture:
     return capture
 
 
-def clip_frames(path: str, fps: float) -> Iterator[Frame]:
-    """The frames of a video file due at `fps`, with their time from the start of the clip."""
-    capture = open_capture(path)
-    try:
-        native = capture.get(cv2.CAP_PROP_FPS)
-        step = 1.0 / fps
-        due = 0.0
-        index = -1
-        while capture.grab():
-            index += 1
-            # Constant-rate files (what cameras and the simulator write) time frames by index; the position
-            # in the stream is the fallback for a file that does not state its rate.
-            t = index / native if 0 < native < 1000 else capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
-            if t + 1e-6 < due:
-                continue
-            ok, image = capture.retrieve()
-            if not ok or image is None:
-                continue
-            while due <= t + 1e-6:
-                due += step
-            yield Frame(t, u8(image), index)
-        if index < 0:
-            raise SourceError(f"{path}: not a video FFmpeg can decode (no frame could be read)")
-    finally:
-        capture.release()
+class ClipReader:
+    """A video file read for offline analysis, with an account of what reading it met."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.announced = 0  # frames the container announces; 0 if it does not say
+        self.native_fps = 0.0
+        self.read = 0  # frames demuxed
+        self.undecodable = 0  # frames demuxed that would not decode
+        self.delivered = 0  # frames returned (due at the camera's fps)
+        self.last_t = 0.0  # time of the last frame read, in the clip
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the file ended well before the frames its container announces (a count estimated from the
+        duration may be off by a frame or two, or by a percent)."""
+        return self.announced > 0 and self.read + max(2, self.announced // 100) < self.announced
+
+    def describe(self) -> str:
+        """What was read, in one line."""
+        of = f" of {self.announced} announced" if self.announced else ""
+        bad = f", {self.undecodable} would not decode" if self.undecodable else ""
+        return f"{self.read} frames read{of} ({self.last_t:.1f} s){bad}, {self.delivered} analysed"
+
+    def frames(self, fps: float) -> Iterator[Frame]:
+        """The frames due at `fps`, with their time from the start of the clip; raise SourceError if the file
+        cannot be opened or holds no frame."""
+        capture = open_capture(self.path)
+        try:
+            self.native_fps = native = capture.get(cv2.CAP_PROP_FPS)
+            self.announced = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+            step = 1.0 / fps
+            due = 0.0
+            while capture.grab():
+                index = self.read
+                self.read += 1
+                # Constant-rate files (what cameras and the simulator write) time frames by index; the position
+                # in the stream is the fallback for a file that does not state its rate.
+                t = self.last_t = index / native if 0 < native < 1000 else capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+                if t + 1e-6 < due:
+                    continue
+                ok, image = capture.retrieve()
+                if not ok or image is None:
+                    self.undecodable += 1
+                    continue
+                while due <= t + 1e-6:
+                    due += step
+                self.delivered += 1
+                yield Frame(t, u8(image), index)
+            if self.read == 0:
+                raise SourceError(f"{self.path}: not a video FFmpeg can decode (no frame could be read)")
+        finally:
+            capture.release()
 
 
 class _VideoCapture:
@@ -252,6 +282,7 @@ class LiveSource:
             delivered += 1
             if delivered == 1:
                 retry.recovered("camera %s: receiving frames again", self.name)
+                DETECT_SOURCE_UP.labels(self.name).set(1)
             with self._lock:
                 if generation != self._generation:
                     break
@@ -265,4 +296,6 @@ class LiveSource:
     def _failed(self, retry: Retry, reason: str) -> None:
         self.last_error = reason
         self.reconnects += 1
+        DETECT_RECONNECTS.labels(self.name).inc()
+        DETECT_SOURCE_UP.labels(self.name).set(0)
         self._stopped.wait(retry.failed("camera %s: %s; retrying with backoff", self.name, reason))

@@ -14,6 +14,7 @@ from domain.registry import Camera
 from gridhub.cli.common import EXIT_CONFIG, config_option, fail, load, print_bench
 
 EXIT_SOURCE = 4  # the video source cannot be opened or decoded
+EXIT_TRUNCATED = 5  # the file ends before the frames its container announces: analysed as far as it goes
 
 
 @click.group()
@@ -25,9 +26,14 @@ def detect() -> None:
 @config_option
 @click.option("--camera", "camera_files", multiple=True, type=click.Path(path_type=Path),
               help="Camera YAML (one camera or a list); repeatable. Default: the city's cameras.")
-def detect_run(config_file: Path | None, camera_files: tuple[Path, ...]) -> None:
-    """Run the detectors on the configured cameras and produce detections to Kafka."""
+@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (when run on its own).")
+def detect_run(config_file: Path | None, camera_files: tuple[Path, ...], metrics_port: int | None) -> None:
+    """Run the detectors on the configured cameras and produce detections to Kafka.
+
+    Per camera, the metrics count frames analysed and dropped, source reconnects, pipeline failures and
+    detections, and show whether the source delivers (gridhub_detect_*)."""
     from core.lifecycle import mark_ready, stop_event
+    from core.metrics import serve_metrics
     from detectors.runner import run
     from simulators.cameras import Scene
     from storage.evidence import DirectoryEvidence
@@ -46,6 +52,8 @@ def detect_run(config_file: Path | None, camera_files: tuple[Path, ...]) -> None
     if twice:
         fail(f"camera {twice[0]} is given more than once; camera ids must be unique", EXIT_CONFIG)
     evidence = DirectoryEvidence(settings.evidence_dir)
+    if metrics_port is not None:
+        serve_metrics(settings.metrics.host, metrics_port)
 
     async def main() -> None:
         await run(cameras, settings.kafka.bootstrap_servers, evidence, stop_event(), ready=mark_ready,
@@ -66,8 +74,11 @@ def detect_run(config_file: Path | None, camera_files: tuple[Path, ...]) -> None
               help="Where to write one JSON line per detection.")
 def detect_offline(config_file: Path | None, camera_file: Path, camera_id: str | None, clip: str | None,
                    events_file: Path) -> None:
-    """Run the detectors over a clip and write one JSON line per detection."""
-    from detectors.offline import detect_clip, write_jsonl
+    """Run the detectors over a clip and write one JSON line per detection.
+
+    Exits 4 if the clip cannot be read at all, and 5 (after writing what it found) if it ends before the
+    frames its container announces."""
+    from detectors.offline import check_writable, detect_clip, write_jsonl
     from detectors.sources import SourceError
 
     settings = load(config_file)
@@ -83,11 +94,21 @@ def detect_offline(config_file: Path | None, camera_file: Path, camera_id: str |
     if not source or source.startswith("sim://"):
         fail(f"camera {camera.id}: offline analysis needs a video file (--source)", EXIT_CONFIG)
     try:
-        detections = detect_clip(camera, source, settings.detect)
+        check_writable(events_file)
+    except OSError as exc:
+        fail(f"--events {events_file}: cannot write there: {exc.strerror or exc}", EXIT_CONFIG)
+    try:
+        analysis = detect_clip(camera, source, settings.detect)
     except SourceError as exc:
         fail(f"cannot analyse the clip: {exc}", EXIT_SOURCE)
-    write_jsonl(detections, events_file)
-    click.echo(f"{len(detections)} detection(s) written to {events_file}", err=True)
+    write_jsonl(analysis.detections, events_file)
+    reader = analysis.reader
+    click.echo(f"camera {camera.id}: {reader.describe()}; {len(analysis.detections)} detection(s) written to "
+               f"{events_file}", err=True)
+    if reader.truncated:
+        fail(f"{source}: the file ends after {reader.read} of the {reader.announced} frames its container "
+             f"announces (truncated or damaged); the detections cover its first {reader.last_t:.1f} s",
+             EXIT_TRUNCATED)
 
 
 @detect.command("eval")

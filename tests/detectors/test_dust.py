@@ -15,7 +15,7 @@ from tests.detectors.scenes import Scene
 
 
 def test_a_dust_plume_that_persists_is_a_dust_detection_over_its_zone(plume_clip: Path) -> None:
-    [detection] = detect_clip(site_camera(str(plume_clip)), str(plume_clip))
+    [detection] = detect_clip(site_camera(str(plume_clip)), str(plume_clip)).detections
     assert (detection.zone_id, detection.kind, detection.bbox) == ("site", "dust", None)
     assert 20 <= detection.start_s <= 40  # rises from 20 s
     assert detection.alert_s >= detection.start_s + 20  # raised after the zone's dwell time
@@ -23,12 +23,12 @@ def test_a_dust_plume_that_persists_is_a_dust_detection_over_its_zone(plume_clip
 
 
 def test_a_plume_shorter_than_the_dwell_time_is_not_reported(plume_clip: Path) -> None:
-    assert detect_clip(site_camera(str(plume_clip), dwell_s=90), str(plume_clip)) == []
+    assert detect_clip(site_camera(str(plume_clip), dwell_s=90), str(plume_clip)).detections == []
 
 
 def test_a_clear_site_with_workers_and_changes_of_light_has_no_dust(clips: Callable[[str, Scene], Path]) -> None:
     clip = clips("clear-site", Scene(seconds=90, walkers=walkers(90, 6.0), gain=[(25, 0.6), (55, 1.3)], seed=5))
-    assert detect_clip(site_camera(str(clip)), str(clip)) == []
+    assert detect_clip(site_camera(str(clip)), str(clip)).detections == []
 
 
 def test_a_zone_watches_the_air_above_it_and_nothing_below_or_beside() -> None:
@@ -43,4 +43,4 @@ def test_a_zone_watches_the_air_above_it_and_nothing_below_or_beside() -> None:
 
 def test_the_dust_tunables_come_from_the_settings(plume_clip: Path) -> None:
     more_cells_than_the_plume = DetectSettings(dust=DustSettings(min_cells=10_000))
-    assert detect_clip(site_camera(str(plume_clip)), str(plume_clip), more_cells_than_the_plume) == []
+    assert detect_clip(site_camera(str(plume_clip)), str(plume_clip), more_cells_than_the_plume).detections == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from gridhub.cli import EXIT_CONFIG, cli
-from gridhub.cli.detect import EXIT_SOURCE
+from gridhub.cli.detect import EXIT_SOURCE, EXIT_TRUNCATED
 from tests.detectors.conftest import SIDEWALK
 
 
@@ -79,3 +80,26 @@ def test_offline_refuses_a_camera_file_that_is_not_utf8_without_a_traceback(tmp_
                                       "--events", str(tmp_path / "out.jsonl")])
     assert result.exit_code == EXIT_CONFIG
     assert "not UTF-8 text" in result.output and "Traceback" not in result.output
+
+
+def test_an_events_path_that_cannot_be_written_is_refused_before_the_clip_is_read(tmp_path: Path) -> None:
+    camera = _camera_yaml(tmp_path, str(tmp_path / "absent.avi"))  # reading it first would fail with EXIT_SOURCE
+    for events, reason in ((tmp_path / "no-such-dir" / "events.jsonl", "No such file or directory"),
+                           (tmp_path, "is a directory")):
+        result = CliRunner().invoke(cli, ["detect", "offline", "--camera", str(camera), "--events", str(events)])
+        assert result.exit_code == EXIT_CONFIG, result.output
+        assert f"--events {events}: cannot write there: {reason}" in result.output
+
+
+def test_a_truncated_clip_is_analysed_as_far_as_it_goes_and_reported(stall_clip: Path, tmp_path: Path) -> None:
+    whole = stall_clip.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole[:len(whole) * 3 // 4])
+    out = tmp_path / "events.jsonl"
+    result = CliRunner().invoke(cli, ["detect", "offline", "--camera", str(_camera_yaml(tmp_path, str(cut))),
+                                      "--events", str(out)])
+    assert result.exit_code == EXIT_TRUNCATED, result.output
+    assert re.search(r"cut\.avi: the file ends after \d+ of the \d+ frames its container announces \(truncated "
+                     r"or damaged\); the detections cover its first [\d.]+ s", result.output), result.output
+    assert re.search(r"camera cam-street: \d+ frames read of \d+ announced", result.output)
+    assert out.exists()  # what it found is written

@@ -8,8 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import numpy.typing as npt
+import pytest
+from prometheus_client import REGISTRY
 
 from core.city.config import camera_from_mapping
+from detectors.pipeline import CameraPipeline
 from detectors.runner import Fleet
 from detectors.sources import LiveSource, SimCapture
 from domain.detections import Detection, DetectionKind, Phase
@@ -63,6 +66,45 @@ def test_a_camera_reports_a_stall_with_a_snapshot_while_a_broken_camera_retries(
     assert start.grid_code == "310104003001002" and start.at_ms - start.start_ms >= 1000
     assert (tmp_path / "evidence" / start.snapshot).read_bytes()[:2] == b"\xff\xd8"  # a JPEG
     assert received[-1].phase is Phase.END and received[-1].event_id == start.event_id  # stopping ends it
+    assert sample("gridhub_detect_frames_total", camera="cam-good") == fleet.workers["cam-good"].processed > 0
+    assert sample("gridhub_detect_detections_total", camera="cam-good", kind="stall") == 1
+    assert sample("gridhub_detect_source_up", camera="cam-good") == 1
+    assert sample("gridhub_detect_reconnects_total", camera="cam-broken") == broken.source.reconnects >= 1
+    assert sample("gridhub_detect_source_up", camera="cam-broken") == 0
+    assert sample("gridhub_detect_frames_total", camera="cam-broken") == 0
+
+
+def sample(name: str, **labels: str) -> float:
+    """A metric of this process, 0 if it was never counted."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_frames_a_slow_pipeline_could_not_analyse_are_counted_dropped_and_failures_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = []
+
+    def slow_then_failing(self: CameraPipeline, image: npt.NDArray[np.uint8], t: float) -> list[object]:
+        calls.append(t)
+        if len(calls) == 1:
+            time.sleep(0.45)  # 4.5 periods at 10 fps: at least 3.5 frames due meanwhile are lost
+            return []
+        raise RuntimeError("a bug on this frame")
+
+    monkeypatch.setattr(CameraPipeline, "process", slow_then_failing)
+    camera = _camera("cam-slow", "synthetic")
+    fleet = Fleet([camera], lambda _: None, DirectoryEvidence(tmp_path), source_factory=_sources)
+    fleet.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        fleet.stop()
+    worker = fleet.workers["cam-slow"]
+    assert worker.dropped >= 3 and sample("gridhub_detect_frames_dropped_total", camera="cam-slow") == worker.dropped
+    assert worker.failures == len(calls) - 1 >= 2
+    assert sample("gridhub_detect_failures_total", camera="cam-slow") == worker.failures
 
 
 def test_the_watchdog_restarts_a_reader_that_went_silent(tmp_path: Path) -> None:

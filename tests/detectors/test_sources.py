@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detectors.sources import Frame, LiveSource, SourceError, clip_frames
+from detectors.sources import ClipReader, Frame, LiveSource, SourceError
 from tests.detectors.mjpeg import MjpegCamera
 
 
@@ -37,25 +37,43 @@ def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> Non
 
 def test_a_file_is_sampled_at_the_camera_fps_with_times_from_the_clip_start(tmp_path: Path) -> None:
     clip = _numbered_clip(tmp_path / "clip.avi", frames=50, fps=25)  # 2 s
-    times = [frame.t for frame in clip_frames(str(clip), fps=5)]
+    times = [frame.t for frame in ClipReader(str(clip)).frames(fps=5)]
     assert times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8])
 
 
 def test_a_file_slower_than_the_camera_fps_gives_every_frame(tmp_path: Path) -> None:
     clip = _numbered_clip(tmp_path / "clip.avi", frames=6, fps=2)
-    assert [frame.seq for frame in clip_frames(str(clip), fps=5)] == [0, 1, 2, 3, 4, 5]
+    assert [frame.seq for frame in ClipReader(str(clip)).frames(fps=5)] == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_whole_file_is_read_as_announced(tmp_path: Path) -> None:
+    reader = ClipReader(str(_numbered_clip(tmp_path / "clip.avi", frames=50, fps=25)))
+    assert len(list(reader.frames(fps=5))) == 10
+    assert (reader.read, reader.announced, reader.delivered, reader.truncated) == (50, 50, 10, False)
+    assert reader.describe() == "50 frames read of 50 announced (2.0 s), 10 analysed"
+
+
+def test_a_truncated_file_is_read_as_far_as_it_goes_and_says_so(tmp_path: Path) -> None:
+    whole = _numbered_clip(tmp_path / "clip.avi", frames=100, fps=10).read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole[:len(whole) // 2])
+    reader = ClipReader(str(cut))
+    frames = list(reader.frames(fps=10))
+    assert 0 < len(frames) == reader.read < 100
+    assert reader.announced == 100 and reader.truncated
+    assert reader.describe().startswith(f"{reader.read} frames read of 100 announced")
 
 
 def test_garbage_bytes_are_a_clear_error(tmp_path: Path) -> None:
     garbage = tmp_path / "broken.mp4"
     garbage.write_bytes(np.random.default_rng(1).bytes(200_000))
     with pytest.raises(SourceError, match=r"broken\.mp4: not a video FFmpeg can decode"):
-        list(clip_frames(str(garbage), fps=5))
+        list(ClipReader(str(garbage)).frames(fps=5))
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no such file"):
-        list(clip_frames(str(tmp_path / "absent.avi"), fps=5))
+        list(ClipReader(str(tmp_path / "absent.avi")).frames(fps=5))
 
 
 def test_an_mjpeg_stream_over_http_delivers_its_latest_frames() -> None:

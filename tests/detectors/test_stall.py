@@ -15,7 +15,7 @@ from tests.detectors.scenes import Scene, Stall, Walker
 
 
 def _detect(clip: Path, dwell_s: float = 20) -> list[ClipDetection]:
-    return detect_clip(street_camera(str(clip), dwell_s), str(clip))
+    return detect_clip(street_camera(str(clip), dwell_s), str(clip)).detections
 
 
 def test_a_stall_that_stays_past_the_dwell_time_is_one_detection_from_its_arrival_to_its_departure(
@@ -54,4 +54,4 @@ def test_a_stall_outside_every_zone_is_not_reported(clips: Callable[[str, Scene]
 
 def test_the_stall_tunables_come_from_the_settings(stall_clip: Path) -> None:
     larger_than_the_stall = DetectSettings(stall=StallSettings(min_area_share=0.2))
-    assert detect_clip(street_camera(str(stall_clip)), str(stall_clip), larger_than_the_stall) == []
+    assert detect_clip(street_camera(str(stall_clip)), str(stall_clip), larger_than_the_stall).detections == []
