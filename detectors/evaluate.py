@@ -9,11 +9,15 @@ it overlaps most unless that would leave the other unmatched.
 
 Precision = matched detections / detections; recall = matched truth events / truth events; alert delay of a
 match = the detection's `alert_s` − the truth's `start_s`, averaged over the matches of the kind.
+
+A truth document may say under what `conditions` its clip was made (the scene generators write the generator,
+fps, resolution, night, shake, weather, …); `breakdown` scores the clips of each value of each condition
+apart, so a weakness at night or at 25 fps is not averaged away.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +97,28 @@ def read_events(path: Path, clip: int) -> list[Interval]:
     return [_interval(record, path, clip, number) for number, record in enumerate(records, 1)]
 
 
+def read_conditions(path: Path) -> dict[str, str]:
+    """The `conditions` of a truth document, each value as text ("true", "10", "rain"); none for a bare list."""
+    try:
+        document: Any = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise EvalInputError(f"{path}: cannot read: {exc}") from None
+    conditions = document.get("conditions") if isinstance(document, dict) else None
+    if conditions is None:
+        return {}
+    if not isinstance(conditions, dict):
+        raise EvalInputError(f"{path}: 'conditions' must be an object")
+    return {str(name): _as_text(value) for name, value in conditions.items()}
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _interval(record: Any, path: Path, clip: int, number: int) -> Interval:
     try:
         start, end = float(record["start_s"]), float(record["end_s"])
@@ -138,6 +164,25 @@ def evaluate(clips: Iterable[tuple[list[Interval], list[Interval]]]) -> dict[str
                                  sum(1 for i in detections if i.kind == kind), len(delays),
                                  sum(delays) / len(delays) if delays else None)
     return scores
+
+
+Clip = tuple[list[Interval], list[Interval], Mapping[str, str]]  # truth, detections, conditions
+Breakdown = dict[str, dict[str, dict[str, KindScore]]]  # condition → value → kind → score
+
+
+def breakdown(clips: Sequence[Clip]) -> Breakdown:
+    """Scores per condition and value (clips without the condition count as "unknown"), each over the clips of
+    that value only, for the kinds that occur among them."""
+    names = sorted({name for _, _, conditions in clips for name in conditions})
+    result: Breakdown = {}
+    for name in names:
+        values = sorted({conditions.get(name, "unknown") for _, _, conditions in clips})
+        result[name] = {}
+        for value in values:
+            chosen = [(truth, found) for truth, found, conditions in clips if conditions.get(name, "unknown") == value]
+            result[name][value] = {kind: score for kind, score in evaluate(chosen).items()
+                                   if score.truth or score.detections}
+    return result
 
 
 def match(truth: Sequence[Interval], detections: Sequence[Interval]) -> list[tuple[int, int]]:

@@ -6,12 +6,16 @@ import asyncio
 import logging
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from core.city import CityError, load_cameras, load_city
 from domain.registry import Camera
 from gridhub.cli.common import EXIT_CONFIG, config_option, fail, load, print_bench
+
+if TYPE_CHECKING:
+    from detectors.evaluate import KindScore
 
 EXIT_SOURCE = 4  # the video source cannot be opened or decoded
 EXIT_TRUNCATED = 5  # the file ends before the frames its container announces: analysed as far as it goes
@@ -117,28 +121,51 @@ def detect_offline(config_file: Path | None, camera_file: Path, camera_id: str |
 @click.option("--events", "events", multiple=True, required=True, type=click.Path(exists=True, path_type=Path),
               help="Detections JSONL from `detect offline`, or a directory of them; repeatable, paired in order.")
 @click.option("--json", "as_json", is_flag=True, help="Also print one JSON object as the last line.")
-def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool) -> None:
-    """Score detections against ground truth: precision, recall, alert delay."""
+@click.option("--report", "report_file", type=click.Path(path_type=Path), default=None,
+              help="Write the figures, overall and by condition, to this JSON file.")
+def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool, report_file: Path | None) -> None:
+    """Score detections against ground truth: precision, recall, alert delay; per kind, and per condition of
+    the clips (generator, fps, resolution, night, shake, weather, …) where the truth files state them."""
     import orjson
     from rich.console import Console
     from rich.table import Table
 
-    from detectors.evaluate import EvalInputError, evaluate, pair_files, read_events
+    from detectors.evaluate import EvalInputError, breakdown, evaluate, pair_files, read_conditions, read_events
 
     try:
         pairs = pair_files(truth, events)
-        scores = evaluate((read_events(t, clip), read_events(e, clip)) for clip, (t, e) in enumerate(pairs))
+        clips = [(read_events(t, clip), read_events(e, clip), read_conditions(t)) for clip, (t, e) in enumerate(pairs)]
     except EvalInputError as exc:
         fail(str(exc), EXIT_CONFIG)
+    scores = evaluate((found, detected) for found, detected, _ in clips)
+    by_condition = breakdown(clips)
+    columns = ("truth", "detections", "matched", "precision", "recall", "mean alert delay (s)")
     table = Table(title=f"gridhub detect eval ({len(pairs)} clip(s))")
-    for column in ("kind", "truth", "detections", "matched", "precision", "recall", "mean alert delay (s)"):
+    for column in ("kind", *columns):
         table.add_column(column, justify="left" if column == "kind" else "right")
     for score in scores.values():
-        table.add_row(score.kind, str(score.truth), str(score.detections), str(score.matched),
-                      _figure(score.precision), _figure(score.recall), _figure(score.mean_delay_s, 1))
-    Console().print(table)
+        table.add_row(score.kind, *_figures(score))
+    console = Console()
+    console.print(table)
+    if by_condition:
+        table = Table(title="by condition")
+        for column in ("condition", "value", "clips", "kind", *columns):
+            table.add_column(column, justify="left" if column in ("condition", "value", "kind") else "right")
+        for name, values in by_condition.items():
+            for value, kinds in values.items():
+                count = sum(1 for _, _, conditions in clips if conditions.get(name, "unknown") == value)
+                for score in kinds.values():
+                    table.add_row(name, value, str(count), score.kind, *_figures(score))
+        console.print(table)
+    document = {"clips": len(pairs), "kinds": {kind: score.as_dict() for kind, score in scores.items()},
+                "by_condition": {name: {value: {kind: score.as_dict() for kind, score in kinds.items()}
+                                        for value, kinds in values.items()} for name, values in by_condition.items()}}
+    if report_file is not None:
+        try:
+            report_file.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+        except OSError as exc:
+            fail(f"--report {report_file}: cannot write: {exc.strerror or exc}", EXIT_CONFIG)
     if as_json:
-        document = {"clips": len(pairs), "kinds": {kind: score.as_dict() for kind, score in scores.items()}}
         click.echo(orjson.dumps(document).decode())
 
 
@@ -160,6 +187,11 @@ def _read_cameras(path: Path) -> list[Camera]:
         return load_cameras(path)
     except CityError as exc:
         fail(str(exc), EXIT_CONFIG)
+
+
+def _figures(score: KindScore) -> tuple[str, ...]:
+    return (str(score.truth), str(score.detections), str(score.matched), _figure(score.precision),
+            _figure(score.recall), _figure(score.mean_delay_s, 1))
 
 
 def _figure(value: float | None, digits: int = 3) -> str:

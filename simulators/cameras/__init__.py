@@ -12,7 +12,7 @@ Public API (everything else in this package is an implementation detail):
         .frame_at(t_s) -> np.ndarray (H, W, 3) BGR uint8   # any time, deterministic, ~4 ms per frame
         .frames(start_s=0.0, count=None) -> Iterator[(t_s, frame)]   # at the scene's fps; endless if no count
         .truth(duration_s) -> list[TruthEvent]            # true events in [0, duration_s)
-        .truth_document(duration_s) -> dict               # {"camera_id", "scene", "dwell_s", "events": [...]}
+        .truth_document(duration_s) -> dict               # {"camera_id", "scene", "dwell_s", "conditions", "events"}
         .zones, .params, .fps, .width, .height, .camera_id
     open_live(url_or_camera, width=640, height=360) -> LiveCapture
         cv2.VideoCapture-like: .read() -> (ok, frame) paced at the scene's fps in real time (drops frames

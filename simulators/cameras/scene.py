@@ -149,12 +149,18 @@ class Scene:
         return truth_events(self.planner, epochs, self.zones, self.camera_id, duration_s)
 
     def truth_document(self, duration_s: float) -> dict[str, Any]:
-        """The truth JSON: camera id, the scene's spec and parameters, the zones' dwell times, and the events."""
+        """The truth JSON: camera id, the scene's spec and parameters, the zones' dwell times, the conditions it
+        shows, and the events."""
         return {
             "camera_id": self.camera_id,
             "scene": {"source": self.spec.url, "kind": self.spec.kind.value, "seed": self.spec.seed,
                       "width": self.width, "height": self.height, "fps": self.fps, "duration_s": duration_s,
                       "params": {name: getattr(self.params, name) for name in self.params.__slots__}},
             "dwell_s": {zone.id: zone.dwell_s for zone in self.zones},
+            # What `gridhub detect eval` breaks its figures down by; this generator renders day scenes from a
+            # fixed camera in clear weather, with slow light drift and sudden cloud shadows.
+            "conditions": {"generator": "first", "fps": self.fps, "resolution": f"{self.width}x{self.height}",
+                           "night": False, "shake": False, "weather": "clear", "exposure_pumping": False,
+                           "compression": "normal", "dropped_frames": False},
             "events": [event.to_json() for event in self.truth(duration_s)],
         }

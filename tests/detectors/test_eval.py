@@ -108,3 +108,45 @@ def test_a_truth_file_that_is_not_events_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(truth_path), "--events", str(events_path)])
     assert result.exit_code == EXIT_CONFIG
     assert "event 1: missing or invalid field" in result.output
+
+
+def _clip_with_conditions(tmp_path: Path, name: str, conditions: dict[str, Any], truth: list[dict[str, Any]],
+                          events: list[dict[str, Any]]) -> None:
+    directory = tmp_path / name
+    directory.mkdir(parents=True)
+    (directory / "truth.json").write_bytes(orjson.dumps({"camera_id": "cam", "conditions": conditions,
+                                                         "events": truth}))
+    (directory / "events.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+
+
+def test_eval_breaks_the_figures_down_by_each_condition_of_the_clips_and_writes_them(tmp_path: Path) -> None:
+    stall = _event("stall", 100, 300)
+    found = _event("stall", 100, 300, alert=150)
+    false_alarm = _event("stall", 500, 600, alert=560)
+    _clip_with_conditions(tmp_path / "clips", "day-10", {"night": False, "fps": 10.0}, [stall], [found])
+    _clip_with_conditions(tmp_path / "clips", "night-10", {"night": True, "fps": 10.0}, [stall], [found, false_alarm])
+    _clip_with_conditions(tmp_path / "clips", "night-25", {"night": True, "fps": 25}, [stall], [])
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(tmp_path / "clips"),
+                                      "--events", str(tmp_path / "clips"), "--report", str(report), "--json"])
+    assert result.exit_code == 0, result.output
+    document = orjson.loads(report.read_bytes())
+    assert orjson.loads(result.output.splitlines()[-1]) == document
+    assert document["kinds"]["stall"]["recall"] == 0.667
+    night = document["by_condition"]["night"]
+    assert (night["false"]["stall"]["precision"], night["false"]["stall"]["recall"]) == (1.0, 1.0)
+    assert (night["true"]["stall"]["precision"], night["true"]["stall"]["recall"]) == (0.5, 0.5)
+    fps = document["by_condition"]["fps"]
+    assert (fps["10"]["stall"]["recall"], fps["25"]["stall"]["recall"]) == (1.0, 0.0)
+    assert "dust" not in fps["25"]  # no dust in those clips: no row of zeros
+    assert "by condition" in result.output
+
+
+def test_truth_from_the_first_generator_states_its_conditions(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["simulate", "cameras", "--scene", "street", "--seed", "3", "--seconds", "2",
+                                      "--fps", "5", "--out", str(tmp_path / "clip")])
+    assert result.exit_code == 0, result.output
+    conditions = orjson.loads((tmp_path / "clip" / "truth.json").read_bytes())["conditions"]
+    assert conditions == {"generator": "first", "fps": 5.0, "resolution": "640x360", "night": False, "shake": False,
+                          "weather": "clear", "exposure_pumping": False, "compression": "normal",
+                          "dropped_frames": False}
