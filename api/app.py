@@ -56,7 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = connect(settings.database_url)
     init_db(app.state.engine)
     conf = settings.api
-    app.state.last_decisions = {}  # reviewer's token id → (case id, grid code, version after), for undo
+    app.state.last_decisions = {}  # reviewer's token id → (case id, grid code, version after, lesson), for undo
     app.state.write_limiter = RateLimiter(conf.write_rate_per_s, conf.write_burst)
     app.state.citizen_limiter = RateLimiter(conf.citizen_rate_per_min / 60, max(1, round(conf.citizen_rate_per_min)))
 

@@ -82,6 +82,13 @@ class CommandBus:
         finally:
             self._waiting.pop(command.request_id, None)
 
+    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+        """Send one record that expects no answer (an operator's lesson to the detectors); raise ConnectionError
+        if Kafka is not connected, or a KafkaError if it does not take the record."""
+        if not self.ready.is_set() or self._producer is None:
+            raise ConnectionError(f"Kafka at {self.bootstrap} is not connected")
+        await self._producer.send_and_wait(topic, value, key=key)
+
     async def _run(self) -> None:
         retry = Retry(doubling(0.5, 10.0), log)
         while not self._stop.is_set():

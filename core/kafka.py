@@ -19,7 +19,8 @@ CASE_EVENTS = "gridhub.case-events"
 CASE_COMMANDS = "gridhub.case-commands"  # people's decisions, applied by the stream worker that owns the cell
 CASE_REPLIES = "gridhub.case-replies"  # the worker's answer to each command, keyed by its request id
 DEADLETTER = "gridhub.deadletter"
-TOPICS = (TELEMETRY, DETECTIONS, CASE_EVENTS, CASE_COMMANDS, CASE_REPLIES, DEADLETTER)
+DETECTOR_FEEDBACK = "gridhub.detector-feedback"  # operators' lessons to the camera detectors, keyed by camera
+TOPICS = (TELEMETRY, DETECTIONS, CASE_EVENTS, CASE_COMMANDS, CASE_REPLIES, DEADLETTER, DETECTOR_FEEDBACK)
 START_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 log = logging.getLogger("gridhub.kafka")

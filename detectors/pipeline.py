@@ -1,4 +1,5 @@
-"""One camera's detectors over its frames: working resolution, motion gate, stall and dust, events."""
+"""One camera's detectors over its frames: working resolution, motion gate, stall and dust, operators' lessons,
+events."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from core.settings import DetectSettings
 from detectors.arrays import f32, u8
 from detectors.dust import DustDetector
 from detectors.events import EventLog, ZoneEvent
+from detectors.feedback import Lessons
 from detectors.motion import MotionGate
 from detectors.stall import StallDetector
 from detectors.zones import ZoneArea
@@ -32,6 +34,7 @@ class CameraPipeline:
         self._motion = MotionGate()
         self._stall: StallDetector | None = None
         self._dust: DustDetector | None = None
+        self.lessons = Lessons()  # times in the frames' clock: epoch seconds live
 
     def process(self, image: Frame, t: float) -> list[ZoneEvent]:
         """Analyse one frame taken at `t`; the events it starts, updates or ends."""
@@ -43,7 +46,7 @@ class CameraPipeline:
         gray = f32(cv2.GaussianBlur(cv2.cvtColor(work, cv2.COLOR_BGR2GRAY), (3, 3), 0))
         moving = self._motion.update(gray, t)
         observations = self._stall.update(work, moving, t) + self._dust.update(work, t)
-        return self.events.step(observations, t)
+        return self.events.step(self.lessons.admitted(observations, t), t)
 
     def close(self) -> list[ZoneEvent]:
         """End whatever is still open (end of the clip, camera stopped)."""

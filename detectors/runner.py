@@ -14,11 +14,13 @@ import contextlib
 import logging
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from queue import SimpleQueue
 
 import numpy as np
 import numpy.typing as npt
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from core import kafka
 from core.metrics import DETECT_DETECTIONS, DETECT_DROPPED, DETECT_FAILURES, DETECT_FRAMES
@@ -29,6 +31,7 @@ from detectors.evidence import render_snapshot, snapshot_name
 from detectors.pipeline import CameraPipeline
 from detectors.sources import LiveSource, SceneRenderer, SimCapture
 from domain.detections import Detection, Phase, encode_detection
+from domain.detector_feedback import FeedbackFormatError, Lesson, decode_lesson
 from domain.registry import Camera
 from storage.evidence import EvidenceStore
 
@@ -60,6 +63,7 @@ class CameraWorker:
         self._evidence = evidence
         self._pipeline = CameraPipeline(camera, settings)
         self._snapshots: dict[str, str] = {}  # event id → reference of its latest snapshot
+        self._lessons: SimpleQueue[Lesson] = SimpleQueue()  # taken in by the worker thread
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"camera-{camera.id}", daemon=True)
         self.processed = 0
@@ -80,6 +84,10 @@ class CameraWorker:
         self.source.stop()
         self._thread.join(timeout=5)
 
+    def learn(self, lesson: Lesson) -> None:
+        """Hand an operator's lesson to the pipeline (any thread; applied before the next frame)."""
+        self._lessons.put(lesson)
+
     @property
     def alive(self) -> bool:
         """Whether the worker thread is running."""
@@ -97,6 +105,8 @@ class CameraWorker:
                 continue
             got = time.monotonic()
             seq, image = frame.seq, frame.image
+            while not self._lessons.empty():
+                self._pipeline.lessons.learn(self._lessons.get_nowait())
             try:
                 self._emit(self._pipeline.process(frame.image, frame.t), frame.image)
                 self.processed += 1
@@ -160,6 +170,20 @@ class Fleet:
         self._settings = settings
         self.workers = {camera.id: CameraWorker(camera, source_factory(camera), sink, evidence, settings)
                         for camera in cameras}
+        self._lessons: dict[str, dict[str, Lesson]] = defaultdict(dict)  # camera → lesson id → lesson
+
+    def learn(self, lesson: Lesson) -> bool:
+        """Teach a camera's pipeline an operator's lesson (kept for a worker that replaces it); whether the
+        camera is one of this process's."""
+        worker = self.workers.get(lesson.camera_id)
+        if worker is None:
+            return False
+        if lesson.withdrawn:
+            self._lessons[lesson.camera_id].pop(lesson.lesson_id, None)
+        else:
+            self._lessons[lesson.camera_id][lesson.lesson_id] = lesson
+        worker.learn(lesson)
+        return True
 
     def start(self) -> None:
         """Start every camera."""
@@ -180,6 +204,8 @@ class Fleet:
                 worker.source.stop()
                 fresh = CameraWorker(worker.camera, self._source_factory(worker.camera), self._sink, self._evidence,
                                      self._settings)
+                for lesson in self._lessons[camera_id].values():  # expired ones the pipeline drops itself
+                    fresh.learn(lesson)
                 self.workers[camera_id] = fresh
                 fresh.start()
             elif not worker.source.last_error and now - worker.source.last_frame_at > stuck_after_s:
@@ -216,6 +242,46 @@ async def produce(bootstrap: str, queue: asyncio.Queue[Detection], stop: asyncio
         await producer.stop()
 
 
+async def learn_from(bootstrap: str, fleet: Fleet, stop: asyncio.Event) -> None:
+    """Read operators' lessons from `gridhub.detector-feedback`, the whole topic first, and teach the fleet;
+    reconnect with backoff while Kafka is away."""
+    retry = Retry(RETRY_BACKOFF_S, log)
+    while not stop.is_set():
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", request_timeout_ms=10_000)
+        try:
+            await consumer.start()
+            await consumer.topics()  # the cluster's metadata, which names the topic's partitions
+            partitions = sorted(consumer.partitions_for_topic(kafka.DETECTOR_FEEDBACK) or ())
+            if not partitions:
+                raise RuntimeError(f"topic {kafka.DETECTOR_FEEDBACK} does not exist yet")
+            tps = [TopicPartition(kafka.DETECTOR_FEEDBACK, p) for p in partitions]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            retry.recovered("reading operators' lessons from Kafka again")
+            while not stop.is_set():
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    for record in records:
+                        _teach(fleet, record.value)
+        except Exception as exc:  # Kafka away, or the topic not made yet: detections go on without new lessons
+            delay = retry.failed("cannot read operators' lessons from Kafka (%s); retrying", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            await consumer.stop()
+
+
+def _teach(fleet: Fleet, value: bytes | None) -> None:
+    try:
+        lesson = decode_lesson(value or b"")
+    except FeedbackFormatError as exc:
+        log.warning("skipped a %s record that does not decode: %s", kafka.DETECTOR_FEEDBACK, exc)
+        return
+    if fleet.learn(lesson):
+        log.info("camera %s zone %s: %s", lesson.camera_id, lesson.zone_id,
+                 "lesson withdrawn" if lesson.withdrawn else f"{lesson.lesson.value} lesson for {lesson.kind.value}")
+
+
 async def run(cameras: Sequence[Camera], bootstrap: str, evidence: EvidenceStore, stop: asyncio.Event,
               ready: Callable[[], None] = lambda: None, scenes: SceneRenderer | None = None,
               settings: DetectSettings | None = None) -> None:
@@ -234,6 +300,7 @@ async def run(cameras: Sequence[Camera], bootstrap: str, evidence: EvidenceStore
 
     fleet = Fleet(cameras, emit, evidence, lambda camera: source_for(camera, scenes), settings)
     producing = asyncio.create_task(produce(bootstrap, queue, stop))
+    learning = asyncio.create_task(learn_from(bootstrap, fleet, stop))
     fleet.start()
     log.info("detecting on %d camera(s): %s", len(cameras), ", ".join(c.id for c in cameras))
     ready()
@@ -246,3 +313,4 @@ async def run(cameras: Sequence[Camera], bootstrap: str, evidence: EvidenceStore
         await asyncio.to_thread(fleet.stop)  # ends open events, which the producer still sends
         stop.set()
         await producing
+        await learning

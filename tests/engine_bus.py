@@ -25,10 +25,17 @@ class EngineBus:
         self.sink = sink
         self.ready = asyncio.Event()  # what /healthz reads of a bus: this one is always connected
         self.ready.set()
+        self.published: list[tuple[str, bytes, bytes]] = []  # (topic, key, value) of records sent without a reply
 
     async def send(self, command: CaseCommand) -> CommandReply:
         """Apply the command as the stream worker would."""
         return self.apply(command)
+
+    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+        """Keep the record, as Kafka would (a bus that is not connected raises ConnectionError instead)."""
+        if not self.ready.is_set():
+            raise ConnectionError("Kafka is not connected")
+        self.published.append((topic, key, value))
 
     def apply(self, command: CaseCommand) -> CommandReply:
         """Apply the command and write what changed."""

@@ -7,6 +7,8 @@ import { element } from "./dom.js";
 const PAGE = 50;
 const MAX_LIMIT = 500;
 const SUPPRESS_S = [0, 1800, 7200, 28800];  // "s" cycles: off, 30 min, 2 h, 8 h
+const TEACH_S = 28800;  // "not a stall" / "not dust" teaches the camera's detector for 8 h
+const TEACHING_REASON = { stall: "not_stall", dust: "not_dust" };
 const DECIDED_KEEP_MS = 10 * 60_000;
 const REASONS = [
   { code: "not_stall", zh: "不是摊贩", en: "not a stall" },
@@ -27,6 +29,7 @@ const LABELS = {
     read_only: "只读:您的角色不能审核(需要 review 权限)。", loading: "正在加载快照…",
     no_snapshot: "没有快照", snapshot_failed: "快照无法加载",
     confirmed: "已确认 {id}(立案并派遣)", dismissed: "已驳回 {id}:{reason}", suppressed: ",屏蔽 {d}",
+    taught: ",检测器 {d} 内不再报告此处", not_taught: "已驳回 {id},但检测器未能学习:{error}",
     undone: "已撤销对 {id} 的{verb},重新待审核", nothing_to_undo: "没有可撤销的决定",
     too_late: "无法撤销:{detail}", gone: "{id} 已不再待审核(可能已被他人处理),已移出队列",
     changed: "{id} 已被修改,已重新加载,请再看一遍", decided_by: "{id} 已被 {actor} {action}",
@@ -46,7 +49,8 @@ const LABELS = {
     read_only: "Read only: your role cannot review (needs the review right).", loading: "Loading the snapshot…",
     no_snapshot: "No snapshot", snapshot_failed: "The snapshot could not be loaded",
     confirmed: "Confirmed {id} (filed and dispatched)", dismissed: "Dismissed {id}: {reason}",
-    suppressed: ", zone suppressed for {d}", undone: "Undid the {verb} of {id}: it is pending again",
+    suppressed: ", zone suppressed for {d}",
+    taught: ", the detector leaves it out for {d}", not_taught: "Dismissed {id}, but the detector was not taught: {error}", undone: "Undid the {verb} of {id}: it is pending again",
     nothing_to_undo: "No decision of yours to undo", too_late: "Cannot undo: {detail}",
     gone: "{id} is no longer pending (someone else decided it); dropped from the queue",
     changed: "{id} changed meanwhile; reloaded it, please look again", decided_by: "{actor}: {action} {id}",
@@ -162,7 +166,7 @@ export async function mount(root, { api, i18n, me }) {
   reasons.addEventListener("close", () => item.focus({ preventScroll: true }));
   reasons.addEventListener("keydown", (event) => {
     if (event.target === otherText) {
-      if (event.key === "Enter" && otherText.value.trim()) { event.preventDefault(); dismiss(otherText.value.trim()); }
+      if (event.key === "Enter" && otherText.value.trim()) { event.preventDefault(); dismiss(otherText.value.trim(), "other"); }
       return;
     }
     const reason = REASONS[Number(event.key) - 1];
@@ -317,22 +321,26 @@ export async function mount(root, { api, i18n, me }) {
     return Boolean(detection) && canReview && !state.busy && !state.sending.has(detection.case_id);
   }
 
-  async function decide(verb, note, suppressS) {
+  async function decide(verb, note, suppressS, reason) {
     const detection = current();
     if (!decidable(detection)) return;
     state.sending.add(detection.case_id);
     say(tr("sending"));
     render();
     try {
-      const body = { expected_version: detection.version, note, ...(suppressS ? { suppress_for_s: suppressS } : {}) };
+      const teach = reason && reason === TEACHING_REASON[detection.kind];
+      const body = { expected_version: detection.version, note, ...(reason ? { reason } : {}),
+        ...(suppressS ? { suppress_for_s: suppressS } : {}), ...(teach ? { teach_for_s: TEACH_S } : {}) };
       const out = await api.post(`/api/v1/detections/${encodeURIComponent(detection.case_id)}/${verb}`, body);
       state.decided.set(detection.case_id, out.version);
       state.verbs.set(detection.case_id, { verb, at: Date.now() });
       drop(detection.case_id);
       if (verb === "dismiss") state.suppress = 0;
-      say(verb === "confirm" ? tr("confirmed", { id: detection.case_id })
+      if (out.teaching_error) say(tr("not_taught", { id: detection.case_id, error: out.teaching_error }), true);
+      else say(verb === "confirm" ? tr("confirmed", { id: detection.case_id })
         : tr("dismissed", { id: detection.case_id, reason: note })
-          + (suppressS ? tr("suppressed", { d: duration(suppressS) }) : ""));
+          + (suppressS ? tr("suppressed", { d: duration(suppressS) }) : "")
+          + (out.taught_until ? tr("taught", { d: duration(TEACH_S) }) : ""));
     } catch (error) {
       if (error.status === 409) {
         drop(detection.case_id);
@@ -363,14 +371,14 @@ export async function mount(root, { api, i18n, me }) {
   }
 
   function pickReason(reason) {
-    if (reason.code !== "other") { dismiss(`${reason.zh} / ${reason.en}`); return; }
+    if (reason.code !== "other") { dismiss(`${reason.zh} / ${reason.en}`, reason.code); return; }
     otherText.hidden = false;
     otherText.focus();
   }
 
-  function dismiss(note) {
+  function dismiss(note, reason) {
     reasons.close();
-    decide("dismiss", note, SUPPRESS_S[state.suppress]);
+    decide("dismiss", note, SUPPRESS_S[state.suppress], reason);
   }
 
   function cycleSuppress() {

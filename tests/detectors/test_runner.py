@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -9,14 +10,18 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
+from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
+from core import kafka
 from core.city.config import camera_from_mapping
 from detectors.pipeline import CameraPipeline
-from detectors.runner import Fleet
+from detectors.runner import Fleet, learn_from
 from detectors.sources import LiveSource, SimCapture
 from domain.detections import Detection, DetectionKind, Phase
+from domain.detector_feedback import Lesson, LessonKind, encode_lesson
 from domain.registry import Camera
+from gridhub.localbrokers import tansu
 from storage.evidence import DirectoryEvidence
 from tests.detectors.scenes import ground
 
@@ -120,3 +125,54 @@ def test_the_watchdog_restarts_a_reader_that_went_silent(tmp_path: Path) -> None
         assert frozen.next_frame(1, timeout=5) is not None  # a fresh reader delivered again
     finally:
         fleet.stop()
+
+
+@pytest.mark.integration
+def test_a_lesson_read_from_kafka_masks_the_stall_on_its_camera_only(tmp_path: Path) -> None:
+    """Two cameras see the same stall; an operator's mask for one of them arrives over Kafka before it starts.
+    Once the other has reported the stall, the masked one has had the same frames and reported nothing."""
+    received: list[Detection] = []
+    cameras = [_camera("cam-masked", "synthetic"), _camera("cam-plain", "synthetic")]
+    fleet = Fleet(cameras, received.append, DirectoryEvidence(tmp_path / "evidence"), source_factory=_sources)
+    crate = (120, 100, 90, 85)  # around the crate at (140, 120)-(190, 165) of the 320×180 scene
+    lesson = Lesson("case-9", "cam-masked", "sidewalk", DetectionKind.STALL, LessonKind.MASK,
+                    round((time.time() + 3600) * 1000), crate)
+    with tansu() as bootstrap:
+        asyncio.run(kafka.ensure_topics(bootstrap, 2))
+
+        async def teach_then_run() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+            await producer.start()
+            try:
+                await producer.send_and_wait(kafka.DETECTOR_FEEDBACK, encode_lesson(lesson), key=b"cam-masked")
+                await producer.send_and_wait(kafka.DETECTOR_FEEDBACK, b"not a lesson", key=b"cam-masked")
+            finally:
+                await producer.stop()
+            stop, taught = asyncio.Event(), asyncio.Event()
+            learn = fleet.learn
+
+            def learned(lesson: Lesson) -> bool:
+                lessons.append(lesson)
+                taught.set()
+                return learn(lesson)
+
+            fleet.learn = learned  # type: ignore[method-assign]
+            learning = asyncio.create_task(learn_from(bootstrap, fleet, stop))
+            await asyncio.wait_for(taught.wait(), 30)
+            stop.set()
+            await learning
+
+        lessons: list[Lesson] = []
+        asyncio.run(teach_then_run())
+    assert lessons == [lesson]  # the record that is no lesson was skipped
+    fleet.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any(d.camera_id == "cam-plain" for d in received) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        seen_by_plain = fleet.workers["cam-plain"].processed
+        while fleet.workers["cam-masked"].processed < seen_by_plain and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        fleet.stop()
+    assert {d.camera_id for d in received} == {"cam-plain"}
