@@ -170,6 +170,9 @@ class Gateway:
         self._client: mqtt.Client | None = None
         self.tracker = AckTracker(self._send_ack)
         self._connected = threading.Event()
+        # Set by the first accepted connection and never cleared: a connection lost at once (a session taken
+        # over) must not look like no answer to the thread that waits for it.
+        self._accepted = threading.Event()
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sending: set[asyncio.Future[object]] = set()
@@ -270,6 +273,7 @@ class Gateway:
             return
         log.info("connected to MQTT at %s:%d as %s (MQTT %s)", self._host(), self._port(), self.client_id,
                  self.settings.gateway.protocol)
+        self._accepted.set()
         if not flags.session_present:
             if self._had_session:
                 metrics.GATEWAY_SESSIONS_LOST.inc()
@@ -382,7 +386,7 @@ class Gateway:
         except OSError as exc:
             raise ConnectionError(f"cannot reach MQTT broker {self._host()}:{self._port()}: {exc}") from None
         client.loop_start()
-        if not self._connected.wait(10.0):
+        if not self._accepted.wait(10.0):
             client.loop_stop()
             raise ConnectionError(f"MQTT broker {self._host()}:{self._port()} did not accept the "
                                   f"session ({self._refusal or 'no answer'})")
