@@ -12,6 +12,7 @@ from gridhub.cli.common import EXIT_CONFIG, fail
 from simulators.cameras.clip import DEFAULT_GRID_CODE, ClipError, load_camera, write_clip
 from simulators.cameras.mjpeg import MjpegServer
 from simulators.cameras.scene import Scene
+from simulators.cameras.second import SecondScene, Spec
 from simulators.cameras.spec import SceneKind, SceneSpec, SimUrlError, override, parse_sim_url
 
 
@@ -49,14 +50,28 @@ def _spec(scene: str | None, seed: int | None, params: tuple[str, ...], camera: 
 @click.option("--serve", "port", type=click.IntRange(0, 65535), default=None,
               help="Serve the scene live as MJPEG on this port instead of writing a clip (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--generator", type=click.Choice(["first", "second"]), default="first", show_default=True,
+              help="Scene generator: the first (the detectors were tuned on it) or the independent second one, "
+                   "which writes clips only, with its own zones and camera conditions.")
 def simulate_cameras(scene: str | None, seed: int | None, params: tuple[str, ...], seconds: float,
                      fps: float | None, size: str, camera_file: Path | None, camera_id: str | None,
-                     out_dir: Path | None, clips: int | None, port: int | None, host: str) -> None:
+                     out_dir: Path | None, clips: int | None, port: int | None, host: str, generator: str) -> None:
     """Render synthetic street and construction-site scenes with ground truth, or serve one live as MJPEG."""
     try:
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         fail(f"--size {size!r} must be WIDTHxHEIGHT, e.g. 640x360", EXIT_CONFIG)
+    if generator == "second":
+        if port is not None or camera_file is not None:
+            fail("--serve and --camera work with the first generator only; the second writes clips (--out) with "
+                 "zones of its own", EXIT_CONFIG)
+        if out_dir is None:
+            fail("give --out DIR to write a clip of the second generator", EXIT_CONFIG)
+        try:
+            _write_second(scene, seed, params, seconds, fps or 5.0, (width, height), out_dir, clips)
+        except (ClipError, ValueError) as exc:
+            fail(str(exc), EXIT_CONFIG)
+        return
     try:
         camera = load_camera(camera_file, camera_id) if camera_file else None
         spec = _spec(scene, seed, params, camera)
@@ -79,6 +94,27 @@ def simulate_cameras(scene: str | None, seed: int | None, params: tuple[str, ...
                        f"{files.events} true events -> {files.video}, {files.truth}, {files.camera}")
     except (ClipError, SimUrlError, ValueError) as exc:
         fail(str(exc), EXIT_CONFIG)
+
+
+def _write_second(scene: str | None, seed: int | None, params: tuple[str, ...], seconds: float, fps: float,
+                  size: tuple[int, int], out_dir: Path, clips: int | None) -> None:
+    """Write clips of the second generator, with consecutive seeds when --clips is given."""
+    overrides = []
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--param {item!r} must be NAME=VALUE")
+        overrides.append((name.strip(), value.strip()))
+    base = Spec.of(scene or SceneKind.STREET.value, seed or 0, overrides)
+    width, height = size
+    for number in range(clips or 1):
+        spec = Spec(base.kind, base.seed + number, base.overrides)
+        target = out_dir / f"clip-{number:03d}" if clips else out_dir
+        started = time.monotonic()
+        files = write_clip(SecondScene(spec, fps=fps, width=width, height=height, camera_id=f"sim2-{spec.kind.value}"),
+                           seconds, target, DEFAULT_GRID_CODE)
+        click.echo(f"{spec.label}: {files.frames} frames in {time.monotonic() - started:.1f} s, "
+                   f"{files.events} true events -> {files.video}, {files.truth}, {files.camera}")
 
 
 def _serve(scene: Scene, host: str, port: int) -> None:

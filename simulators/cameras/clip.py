@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
+import numpy as np
+import numpy.typing as npt
 import orjson
 import yaml
 
 from core.city import CityError, load_cameras
-from domain.registry import Camera
-from simulators.cameras.scene import Scene
+from domain.registry import Camera, Zone
 
 VIDEO_NAME = "clip.avi"
 TRUTH_NAME = "truth.json"
 CAMERA_NAME = "camera.yaml"
 DEFAULT_GRID_CODE = "310104003001002"  # a cell of the demo city, for clips made without a camera YAML
+
+
+class ClipScene(Protocol):
+    """What a clip is written from: a scene of either generator (its rate, size, zones and id, frames, truth)."""
+
+    fps: float
+    width: int
+    height: int
+    zones: tuple[Zone, ...]
+    camera_id: str
+
+    def frames(self, start_s: float = 0.0, count: int | None = None
+               ) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]: ...
+
+    def truth_document(self, duration_s: float) -> dict[str, Any]: ...
 
 
 class ClipError(Exception):
@@ -50,7 +67,7 @@ def load_camera(path: Path, camera_id: str | None = None) -> Camera:
     return matching[0]
 
 
-def camera_yaml(camera_id: str, source: str, grid_code: str, scene: Scene) -> dict[str, Any]:
+def camera_yaml(camera_id: str, source: str, grid_code: str, scene: ClipScene) -> dict[str, Any]:
     """A camera entry of `cameras.yaml` for this scene (its id, rate, frame size and zones), reading from `source`."""
     return {
         "id": camera_id, "source": source, "grid_code": grid_code, "fps": scene.fps,
@@ -60,7 +77,7 @@ def camera_yaml(camera_id: str, source: str, grid_code: str, scene: Scene) -> di
     }
 
 
-def write_clip(scene: Scene, seconds: float, out_dir: Path, grid_code: str = DEFAULT_GRID_CODE) -> ClipFiles:
+def write_clip(scene: ClipScene, seconds: float, out_dir: Path, grid_code: str = DEFAULT_GRID_CODE) -> ClipFiles:
     """Render `seconds` of the scene into out_dir as clip.avi (MJPG), truth.json and camera.yaml."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
