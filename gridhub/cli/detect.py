@@ -145,7 +145,7 @@ def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool
         table.add_column(column, justify="left" if column == "kind" else "right")
     for score in scores.values():
         table.add_row(score.kind, *_figures(score))
-    console = Console()
+    console = Console(width=max(Console().width, 132))  # the breakdown's columns, unabridged in a log file too
     console.print(table)
     if by_condition:
         table = Table(title="by condition")
