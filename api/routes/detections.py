@@ -148,7 +148,8 @@ async def dismiss(case_id: str, body: DecisionIn, request: Request, engine: Engi
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a dismissal needs the reason in `note`")
     params = {"suppress_s": str(body.suppress_for_s)} if body.suppress_for_s else {}
     doc, _ = await asyncio.to_thread(_scoped_case, engine, caller, case_id)
-    lesson = _lesson(doc, body) if body.teach_for_s is not None else None
+    # A case that is no camera detection gets _decide's 404, whatever it asks to teach.
+    lesson = _lesson(doc, body) if body.teach_for_s is not None and doc["source"] == Source.CAMERA.value else None
     reply, _ = await _decide(request, engine, caller, bus, case_id, Command.DISMISS, body, params, lesson)
     out = DecisionOut(**_out(reply).model_dump())
     if lesson is not None:
