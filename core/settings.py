@@ -297,7 +297,7 @@ class Settings(_Section):
     @property
     def database_url(self) -> str:
         """The configured database URL (with the password from `database.password_file`), or SQLite in the
-        state directory. Show it with `shown_url`: it may hold a password."""
+        state directory. It may hold a password: show it with `storage.db.shown`."""
         if self.database.url is None:
             return f"sqlite:///{self.state_dir / 'gridhub.db'}"
         if self.database.password_file is None:
