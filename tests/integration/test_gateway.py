@@ -419,10 +419,12 @@ def publish_lines(port: int, seqs: range) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def session_present(port: int, client_id: str) -> bool:
-    """Does the broker hold a persistent session for `client_id`?"""
+def session_present(port: int, client_id: str, username: str | None = None, password: str | None = None) -> bool:
+    """Does the broker hold a persistent session for `client_id` (logged in as `username`, if given)?"""
     answer: queue.Queue[bool] = queue.Queue()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=False)
+    if username is not None:
+        client.username_pw_set(username, password)
     client.on_connect = lambda _c, _u, flags, code, _p: answer.put(not code.is_failure and flags.session_present)
     client.connect("127.0.0.1", port)
     client.loop_start()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import queue
 import re
 import signal
 import subprocess
@@ -41,20 +40,18 @@ from typing import Any
 
 import httpx
 import orjson
-import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OutOfOrderSequenceNumber
 from influxdb_client.client.influxdb_client import InfluxDBClient
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, select, update
 
 from core import kafka
 from core.city import load_city
 from core.credentials import demo_secret, password_hash
 from core.lifecycle import READY_FILE_ENV
-from core.settings import KafkaSettings, Settings, load_settings
+from core.settings import KafkaSettings, load_settings
 from domain.telemetry import Reading
 from gridhub.localbrokers import free_port
 from gridhub.services import InfluxDB, Services
@@ -67,6 +64,7 @@ from storage.devices import devices_table, seed_devices
 from storage.schema import init_db
 from storage.telemetry.sql import readings
 from tests import production
+from tests.integration.test_gateway import session_present
 from tests.integration.test_streams_pipeline import eventually, uncommitted
 from tests.integration.test_streams_restart import scripted_city_hour
 from tests.test_services import connected
@@ -468,24 +466,9 @@ def test_a_gateway_killed_mid_stream_and_retired_under_load_hands_its_share_over
         assert result == expected
         drained = re.search(r"retired gridhub-gateway-2: (\d+) messages drained", retire.log())
         assert drained is not None and int(drained[1]) > 0, retire.log()[-3000:]  # its share while it was away
-        assert not session_present(run.brokers.mosquitto.port, run.settings, "gridhub-gateway-2")
+        assert not session_present(run.brokers.mosquitto.port, "gridhub-gateway-2", run.settings.mqtt.username,
+                                   run.settings.mqtt_password())
         assert staying.alive()
-
-
-def session_present(port: int, settings: Settings, client_id: str) -> bool:
-    """Does the broker hold a persistent session for `client_id` (the hub account's)?"""
-    answer: queue.Queue[bool] = queue.Queue()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
-                         clean_session=False)
-    client.username_pw_set(settings.mqtt.username, settings.mqtt_password())
-    client.on_connect = lambda _c, _u, flags, code, _p: answer.put(not code.is_failure and flags.session_present)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        return answer.get(timeout=10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def test_kafka_stopped_for_20_s_holds_the_acknowledgements_and_loses_nothing(
