@@ -32,6 +32,8 @@ class StallSettings(_Tunables):
     stationary_on_s: float = Field(2.0, gt=0, le=60)  # pixels stationary this long form candidate blobs
     miss_reset_s: float = Field(1.0, gt=0, le=60)  # a pixel seen as background this long loses its stationary time
     min_area_share: float = Field(0.0006, gt=0, le=1)  # smallest blob, as a share of the frame
+    # A stall's box covers at least this share of the frame: smaller still things are a bag, a sitter, a bollard.
+    min_box_share: float = Field(0.003, gt=0, le=1)
     # This much foreground means the camera moved or the light failed: relearn the background.
     reset_share: float = Field(0.6, gt=0, le=1)
     track_grace_s: float = Field(4.0, gt=0, le=600)  # a track unseen this long has left...
@@ -42,9 +44,11 @@ class StallSettings(_Tunables):
     # Blobs closer than this share of their height are pieces of one object (goods, vendor, shadow)...
     group_reach: float = Field(0.25, ge=0, le=5)
     compact: float = Field(1.6, ge=1, le=10)  # ...when their union box is no bigger than this × their boxes
+    # Stationary pixels whose ages differ by more than this arrived apart: separate objects (a cart by a parked car).
+    age_split_s: float = Field(20.0, gt=0, le=3600)
     # A new blob this close to a reported object is a part of it (an umbrella over its table).
-    known_reach: float = Field(0.75, ge=0, le=5)
-    person_aspect: float = Field(2.2, gt=0, le=20)  # a static blob this much taller than wide is a person standing
+    known_reach: float = Field(1.0, ge=0, le=5)
+    person_aspect: float = Field(1.8, gt=0, le=20)  # a static blob this much taller than wide is a person standing
     # A blob wider than this share of the frame is walkers and their shadows merged, not a stall.
     max_width_share: float = Field(0.3, gt=0, le=1)
     # A stall is solid: its stationary pixels fill at least this share of its box (outlines do not).
@@ -82,6 +86,9 @@ class DustSettings(_Tunables):
     airlight_max_contrast: float = Field(1.05, gt=0, le=5)
     airlight_max: float = Field(0.25, gt=0, le=5)  # ...and it stays below this; more is light (a cloud moving off)
     reference_quantile: float = Field(75.0, ge=0, le=100)  # the frame's change of light is this percentile of cells
+    # A cell whose log brightness jumped by this much in one step, beyond the frame's median jump (machinery)...
+    busy_change: float = Field(0.05, gt=0, le=5)
+    busy_s: float = Field(5.0, ge=0, le=600)  # ...is not judged for this long, and teaches its clear baseline
     score_on: float = Field(0.03, gt=0, le=1)  # share of dusty cells that starts an episode...
     score_off: float = Field(0.015, gt=0, le=1)  # ...and that it needs to go on
     min_cells: int = Field(3, ge=1)  # and at least this many cells: a plume, not a parked wheelbarrow

@@ -70,11 +70,15 @@ class DustDetector:
                 coverage = cv2.resize(_with_air(area.mask, settings.air_rise).astype(np.float32), self._grid,
                                       interpolation=cv2.INTER_AREA)
                 self._zones.append(_ZoneDust(area, coverage >= 0.5))
+        self._outside = ~np.logical_or.reduce([zone.cells for zone in self._zones]) if self._zones else \
+            np.ones((self._grid[1], self._grid[0]), np.bool_)
         self._t: float | None = None
         self._smooth = np.empty((0,), np.float32)  # (rows, cols, 3): cv, texture, log brightness
+        self._last = np.empty((0,), np.float32)  # the measures of the last step, unsmoothed
         self._samples = np.empty((0,), np.float32)  # (samples, rows, cols, 3), a ring
         self._baseline = np.empty((0,), np.float32)
         self._dusty = np.empty((0,), np.float32)
+        self._busy_t = np.full((self._grid[1], self._grid[0]), -math.inf)  # when each cell last saw hard motion
         self._sample_t = 0.0
         self._count = 0
         self.scores: dict[str, float] = {}
@@ -103,7 +107,7 @@ class DustDetector:
         measures, mean = self._measures(frame)
         s = self._settings
         if self._t is None:
-            self._smooth = measures
+            self._smooth, self._last = measures, measures
             self._samples = np.full((s.samples, *measures.shape), np.nan, np.float32)
             self._samples[0] = measures
             self._baseline, self._sample_t, self._count = measures.copy(), t, 1
@@ -114,11 +118,18 @@ class DustDetector:
         self._t = t
         self._smooth += (measures - self._smooth) * np.float32(1 - math.exp(-dt / s.smooth_s))
         exposed = mean < s.overexposed
-        hazy = self._hazy(exposed)
+        # Machinery and vehicles change a cell's brightness by much in a moment; dust drifts in, rain streaks are
+        # thin. A cell worked in lately is not judged, and what it looks like meanwhile (an arm swung away, a
+        # truck's flat side) is learned as clear.
+        change = measures[..., 2] - self._last[..., 2]
+        self._busy_t[np.abs(change - np.median(change)) >= s.busy_change] = t
+        self._last = measures
+        busy = t - self._busy_t <= s.busy_s
+        hazy = self._hazy(exposed) & ~busy
         self._dusty += (hazy.astype(np.float32) - self._dusty) * np.float32(1 - math.exp(-dt / s.dusty_s))
         dusty = self._dusty >= s.dusty_share
         if t - self._sample_t >= s.sample_s:
-            self._sample(hazy | (self._dusty > 0.3), t)
+            self._sample((hazy | (self._dusty > 0.3)) & ~busy, t)
         for zone in self._zones:
             cells = zone.cells & exposed
             count = int((dusty & cells).sum())
@@ -135,7 +146,9 @@ class DustDetector:
         contrast = np.sqrt(np.clip(ratio[..., 0], 0, None) * np.clip(ratio[..., 1], 0, None))
         structured = (self._baseline[..., 0] >= s.min_cv) & (self._baseline[..., 1] >= s.min_texture)
         brightening = self._smooth[..., 2] - self._baseline[..., 2]
-        reference = float(np.percentile(brightening[exposed], s.reference_quantile)) if exposed.any() else 0.0
+        # The change of light is read away from the sites where it can (a big plume would brighten it).
+        around = exposed & self._outside if (exposed & self._outside).sum() >= 0.1 * exposed.size else exposed
+        reference = float(np.percentile(brightening[around], s.reference_quantile)) if around.any() else 0.0
         lighter = brightening - reference
         airlight = (lighter >= s.airlight) & (lighter <= s.airlight_max) & (contrast <= s.airlight_max_contrast)
         return exposed & ((structured & (contrast <= 1 - s.hazy)) | airlight)

@@ -183,17 +183,21 @@ class StallDetector:
         s = self._settings
         static = (self._stationary >= s.stationary_on_s).view(np.uint8)
         static = u8(cv2.morphologyEx(static, cv2.MORPH_CLOSE, _CLOSE))
-        count, _, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
+        # Things that arrived at different times are different things, even touching (a cart set down by a
+        # parked car): cut the static mask where the stationary time jumps.
+        static[cv2.morphologyEx(self._stationary, cv2.MORPH_GRADIENT, _SMALL) > s.age_split_s] = 0
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
         min_area = s.min_area_share * self._shape[0] * self._shape[1]
-        blobs = [(int(x), int(y), int(w), int(h), int(area))
-                 for x, y, w, h, area in stats[1:count] if area >= min_area]
+        blobs = [_Blob((int(x), int(y), int(w), int(h)), int(area), self._age(labels, label, (x, y, w, h)))
+                 for label, (x, y, w, h, area) in enumerate(stats[1:count], 1) if area >= min_area]
         seen: dict[int, tuple[tuple[int, int, int, int], int]] = {}
-        for box, area in _group(blobs, s):
-            track = self._match(box)
+        for blob in _group(blobs, s):
+            box, area = blob.box, blob.area
+            track = self._match(blob, t)
             if track is None:
                 if self._near_known(box):
                     continue  # a piece of a reported object (goods, a customer): not another object
-                track = _Track(self._next_id, box, t - s.stationary_on_s, t, None, 0.0, box, t)
+                track = _Track(self._next_id, box, t - max(blob.age_s, s.stationary_on_s), t, None, 0.0, box, t)
                 self._next_id += 1
                 self._tracks.append(track)
             if track.id in seen and seen[track.id][1] >= area:  # two objects now match one track: keep the larger
@@ -232,10 +236,20 @@ class StallDetector:
         return any(track.confirmed and track.box != box and _overlap(box, _grown(track.box, reach)) > 0
                    for track in self._tracks)
 
-    def _match(self, box: tuple[int, int, int, int]) -> _Track | None:
+    def _age(self, labels: npt.NDArray[np.int32], label: int, box: tuple[int, int, int, int]) -> float:
+        """How long a blob has stood: the median stationary time of its pixels."""
+        x, y, w, h = box
+        pixels = self._stationary[y:y + h, x:x + w][labels[y:y + h, x:x + w] == label]
+        return float(np.median(pixels))
+
+    def _match(self, blob: _Blob, t: float) -> _Track | None:
+        """The track the blob continues: the one it overlaps most, among those that arrived when it did (a
+        reported stall keeps any blob over it: pieces of it hidden for a while come back younger)."""
         best, best_overlap = None, 0.0
         for track in self._tracks:
-            overlap = _overlap(box, track.box)
+            if not track.confirmed and abs((t - track.since_t) - blob.age_s) > self._settings.age_split_s:
+                continue
+            overlap = _overlap(blob.box, track.box)
             if overlap > best_overlap:
                 best, best_overlap = track, overlap
         return best if best_overlap >= 0.3 else None
@@ -289,7 +303,9 @@ class StallDetector:
     def _plausible(self, track: _Track) -> bool:
         """Whether the track is shaped like one object rather than a merge of shadows and passers-by."""
         s = self._settings
-        return (track.box[2] <= s.max_width_share * self._shape[1] and track.fill >= s.min_fill
+        width, height = track.box[2:]
+        return (width <= s.max_width_share * self._shape[1] and track.fill >= s.min_fill
+                and width * height >= s.min_box_share * self._shape[0] * self._shape[1]
                 and not _person_shaped(track.box, s.person_aspect))
 
     def _source_box(self, box: tuple[int, int, int, int]) -> Box:
@@ -319,24 +335,34 @@ def _grown(box: tuple[int, int, int, int], reach: float) -> tuple[int, int, int,
     return (x - margin, y - margin, w + 2 * margin, h + 2 * margin)
 
 
-def _group(blobs: list[tuple[int, int, int, int, int]],
-           settings: StallSettings) -> list[tuple[tuple[int, int, int, int], int]]:
-    """Blobs (x, y, w, h, area) merged into objects where their grown boxes meet and their union is compact
-    (side by side, not two objects diagonally apart): (union box, total area)."""
-    groups = [((x, y, w, h), area) for x, y, w, h, area in blobs]
+@dataclass(frozen=True, slots=True)
+class _Blob:
+    """Stationary pixels that belong together: box (working pixels), pixel count, and how long they have stood."""
+
+    box: tuple[int, int, int, int]
+    area: int
+    age_s: float
+
+
+def _group(blobs: list[_Blob], settings: StallSettings) -> list[_Blob]:
+    """Blobs merged into objects where their grown boxes meet, their union is compact (side by side, not two
+    objects diagonally apart) and they arrived at about the same time."""
+    groups = list(blobs)
     merged = True
     while merged:
         merged = False
         for i in range(len(groups)):
             for j in range(i + 1, len(groups)):
-                a, b = groups[i][0], groups[j][0]
+                a, b = groups[i].box, groups[j].box
                 box = _union([a, b])
                 near = _overlap(_grown(a, settings.group_reach), _grown(b, settings.group_reach)) > 0
                 compact = box[2] * box[3] <= settings.compact * (a[2] * a[3] + b[2] * b[3])
                 aspect = settings.person_aspect
-                if near and compact and (_side_by_side(a, b)
-                                         or not (_person_shaped(a, aspect) or _person_shaped(b, aspect))):
-                    groups[i] = (box, groups[i][1] + groups[j][1])
+                together = abs(groups[i].age_s - groups[j].age_s) <= settings.age_split_s
+                if near and compact and together and (
+                        _side_by_side(a, b) or not (_person_shaped(a, aspect) or _person_shaped(b, aspect))):
+                    larger = max(groups[i], groups[j], key=lambda blob: blob.area)
+                    groups[i] = _Blob(box, groups[i].area + groups[j].area, larger.age_s)
                     del groups[j]
                     merged = True
                     break
