@@ -187,8 +187,8 @@ class StallDetector:
         # parked car): cut the static mask where the stationary time jumps. That also peels the outline, and thin
         # parts such as a pole, off whatever has stood longer than the jump; a track keeps its object regardless.
         static[cv2.morphologyEx(self._stationary, cv2.MORPH_GRADIENT, _SMALL) > s.age_split_s] = 0
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
-        labels = np.asarray(labels, np.int32)
+        count, labelled, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
+        labels = np.asarray(labelled, np.int32)
         min_area = s.min_area_share * self._shape[0] * self._shape[1]
         blobs = [_Blob((int(x), int(y), int(w), int(h)), int(area), self._age(labels, label, (x, y, w, h)))
                  for label, (x, y, w, h, area) in enumerate(stats[1:count], 1) if area >= min_area]
