@@ -8,7 +8,9 @@ trying pairs in order of decreasing overlap, so a detection that could serve two
 it overlaps most unless that would leave the other unmatched.
 
 Precision = matched detections / detections; recall = matched truth events / truth events; alert delay of a
-match = the detection's `alert_s` − the truth's `start_s`, averaged over the matches of the kind.
+match = the detection's `alert_s` − the truth's `start_s`, averaged over the matches of the kind. The delay
+beyond dwell of a match = that delay − the dwell of the truth's zone (the truth document's `dwell_s` map),
+averaged over the matches whose zone has one: the target is "mean alert delay ≤ dwell + 5 s", zone by zone.
 
 A truth document may say under what `conditions` its clip was made (the scene generators write the generator,
 fps, resolution, night, shake, weather, …); `breakdown` scores the clips of each value of each condition
@@ -43,6 +45,7 @@ class Interval:
     start_s: float
     end_s: float
     alert_s: float
+    dwell_s: float | None = None  # of the zone, on truth events whose document states it
 
     @property
     def key(self) -> tuple[int, str, str, str]:
@@ -59,6 +62,7 @@ class KindScore:
     detections: int
     matched: int
     mean_delay_s: float | None
+    mean_over_dwell_s: float | None
 
     @property
     def precision(self) -> float | None:
@@ -74,11 +78,13 @@ class KindScore:
         """For `--json`."""
         return {"truth": self.truth, "detections": self.detections, "matched": self.matched,
                 "precision": _round(self.precision), "recall": _round(self.recall),
-                "mean_alert_delay_s": _round(self.mean_delay_s)}
+                "mean_alert_delay_s": _round(self.mean_delay_s),
+                "mean_alert_delay_beyond_dwell_s": _round(self.mean_over_dwell_s)}
 
 
-def read_events(path: Path, clip: int) -> list[Interval]:
-    """Events of a file: JSON lines (`.jsonl`), else a JSON list or an object with an `events` list."""
+def read_events(path: Path, clip: int, dwell: Mapping[str, float] | None = None) -> list[Interval]:
+    """Events of a file: JSON lines (`.jsonl`), else a JSON list or an object with an `events` list; each
+    carries the `dwell` of its zone, if given."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -94,21 +100,34 @@ def read_events(path: Path, clip: int) -> list[Interval]:
         raise EvalInputError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(records, list):
         raise EvalInputError(f"{path}: expected a list of events or an object with an 'events' list")
-    return [_interval(record, path, clip, number) for number, record in enumerate(records, 1)]
+    return [_interval(record, path, clip, number, dwell or {}) for number, record in enumerate(records, 1)]
 
 
 def read_conditions(path: Path) -> dict[str, str]:
     """The `conditions` of a truth document, each value as text ("true", "10", "rain"); none for a bare list."""
+    return {str(name): _as_text(value) for name, value in _object(path, "conditions").items()}
+
+
+def read_dwell(path: Path) -> dict[str, float]:
+    """The `dwell_s` of a truth document, seconds by zone id; none for a bare list."""
+    try:
+        return {str(zone): float(seconds) for zone, seconds in _object(path, "dwell_s").items()}
+    except (TypeError, ValueError):
+        raise EvalInputError(f"{path}: 'dwell_s' must map zone ids to seconds") from None
+
+
+def _object(path: Path, name: str) -> dict[Any, Any]:
+    """The object `name` at the top of a JSON document; empty if it has none."""
     try:
         document: Any = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
         raise EvalInputError(f"{path}: cannot read: {exc}") from None
-    conditions = document.get("conditions") if isinstance(document, dict) else None
-    if conditions is None:
+    value = document.get(name) if isinstance(document, dict) else None
+    if value is None:
         return {}
-    if not isinstance(conditions, dict):
-        raise EvalInputError(f"{path}: 'conditions' must be an object")
-    return {str(name): _as_text(value) for name, value in conditions.items()}
+    if not isinstance(value, dict):
+        raise EvalInputError(f"{path}: '{name}' must be an object")
+    return value
 
 
 def _as_text(value: Any) -> str:
@@ -119,12 +138,13 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def _interval(record: Any, path: Path, clip: int, number: int) -> Interval:
+def _interval(record: Any, path: Path, clip: int, number: int, dwell: Mapping[str, float]) -> Interval:
     try:
         start, end = float(record["start_s"]), float(record["end_s"])
         alert = record.get("alert_s")
-        return Interval(clip, str(record["camera_id"]), str(record["zone_id"]), str(record["kind"]), start, end,
-                        float(alert) if alert is not None else start)
+        zone = str(record["zone_id"])
+        return Interval(clip, str(record["camera_id"]), zone, str(record["kind"]), start, end,
+                        float(alert) if alert is not None else start, dwell.get(zone))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise EvalInputError(f"{path}: event {number}: missing or invalid field ({exc!r})") from None
 
@@ -159,11 +179,18 @@ def evaluate(clips: Iterable[tuple[list[Interval], list[Interval]]]) -> dict[str
     pairs = match(truth, detections)
     scores = {}
     for kind in sorted({*KINDS, *(i.kind for i in truth), *(i.kind for i in detections)}):
-        delays = [detections[d].alert_s - truth[t].start_s for t, d in pairs if truth[t].kind == kind]
+        matches = [(truth[t], detections[d]) for t, d in pairs if truth[t].kind == kind]
+        delays = [found.alert_s - event.start_s for event, found in matches]
+        beyond = [found.alert_s - event.start_s - event.dwell_s for event, found in matches
+                  if event.dwell_s is not None]
         scores[kind] = KindScore(kind, sum(1 for i in truth if i.kind == kind),
-                                 sum(1 for i in detections if i.kind == kind), len(delays),
-                                 sum(delays) / len(delays) if delays else None)
+                                 sum(1 for i in detections if i.kind == kind), len(matches),
+                                 _mean(delays), _mean(beyond))
     return scores
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 Clip = tuple[list[Interval], list[Interval], Mapping[str, str]]  # truth, detections, conditions

@@ -130,22 +130,32 @@ def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool
     from rich.console import Console
     from rich.table import Table
 
-    from detectors.evaluate import EvalInputError, breakdown, evaluate, pair_files, read_conditions, read_events
+    from detectors.evaluate import (
+        EvalInputError,
+        breakdown,
+        evaluate,
+        pair_files,
+        read_conditions,
+        read_dwell,
+        read_events,
+    )
 
     try:
         pairs = pair_files(truth, events)
-        clips = [(read_events(t, clip), read_events(e, clip), read_conditions(t)) for clip, (t, e) in enumerate(pairs)]
+        clips = [(read_events(t, clip, read_dwell(t)), read_events(e, clip), read_conditions(t))
+                 for clip, (t, e) in enumerate(pairs)]
     except EvalInputError as exc:
         fail(str(exc), EXIT_CONFIG)
     scores = evaluate((found, detected) for found, detected, _ in clips)
     by_condition = breakdown(clips)
-    columns = ("truth", "detections", "matched", "precision", "recall", "mean alert delay (s)")
+    columns = ("truth", "detections", "matched", "precision", "recall", "mean alert delay (s)",
+               "delay beyond dwell (s)")
     table = Table(title=f"gridhub detect eval ({len(pairs)} clip(s))")
     for column in ("kind", *columns):
         table.add_column(column, justify="left" if column == "kind" else "right")
     for score in scores.values():
         table.add_row(score.kind, *_figures(score))
-    console = Console(width=max(Console().width, 132))  # the breakdown's columns, unabridged in a log file too
+    console = Console(width=max(Console().width, 156))  # the breakdown's columns, unabridged in a log file too
     console.print(table)
     if by_condition:
         table = Table(title="by condition")
@@ -191,7 +201,7 @@ def _read_cameras(path: Path) -> list[Camera]:
 
 def _figures(score: KindScore) -> tuple[str, ...]:
     return (str(score.truth), str(score.detections), str(score.matched), _figure(score.precision),
-            _figure(score.recall), _figure(score.mean_delay_s, 1))
+            _figure(score.recall), _figure(score.mean_delay_s, 1), _figure(score.mean_over_dwell_s, 1))
 
 
 def _figure(value: float | None, digits: int = 3) -> str:

@@ -22,8 +22,9 @@ def _event(kind: str, start: float, end: float, zone: str = "z1", alert: float |
     return record
 
 
-def _interval(kind: str, start: float, end: float, alert: float | None = None, zone: str = "z1") -> Interval:
-    return Interval(0, "cam", zone, kind, start, end, start if alert is None else alert)
+def _interval(kind: str, start: float, end: float, alert: float | None = None, zone: str = "z1",
+              dwell: float | None = None) -> Interval:
+    return Interval(0, "cam", zone, kind, start, end, start if alert is None else alert, dwell)
 
 
 def _write(tmp_path: Path, name: str, truth: list[dict[str, Any]], events: list[dict[str, Any]],
@@ -49,9 +50,9 @@ def test_eval_prints_precision_recall_and_mean_alert_delay_per_kind(tmp_path: Pa
     assert result.exit_code == 0, result.output
     kinds = orjson.loads(result.output.splitlines()[-1])["kinds"]
     assert kinds["stall"] == {"truth": 2, "detections": 3, "matched": 2, "precision": 0.667, "recall": 1.0,
-                              "mean_alert_delay_s": 65.0}
+                              "mean_alert_delay_s": 65.0, "mean_alert_delay_beyond_dwell_s": None}
     assert kinds["dust"] == {"truth": 1, "detections": 1, "matched": 1, "precision": 1.0, "recall": 1.0,
-                             "mean_alert_delay_s": 40.0}
+                             "mean_alert_delay_s": 40.0, "mean_alert_delay_beyond_dwell_s": None}
     assert "0.667" in result.output
 
 
@@ -91,7 +92,8 @@ def test_clips_are_scored_together_and_never_matched_across(tmp_path: Path) -> N
     document = orjson.loads(result.output.splitlines()[-1])
     assert document["clips"] == 2 and first[0].parent.name == "a" and second[0].parent.name == "b"
     assert document["kinds"]["dust"] == {"truth": 1, "detections": 1, "matched": 0, "precision": 0.0,
-                                         "recall": 0.0, "mean_alert_delay_s": None}
+                                         "recall": 0.0, "mean_alert_delay_s": None,
+                                         "mean_alert_delay_beyond_dwell_s": None}
 
 
 def test_unpaired_files_are_refused(tmp_path: Path) -> None:
@@ -108,6 +110,46 @@ def test_a_truth_file_that_is_not_events_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(truth_path), "--events", str(events_path)])
     assert result.exit_code == EXIT_CONFIG
     assert "event 1: missing or invalid field" in result.output
+
+
+def test_the_delay_beyond_dwell_subtracts_the_dwell_of_each_truth_events_own_zone() -> None:
+    truth = [_interval("stall", 100, 300, zone="short", dwell=30),
+             _interval("stall", 100, 300, zone="long", dwell=90),
+             _interval("stall", 100, 300, zone="unknown")]  # no dwell: counts for the delay only
+    detections = [_interval("stall", 100, 300, alert=150, zone="short"),  # 50 s late, 20 s beyond dwell
+                  _interval("stall", 100, 300, alert=200, zone="long"),  # 100 s late, 10 s beyond dwell
+                  _interval("stall", 100, 300, alert=130, zone="unknown")]  # 30 s late
+    score = evaluate([(truth, detections)])["stall"]
+    assert (score.mean_delay_s, score.mean_over_dwell_s) == (60.0, 15.0)
+    without_dwell = evaluate([(truth[2:], detections[2:])])["stall"]
+    assert (without_dwell.mean_delay_s, without_dwell.mean_over_dwell_s) == (30.0, None)
+
+
+def test_eval_reads_the_dwell_of_the_truth_document_and_reports_the_delay_beyond_it(tmp_path: Path) -> None:
+    truth_path, events_path = _write(tmp_path, "clip", [_event("stall", 100, 300, zone="short"),
+                                                       _event("stall", 100, 300, zone="long")],
+                                     [_event("stall", 100, 300, zone="short", alert=150),
+                                      _event("stall", 100, 300, zone="long", alert=200)])
+    truth_path.write_bytes(orjson.dumps({"camera_id": "cam", "dwell_s": {"short": 30, "long": 90},
+                                         "events": orjson.loads(truth_path.read_bytes())}))
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(truth_path), "--events", str(events_path),
+                                      "--report", str(report), "--json"])
+    assert result.exit_code == 0, result.output
+    for document in (orjson.loads(report.read_bytes()), orjson.loads(result.output.splitlines()[-1])):
+        stall = document["kinds"]["stall"]
+        assert (stall["mean_alert_delay_s"], stall["mean_alert_delay_beyond_dwell_s"]) == (75.0, 15.0)
+    assert "delay beyond dwell (s)" in result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("│ stall"))
+    assert [cell.strip() for cell in row.split("│")[-3:-1]] == ["75.0", "15.0"]  # after the mean alert delay
+
+
+def test_a_truth_dwell_that_is_not_seconds_is_refused(tmp_path: Path) -> None:
+    truth_path, events_path = _write(tmp_path, "a", [], [])
+    truth_path.write_text('{"dwell_s": {"z1": "long"}, "events": []}', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(truth_path), "--events", str(events_path)])
+    assert result.exit_code == EXIT_CONFIG
+    assert "'dwell_s' must map zone ids to seconds" in result.output
 
 
 def _clip_with_conditions(tmp_path: Path, name: str, conditions: dict[str, Any], truth: list[dict[str, Any]],
