@@ -71,6 +71,8 @@ class DustSettings(_Tunables):
     """The dust detector (0302, `construction` zones): see `detectors/dust.py`."""
 
     cell_px: int = Field(12, ge=2, le=120)  # working pixels per side of a cell of the haze grid
+    # The first clear baseline is the median of this much video (workers standing at the start walk off).
+    bootstrap_s: float = Field(20.0, ge=0, le=600)
     step_s: float = Field(0.5, gt=0, le=10)  # the score is computed this often (dust is slow)
     smooth_s: float = Field(2.0, gt=0, le=60)  # time constant of each cell's measures
     sample_s: float = Field(2.0, gt=0, le=60)  # the clear baseline takes a sample this often...
@@ -87,11 +89,13 @@ class DustSettings(_Tunables):
     airlight_max: float = Field(0.25, gt=0, le=5)  # ...and it stays below this; more is light (a cloud moving off)
     reference_quantile: float = Field(75.0, ge=0, le=100)  # the frame's change of light is this percentile of cells
     # A cell whose log brightness jumped by this much in one step, beyond the frame's median jump (machinery)...
-    busy_change: float = Field(0.05, gt=0, le=5)
+    busy_change: float = Field(0.1, gt=0, le=5)
+    busy_cells: int = Field(3, ge=1, le=9)  # ...together with enough of the 3×3 cells around it (a machine is big)
+    veil_cells: int = Field(2, ge=1, le=9)  # a hazy cell is dust, not taught, with this many hazy in its 3×3
     busy_s: float = Field(5.0, ge=0, le=600)  # ...is not judged for this long, and teaches its clear baseline
     score_on: float = Field(0.03, gt=0, le=1)  # share of dusty cells that starts an episode...
     score_off: float = Field(0.015, gt=0, le=1)  # ...and that it needs to go on
-    min_cells: int = Field(3, ge=1)  # and at least this many cells: a plume, not a parked wheelbarrow
+    min_cells: int = Field(6, ge=1)  # and at least this many cells: a plume, not a parked wheelbarrow
     # The score may dip below its threshold this long without breaking an episode (one plume, one event).
     gap_s: float = Field(15.0, ge=0, le=600)
     # An episode starts when the zone's first cells went dusty, at most this long before its score reaches score_on.

@@ -70,9 +70,8 @@ class DustDetector:
                 coverage = cv2.resize(_with_air(area.mask, settings.air_rise).astype(np.float32), self._grid,
                                       interpolation=cv2.INTER_AREA)
                 self._zones.append(_ZoneDust(area, coverage >= 0.5))
-        self._outside = ~np.logical_or.reduce([zone.cells for zone in self._zones]) if self._zones else \
-            np.ones((self._grid[1], self._grid[0]), np.bool_)
         self._t: float | None = None
+        self._start_t = 0.0
         self._smooth = np.empty((0,), np.float32)  # (rows, cols, 3): cv, texture, log brightness
         self._last = np.empty((0,), np.float32)  # the measures of the last step, unsmoothed
         self._samples = np.empty((0,), np.float32)  # (samples, rows, cols, 3), a ring
@@ -112,24 +111,37 @@ class DustDetector:
             self._samples[0] = measures
             self._baseline, self._sample_t, self._count = measures.copy(), t, 1
             self._dusty = np.zeros(measures.shape[:2], np.float32)
-            self._t = t
+            self._t = self._start_t = t
             return
         dt = t - self._t
         self._t = t
         self._smooth += (measures - self._smooth) * np.float32(1 - math.exp(-dt / s.smooth_s))
         exposed = mean < s.overexposed
         # Machinery and vehicles change a cell's brightness by much in a moment; dust drifts in, rain streaks are
-        # thin. A cell worked in lately is not judged, and what it looks like meanwhile (an arm swung away, a
-        # truck's flat side) is learned as clear.
+        # thin. Such a cell shows something else now (an arm swung away, a truck's flat side): its clear baseline
+        # starts again from what it shows, and it is not judged until that has settled.
         change = measures[..., 2] - self._last[..., 2]
-        self._busy_t[np.abs(change - np.median(change)) >= s.busy_change] = t
+        jumped = (np.abs(change - np.median(change)) >= s.busy_change).astype(np.float32)
+        # Machines are big: a jump counts where enough of the 3×3 cells around it jumped with it (not a walker).
+        moved = (jumped > 0) & (cv2.boxFilter(jumped, -1, (3, 3), normalize=False) >= s.busy_cells)
         self._last = measures
+        if moved.any():
+            self._busy_t[moved] = t
+            self._samples[:, moved] = np.nan
+            self._samples[(self._count - 1) % s.samples, moved] = measures[moved]
+            self._smooth[moved] = self._baseline[moved] = measures[moved]
         busy = t - self._busy_t <= s.busy_s
-        hazy = self._hazy(exposed) & ~busy
+        # The first baseline is what the cells show most of the first seconds: nothing is judged meanwhile.
+        learning = t - self._start_t < s.bootstrap_s
+        hazy = self._hazy(exposed & ~busy) & ~learning
         self._dusty += (hazy.astype(np.float32) - self._dusty) * np.float32(1 - math.exp(-dt / s.dusty_s))
         dusty = self._dusty >= s.dusty_share
         if t - self._sample_t >= s.sample_s:
-            self._sample((hazy | (self._dusty > 0.3)) & ~busy, t)
+            # Dust does not teach the baseline. A plume veils cells side by side; a cell hazy on its own is
+            # something that left it (a worker who stood there at the start), and its baseline follows.
+            unclear = (hazy | (self._dusty > 0.3)).astype(np.float32)
+            veiled = cv2.boxFilter(unclear, -1, (3, 3), normalize=False) >= s.veil_cells
+            self._sample((unclear > 0) & veiled & ~busy, busy, t)
         for zone in self._zones:
             cells = zone.cells & exposed
             count = int((dusty & cells).sum())
@@ -139,24 +151,31 @@ class DustDetector:
                 zone.clear_t = t
             self._persist(zone, score if count >= s.min_cells else 0.0, t)
 
-    def _hazy(self, exposed: Cells) -> Cells:
-        """Cells that look veiled now: contrast lost, or brighter than the frame's light explains."""
+    def _hazy(self, candidates: Cells) -> Cells:
+        """Which of the candidate cells (exposed, not busy) look veiled now: contrast lost, or brighter than the
+        frame's light explains; the frame's changes of light and contrast are read over the candidates."""
         s = self._settings
         ratio = self._smooth[..., :2] / np.maximum(self._baseline[..., :2], np.float32(1e-6))
         contrast = np.sqrt(np.clip(ratio[..., 0], 0, None) * np.clip(ratio[..., 1], 0, None))
         structured = (self._baseline[..., 0] >= s.min_cv) & (self._baseline[..., 1] >= s.min_texture)
+        # A loss of contrast over most of the frame is the camera's (shaken, defocused, compressed harder), not
+        # dust: contrast is taken relative to the frame's upper quartile when that fell.
+        judged = candidates & structured
+        if judged.any():
+            contrast = contrast / min(1.0, max(float(np.percentile(contrast[judged], s.reference_quantile)), 1e-3))
         brightening = self._smooth[..., 2] - self._baseline[..., 2]
-        # The change of light is read away from the sites where it can (a big plume would brighten it).
-        around = exposed & self._outside if (exposed & self._outside).sum() >= 0.1 * exposed.size else exposed
-        reference = float(np.percentile(brightening[around], s.reference_quantile)) if around.any() else 0.0
+        reference = float(np.percentile(brightening[candidates], s.reference_quantile)) if candidates.any() else 0.0
         lighter = brightening - reference
         airlight = (lighter >= s.airlight) & (lighter <= s.airlight_max) & (contrast <= s.airlight_max_contrast)
-        return exposed & ((structured & (contrast <= 1 - s.hazy)) | airlight)
+        return candidates & ((structured & (contrast <= 1 - s.hazy)) | airlight)
 
-    def _sample(self, unclear: Cells, t: float) -> None:
-        """Add the clear cells' measures to the baseline's samples (the others keep theirs) and update it."""
+    def _sample(self, unclear: Cells, busy: Cells, t: float) -> None:
+        """Add the clear cells' measures to the baseline's samples (the others keep theirs) and update it; a busy
+        cell's samples are only its latest, so that its baseline is what it settled into."""
         slot = self._count % self._settings.samples
         self._samples[slot] = np.where(unclear[..., None], self._samples[slot - 1], self._smooth)
+        self._samples[:, busy] = np.nan
+        self._samples[slot, busy] = self._smooth[busy]
         self._count += 1
         self._sample_t = t
         self._baseline = np.nanmedian(self._samples, axis=0).astype(np.float32)

@@ -1,4 +1,5 @@
-"""Short synthetic camera clips for the detector tests: a textured street or site, walkers, a stall, a dust plume.
+"""Short synthetic camera clips for the detector tests: a textured street or site, walkers, a stall, a dust plume,
+a digger's swinging arm.
 
 Deliberately simpler than the camera simulator and drawn differently, so that the detectors are not tuned to
 one renderer.
@@ -65,6 +66,31 @@ class Plume:
     colour: tuple[int, int, int] = (150, 170, 185)  # BGR grey-brown
 
 
+@dataclass(frozen=True)
+class Arm:
+    """A digger's arm from `pivot`: it holds at one angle (degrees) for `hold_s`, swings to the other in 2 s,
+    holds there, and swings back, over and over."""
+
+    pivot: tuple[int, int]
+    length: int
+    angles: tuple[float, float]
+    hold_s: float = 12.0
+    colour: tuple[int, int, int] = (20, 190, 235)  # BGR yellow
+
+    def angle(self, t: float) -> float:
+        """The arm's angle at `t`."""
+        swing_s = 2.0
+        phase = t % (2 * (self.hold_s + swing_s))
+        a, b = self.angles
+        if phase < self.hold_s:
+            return a
+        if phase < self.hold_s + swing_s:
+            return a + (b - a) * (phase - self.hold_s) / swing_s
+        if phase < 2 * self.hold_s + swing_s:
+            return b
+        return b + (a - b) * (phase - 2 * self.hold_s - swing_s) / swing_s
+
+
 @dataclass
 class Scene:
     """What happens in a clip."""
@@ -75,6 +101,7 @@ class Scene:
     walkers: list[Walker] = field(default_factory=list)
     stalls: list[Stall] = field(default_factory=list)
     plumes: list[Plume] = field(default_factory=list)
+    arms: list[Arm] = field(default_factory=list)
     gain: list[tuple[float, float]] = field(default_factory=list)  # (from_s, gain) steps of global lighting
     seed: int = 0
 
@@ -102,6 +129,11 @@ def render(scene: Scene, t: float, background: Image, rng: np.random.Generator) 
     frame = background.copy()
     for stall in scene.stalls:
         _draw_stall(frame, stall, t)
+    for arm in scene.arms:
+        angle = np.radians(arm.angle(t))
+        tip = (int(arm.pivot[0] + arm.length * np.cos(angle)), int(arm.pivot[1] - arm.length * np.sin(angle)))
+        cv2.line(frame, arm.pivot, tip, arm.colour, 9)
+        cv2.line(frame, arm.pivot, tip, (10, 60, 80), 2)
     for walker in scene.walkers:
         x = walker.x(t, width)
         if x is not None:

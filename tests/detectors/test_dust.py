@@ -11,7 +11,7 @@ from core.detect_settings import DustSettings
 from core.settings import DetectSettings
 from detectors.offline import detect_clip
 from tests.detectors.conftest import site_camera, walkers
-from tests.detectors.scenes import Scene
+from tests.detectors.scenes import Arm, Scene
 
 
 def test_a_dust_plume_that_persists_is_a_dust_detection_over_its_zone(plume_clip: Path) -> None:
@@ -44,3 +44,13 @@ def test_a_zone_watches_the_air_above_it_and_nothing_below_or_beside() -> None:
 def test_the_dust_tunables_come_from_the_settings(plume_clip: Path) -> None:
     more_cells_than_the_plume = DetectSettings(dust=DustSettings(min_cells=10_000))
     assert detect_clip(site_camera(str(plume_clip)), str(plume_clip), more_cells_than_the_plume).detections == []
+
+
+def test_a_digger_arm_swinging_to_and_fro_over_the_site_is_not_dust(clips: Callable[[str, Scene], Path]) -> None:
+    """Where an arm stood a while ago the cell has lost its edges, as under dust; but it lost them in a moment,
+    over several cells at once, which dust never does, and the cell's baseline starts again from what it shows."""
+    arms = [Arm((90, 150), 110, (20, 70)), Arm((230, 150), 100, (160, 110), hold_s=9)]
+    clip = clips("arms", Scene(seconds=150, walkers=walkers(150, 9.0), arms=arms, seed=5))
+    assert detect_clip(site_camera(str(clip)), str(clip)).detections == []
+    without_the_rule = DetectSettings(dust=DustSettings(busy_change=5.0))  # no jump is ever big enough
+    assert detect_clip(site_camera(str(clip)), str(clip), without_the_rule).detections != []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from core.city.config import camera_from_mapping
 from core.detect_settings import StallSettings
 from core.settings import DetectSettings
 from detectors.offline import ClipDetection, detect_clip
@@ -55,3 +56,18 @@ def test_a_stall_outside_every_zone_is_not_reported(clips: Callable[[str, Scene]
 def test_the_stall_tunables_come_from_the_settings(stall_clip: Path) -> None:
     larger_than_the_stall = DetectSettings(stall=StallSettings(min_area_share=0.2))
     assert detect_clip(street_camera(str(stall_clip)), str(stall_clip), larger_than_the_stall).detections == []
+
+
+def test_a_stall_set_down_against_something_that_stood_there_long_before_is_an_object_of_its_own(
+        clips: Callable[[str, Scene], Path]) -> None:
+    """A cart set down against a parked car: the car, outside the zone, stood for a minute before; the cart's
+    stationary pixels touch it, yet the cart is reported alone, with its own box and its own arrival."""
+    clip = clips("against-older", Scene(seconds=120, walkers=walkers(120),
+                                        stalls=[Stall(5, 200, 60, 150, colour=(90, 90, 90)), Stall(65, 200, 132, 150)]))
+    camera = camera_from_mapping({"id": "cam-street", "source": str(clip), "grid_code": "310104003001002", "fps": 5,
+                                  "zones": [{"id": "right", "kind": "no_vending", "dwell_s": 20,
+                                             "polygon": [[140, 100], [320, 100], [320, 180], [140, 180]]}]})
+    [detection] = detect_clip(camera, str(clip)).detections
+    assert 60 <= detection.start_s <= 70  # it stops at 65 s; the other object at 5 s
+    x, _, w, _ = detection.bbox or (0, 0, 0, 0)
+    assert x >= 115 and x + w <= 215  # the cart spans 132-202; the older object 60-130
