@@ -9,9 +9,16 @@ cues follow, measured per cell of a grid and each compared with the cell's clear
   frame, without gaining contrast. Brightness is taken relative to the frame's upper-quartile change, which is
   the sunlit clear ground under an exposure jump (global), a cloud's shadow (it darkens what it covers and
   leaves the upper quartile alone) or a slow drift of light.
+Contrast is read relative to the frame's upper-quartile change too, so that a camera that loses sharpness all
+over (shaken, refocusing, compressed harder) is not a plume.
 The clear baseline of a cell is the median of its measures over the last minutes in which it was not hazy:
-walkers and vehicles crossing it are brief, and dust does not teach it. A cell is dusty when it has been hazy
-most of the last few seconds (walkers pass on). A plume rises from the ground, so its cloud stands over its
+walkers and vehicles crossing it are brief, and dust does not teach it. The first baseline is the median of the
+first seconds of video, so workers standing at the start are not part of it; a cell hazy on its own (no hazy cell
+beside it, as a veil would have) is something that left it, and its baseline follows. Machinery and vehicles
+change a cell's brightness by much from one step to the next, over several cells at once; dust drifts in. Such
+a cell shows something else now (an arm swung away, a truck's flat side): it is not judged for a few seconds,
+and its baseline starts again from what it settles into. A cell is dusty when it has been hazy most of the
+last few seconds (walkers pass on). A plume rises from the ground, so its cloud stands over its
 source, largely above the zone's ground outline in the image: a zone's cells are its own and those of the air
 above it. The zone's score is the share of its cells that are dusty; an episode starts when its first cells went
 dusty and needs the score above its threshold, with gaps of a few seconds allowed, for the zone's dwell time.

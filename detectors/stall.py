@@ -6,6 +6,12 @@ within a couple of seconds of it stopping. A pixel that is foreground against th
 no longer moving accumulates stationary time; walkers never do, a person pausing does for a few seconds,
 a stall for as long as it stays. Passers-by occluding a stall do not interrupt its count.
 
+Objects: stationary pixels that touch but arrived at different times (a cart set down by a parked car) are
+split into separate blobs, and blobs are grouped and matched to tracks only with blobs and tracks of about
+their own age. A track is reported only if it is shaped like an object: not taller than a standing person's
+shape, not smaller than a share of the frame (a bag, a sitter), not wider than a share of it (merged walkers),
+and filled.
+
 Lighting: images are compared as log intensities, so a change of illumination is an additive offset. A coarse
 gain field (the median offset over large cells) removes global and large-scale changes, sudden or gradual;
 what is left is judged by its chromaticity change and by its change of log-gradient (texture and edges),
