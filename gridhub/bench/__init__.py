@@ -17,14 +17,15 @@ KEY_LIBRARIES = ("paho-mqtt", "aiokafka", "faust-streaming", "amqtt", "pydantic"
 
 @dataclass
 class BenchResult:
-    """One benchmark's outcome: the measured value, its same-run baseline, and whether targets are met."""
+    """One benchmark's outcome: the measured value, its same-run baseline, and whether targets are met (None: the
+    targets do not apply to this run, e.g. `bench detect` at a size other than the one they are set for)."""
 
     name: str
     value: float
     unit: str
     baseline: float
     target: str
-    met: bool
+    met: bool | None
     details: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -87,7 +87,7 @@ def print_bench(result: BenchResult, env: dict[str, Any], as_json: bool) -> None
     for key, value in result.details.items():
         table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
     table.add_row("target", result.target)
-    table.add_row("met", "yes" if result.met else "NO")
+    table.add_row("met", "n/a" if result.met is None else "yes" if result.met else "NO")
     table.add_row("cpu", f"{env['cpu']} × {env['cores']}")
     Console().print(table)
     if as_json:

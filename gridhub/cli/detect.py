@@ -180,15 +180,22 @@ def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool
 
 
 @click.command("detect")
-@click.option("--seconds", default=30.0, show_default=True, help="Length of the generated 640×360 clip (25 fps).")
+@click.option("--seconds", default=30.0, show_default=True, help="Length of the generated clip (25 fps).")
+@click.option("--size", default="640x360", show_default=True, metavar="WIDTHxHEIGHT",
+              help="Frame size of the clip: the 640x360 scene scaled to it (even sizes, 160x90 to 3840x2160), "
+                   "e.g. 1280x720 or 1920x1080. The target is judged at 640x360 only.")
 @click.option("--json", "as_json", is_flag=True, help="Also print one JSON object as the last line.")
-def bench_detect(seconds: float, as_json: bool) -> None:
+def bench_detect(seconds: float, size: str, as_json: bool) -> None:
     """Detector pipeline frames per second per core against bare decode + MOG2."""
     from gridhub.bench import environment
-    from gridhub.bench.detect import run
+    from gridhub.bench.detect import parse_size, run
 
+    try:
+        width, height = parse_size(size)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=click.get_current_context(), param_hint="'--size'") from None
     logging.basicConfig(level=logging.WARNING)
-    result = run(seconds)
+    result = run(seconds, width, height)
     print_bench(result, environment(), as_json)
 
 
