@@ -90,9 +90,9 @@ class DustSettings(_Tunables):
     reference_quantile: float = Field(75.0, ge=0, le=100)  # the frame's change of light is this percentile of cells
     # A cell whose log brightness jumped by this much in one step, beyond the frame's median jump (machinery)...
     busy_change: float = Field(0.1, gt=0, le=5)
-    busy_cells: int = Field(3, ge=1, le=9)  # ...together with enough of the 3×3 cells around it (a machine is big)
+    busy_cells: int = Field(3, ge=1, le=9)  # ...together with enough of the 3×3 cells around it (a machine is big)...
+    busy_s: float = Field(5.0, ge=0, le=600)  # ...is not judged for this long; its baseline restarts from what it shows
     veil_cells: int = Field(2, ge=1, le=9)  # a hazy cell is dust, not taught, with this many hazy in its 3×3
-    busy_s: float = Field(5.0, ge=0, le=600)  # ...is not judged for this long, and teaches its clear baseline
     score_on: float = Field(0.03, gt=0, le=1)  # share of dusty cells that starts an episode...
     score_off: float = Field(0.015, gt=0, le=1)  # ...and that it needs to go on
     min_cells: int = Field(6, ge=1)  # and at least this many cells: a plume, not a parked wheelbarrow
