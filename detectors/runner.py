@@ -173,17 +173,22 @@ class Fleet:
         self._lessons: dict[str, dict[str, Lesson]] = defaultdict(dict)  # camera → lesson id → lesson
 
     def learn(self, lesson: Lesson) -> bool:
-        """Teach a camera's pipeline an operator's lesson (kept for a worker that replaces it); whether the
-        camera is one of this process's."""
+        """Teach a camera's pipeline an operator's lesson (kept, while in force, for a worker that replaces it);
+        whether the camera is one of this process's."""
         worker = self.workers.get(lesson.camera_id)
         if worker is None:
             return False
-        if lesson.withdrawn:
-            self._lessons[lesson.camera_id].pop(lesson.lesson_id, None)
-        else:
-            self._lessons[lesson.camera_id][lesson.lesson_id] = lesson
+        kept = self._lessons[lesson.camera_id]
+        kept[lesson.lesson_id] = lesson
+        now_ms = time.time() * 1000
+        for lesson_id in [i for i, kept_lesson in kept.items() if kept_lesson.until_ms <= now_ms]:
+            del kept[lesson_id]  # withdrawn or expired (the whole topic is read at start: most have expired)
         worker.learn(lesson)
         return True
+
+    def lessons(self, camera_id: str) -> list[Lesson]:
+        """The lessons in force for a camera, as a worker that replaces its worker is taught them."""
+        return list(self._lessons[camera_id].values())
 
     def start(self) -> None:
         """Start every camera."""
@@ -204,7 +209,7 @@ class Fleet:
                 worker.source.stop()
                 fresh = CameraWorker(worker.camera, self._source_factory(worker.camera), self._sink, self._evidence,
                                      self._settings)
-                for lesson in self._lessons[camera_id].values():  # expired ones the pipeline drops itself
+                for lesson in self.lessons(camera_id):
                     fresh.learn(lesson)
                 self.workers[camera_id] = fresh
                 fresh.start()

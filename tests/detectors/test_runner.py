@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 
@@ -176,3 +177,18 @@ def test_a_lesson_read_from_kafka_masks_the_stall_on_its_camera_only(tmp_path: P
     finally:
         fleet.stop()
     assert {d.camera_id for d in received} == {"cam-plain"}
+
+
+def test_the_fleet_keeps_only_the_lessons_in_force_for_a_worker_that_replaces_a_dead_one(tmp_path: Path) -> None:
+    """The whole feedback topic is read at start: lessons long expired, and withdrawn ones, are not kept."""
+    fleet = Fleet([_camera("cam-a", "synthetic")], lambda _: None, DirectoryEvidence(tmp_path), source_factory=_sources)
+    now_ms = round(time.time() * 1000)
+
+    def mask(lesson_id: str, until_ms: int) -> Lesson:
+        return Lesson(lesson_id, "cam-a", "sidewalk", DetectionKind.STALL, LessonKind.MASK, until_ms, (0, 0, 10, 10))
+
+    live, withdrawn = mask("case-2", now_ms + 3_600_000), mask("case-3", now_ms + 3_600_000)
+    for lesson in (mask("case-1", now_ms - 1_000), live, withdrawn, withdrawn.withdrawal()):
+        assert fleet.learn(lesson)
+    assert fleet.lessons("cam-a") == [live]
+    assert not fleet.learn(dataclasses.replace(live, camera_id="cam-elsewhere"))  # another process's camera
