@@ -134,8 +134,7 @@ class DustDetector:
         self._last = measures
         if moved.any():
             self._busy_t[moved] = t
-            self._samples[:, moved] = np.nan
-            self._samples[(self._count - 1) % s.samples, moved] = measures[moved]
+            self._restart(moved, (self._count - 1) % s.samples, measures)
             self._smooth[moved] = self._baseline[moved] = measures[moved]
         busy = t - self._busy_t <= s.busy_s
         # The first baseline is what the cells show most of the first seconds: nothing is judged meanwhile.
@@ -181,11 +180,15 @@ class DustDetector:
         cell's samples are only its latest, so that its baseline is what it settled into."""
         slot = self._count % self._settings.samples
         self._samples[slot] = np.where(unclear[..., None], self._samples[slot - 1], self._smooth)
-        self._samples[:, busy] = np.nan
-        self._samples[slot, busy] = self._smooth[busy]
+        self._restart(busy, slot, self._smooth)
         self._count += 1
         self._sample_t = t
         self._baseline = np.nanmedian(self._samples, axis=0).astype(np.float32)
+
+    def _restart(self, cells: Cells, slot: int, values: Image) -> None:
+        """Forget the cells' samples, all but their `values` in `slot`: their baseline starts again from these."""
+        self._samples[:, cells] = np.nan
+        self._samples[slot, cells] = values[cells]
 
     def _persist(self, zone: _ZoneDust, score: float, t: float) -> None:
         episode = zone.episode
