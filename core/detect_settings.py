@@ -50,9 +50,11 @@ class StallSettings(_Tunables):
     known_reach: float = Field(1.0, ge=0, le=5)
     person_aspect: float = Field(1.8, gt=0, le=20)  # a static blob this much taller than wide is a person standing
     # A blob wider than this share of the frame is walkers and their shadows merged, not a stall.
-    max_width_share: float = Field(0.3, gt=0, le=1)
+    max_width_share: float = Field(0.4, gt=0, le=1)
     # A stall is solid: its stationary pixels fill at least this share of its box (outlines do not).
     min_fill: float = Field(0.3, ge=0, le=1)
+    # An object is in a zone when its box's bottom centre is, or the point this share of its height above it.
+    foot_reach: float = Field(0.2, ge=0, le=1)
     # A track that stood outside every zone this long restarts its dwell on entering one.
     outside_s: float = Field(10.0, ge=0, le=3600)
     # Unreported tracks are checked this often for being a ghost (something that left).

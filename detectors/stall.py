@@ -8,7 +8,10 @@ a stall for as long as it stays. Passers-by occluding a stall do not interrupt i
 
 Objects: stationary pixels that touch but arrived at different times (a cart set down by a parked car) are
 split into separate blobs, and blobs are grouped and matched to tracks only with blobs and tracks of about
-their own age. A track is reported only if it is shaped like an object: not taller than a standing person's
+their own age. A reported stall keeps the younger pieces of itself that come back after being hidden, but not a
+blob more than twice its size: that is a new object set down over it. An object stands in the zone its box's
+foot is in, the foot reaching a little up the box (legs, wheels, a shadow past the zone's edge). A track is
+reported only if it is shaped like an object: not taller than a standing person's
 shape, not smaller than a share of the frame (a bag, a sitter), not wider than a share of it (merged walkers),
 and filled.
 
@@ -241,8 +244,8 @@ class StallDetector:
     def _near_known(self, box: tuple[int, int, int, int]) -> bool:
         """Whether the box touches an object already reported."""
         reach = self._settings.known_reach
-        return any(track.confirmed and track.box != box and _overlap(box, _grown(track.box, reach)) > 0
-                   for track in self._tracks)
+        return any(track.confirmed and track.box != box and not _bigger(box, track.box)
+                   and _overlap(box, _grown(track.box, reach)) > 0 for track in self._tracks)
 
     def _age(self, labels: npt.NDArray[np.int32], label: int, box: tuple[int, int, int, int]) -> float:
         """How long a blob has stood: the median stationary time of its pixels."""
@@ -255,7 +258,8 @@ class StallDetector:
         reported stall keeps any blob over it: pieces of it hidden for a while come back younger)."""
         best, best_overlap = None, 0.0
         for track in self._tracks:
-            if not track.confirmed and abs((t - track.since_t) - blob.age_s) > self._settings.age_split_s:
+            if (not track.confirmed or _bigger(blob.box, track.box)) \
+                    and abs((t - track.since_t) - blob.age_s) > self._settings.age_split_s:
                 continue
             overlap = _overlap(blob.box, track.box)
             if overlap > best_overlap:
@@ -263,8 +267,12 @@ class StallDetector:
         return best if best_overlap >= 0.3 else None
 
     def _area_of(self, box: tuple[int, int, int, int]) -> ZoneArea | None:
+        """The zone the object stands in: the one its foot is in, where its box's foot may reach a little past the
+        zone's edge (legs, a shadow, a wheel the box takes in)."""
         x, y, w, h = self._source_box(box)
-        return next((area for area in self.areas if area.contains(x + w / 2, y + h)), None)
+        reach = self._settings.foot_reach
+        return next((area for area in self.areas
+                     if area.contains(x + w / 2, y + h) or area.contains(x + w / 2, y + (1 - reach) * h)), None)
 
     def _is_ghost(self, frame: Image, box: tuple[int, int, int, int]) -> bool:
         """Whether the blob is where something left rather than arrived: its outline is an edge of the background,
@@ -329,6 +337,11 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
     if width <= 0 or height <= 0:
         return 0.0
     return width * height / min(a[2] * a[3], b[2] * b[3])
+
+
+def _bigger(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether box a is more than twice as big as box b: another object than b, not a piece of it."""
+    return a[2] * a[3] > 2 * b[2] * b[3]
 
 
 def _noise(measure: Image) -> float:

@@ -11,6 +11,7 @@ from core.city.config import camera_from_mapping
 from core.detect_settings import StallSettings
 from core.settings import DetectSettings
 from detectors.offline import ClipDetection, detect_clip
+from domain.registry import Camera
 from tests.detectors.conftest import street_camera, walkers
 from tests.detectors.scenes import Scene, Stall, Walker
 
@@ -71,3 +72,36 @@ def test_a_stall_set_down_against_something_that_stood_there_long_before_is_an_o
     assert 60 <= detection.start_s <= 70  # it stops at 65 s; the other object at 5 s
     x, _, w, _ = detection.bbox or (0, 0, 0, 0)
     assert x >= 115 and x + w <= 215  # the cart spans 132-202; the older object 60-130
+
+
+def _camera(clip: Path, zones: dict[str, list[list[int]]]) -> Camera:
+    return camera_from_mapping({"id": "cam-street", "source": str(clip), "grid_code": "310104003001002", "fps": 5,
+                                "zones": [{"id": name, "kind": "no_vending", "dwell_s": 20, "polygon": polygon}
+                                          for name, polygon in zones.items()]})
+
+
+def test_a_stall_whose_box_reaches_a_little_past_the_zone_edge_stands_in_the_zone(
+        clips: Callable[[str, Scene], Path]) -> None:
+    """The box's foot takes in legs, wheels and shadow: a stall standing at the zone's near edge is in it.
+    Without the reach (`foot_reach=0`) its box's bottom centre, 5 px past the edge, puts it outside."""
+    clip = clips("edge", Scene(seconds=90, walkers=walkers(90), stalls=[Stall(18, 65, 110, 165, width=100)]))
+    camera = _camera(clip, {"pavement": [[0, 140], [320, 140], [320, 163], [0, 163]]})
+    [detection] = detect_clip(camera, str(clip)).detections
+    assert (detection.zone_id, 14 <= detection.start_s <= 21) == ("pavement", True)  # it stops at 18 s
+    at_the_bottom_centre = DetectSettings(stall=StallSettings(foot_reach=0))
+    assert detect_clip(camera, str(clip), at_the_bottom_centre).detections == []
+
+
+def test_a_big_stall_set_down_over_a_small_reported_one_is_an_object_of_its_own(
+        clips: Callable[[str, Scene], Path]) -> None:
+    """A cart with a wide table set down in front of a small stall reported a minute before hides it and its box
+    takes the small one's in, yet it is not a piece of it (much bigger, and new): two stalls, two arrivals.
+    Taken as a piece of the reported stall, the cart would never be reported."""
+    clip = clips("engulfed", Scene(seconds=120, walkers=walkers(120),
+                                   stalls=[Stall(5, 200, 150, 150, colour=(90, 90, 90), width=24),
+                                           Stall(60, 200, 110, 165, width=110)]))
+    camera = _camera(clip, {"pavement": [[0, 135], [320, 135], [320, 180], [0, 180]]})
+    small, big = detect_clip(camera, str(clip)).detections
+    assert small.start_s <= 10 and 55 <= big.start_s <= 65  # set down at 5 s and at 60 s
+    _, y, w, h = big.bbox or (0, 0, 0, 0)
+    assert w >= 100 and y + h >= 160  # the cart's table spans 110-220 and stands at 165
