@@ -89,6 +89,9 @@ class DustSettings(_Tunables):
     # ...when contrast, as a ratio to its baseline, did not grow beyond this with it (a bright object has edges)...
     airlight_max_contrast: float = Field(1.05, gt=0, le=5)
     airlight_max: float = Field(0.25, gt=0, le=5)  # ...and it stays below this; more is light (a cloud moving off)
+    # Over flat ground (no contrast in clear air, none now) a brightening of this much is airlight on its own...
+    flat_airlight: float = Field(0.05, ge=0, le=5)
+    flat_cells: int = Field(4, ge=1, le=9)  # ...where this many of the 3×3 cells around brightened so (a veil is wide)
     reference_quantile: float = Field(75.0, ge=0, le=100)  # the frame's change of light is this percentile of cells
     # A cell whose log brightness jumped by this much in one step, beyond the frame's median jump (machinery)...
     busy_change: float = Field(0.1, gt=0, le=5)

@@ -8,7 +8,9 @@ cues follow, measured per cell of a grid and each compared with the cell's clear
 - airlight: the veil adds (1 − t)·A, so a cell under dust over darker ground gets brighter than the rest of the
   frame, without gaining contrast. Brightness is taken relative to the frame's upper-quartile change, which is
   the sunlit clear ground under an exposure jump (global), a cloud's shadow (it darkens what it covers and
-  leaves the upper quartile alone) or a slow drift of light.
+  leaves the upper quartile alone) or a slow drift of light. Over flat, bare ground (no contrast in clear air)
+  a larger brightening, shared by the cells around, counts alone: there the ratio of contrasts is noise over
+  noise, and a plume's own soft edge raises it.
 Contrast is read relative to the frame's upper-quartile change too, so that a camera that loses sharpness all
 over (shaken, refocusing, compressed harder) is not a plume.
 The clear baseline of a cell is the median of its measures over the last minutes in which it was not hazy:
@@ -172,7 +174,13 @@ class DustDetector:
         brightening = self._smooth[..., 2] - self._baseline[..., 2]
         reference = float(np.percentile(brightening[candidates], s.reference_quantile)) if candidates.any() else 0.0
         lighter = brightening - reference
-        airlight = (lighter >= s.airlight) & (lighter <= s.airlight_max) & (contrast <= s.airlight_max_contrast)
+        # Flat ground that stays flat has no contrast to check a brightening by (its ratio is noise over noise): a
+        # veil over it is taken on a larger brightening alone, shared by enough cells around (a veil is wide).
+        flat = (~structured & (self._smooth[..., 1] < s.min_texture) & (lighter >= s.flat_airlight)
+                & (lighter <= s.airlight_max)).astype(np.float32)
+        flat = (flat > 0) & (cv2.boxFilter(flat, -1, (3, 3), normalize=False) >= s.flat_cells)
+        airlight = ((lighter >= s.airlight) & (lighter <= s.airlight_max)
+                    & ((contrast <= s.airlight_max_contrast) | flat))
         return candidates & ((structured & (contrast <= 1 - s.hazy)) | airlight)
 
     def _sample(self, unclear: Cells, busy: Cells, t: float) -> None:

@@ -104,10 +104,11 @@ class Scene:
     arms: list[Arm] = field(default_factory=list)
     gain: list[tuple[float, float]] = field(default_factory=list)  # (from_s, gain) steps of global lighting
     seed: int = 0
+    texture: float = 1.0  # of the ground: 1 is paving, 0 bare flat ground (sensor noise only)
 
 
-def ground(size: tuple[int, int], seed: int) -> Image:
-    """Paving: tiles with joints, stains and fine grain, darker towards the top (distance)."""
+def ground(size: tuple[int, int], seed: int, texture: float = 1.0) -> Image:
+    """Paving: tiles with joints, stains and fine grain (all × `texture`), darker towards the top (distance)."""
     width, height = size
     rng = np.random.default_rng(seed)
     grain = rng.normal(0, 1, (height, width)).astype(np.float32)
@@ -115,10 +116,10 @@ def ground(size: tuple[int, int], seed: int) -> Image:
     blotches = cv2.resize(rng.normal(0, 1, (6, 10)).astype(np.float32), (width, height)) * 12
     base = np.empty((height, width, 3), np.float32)
     base[:] = (118, 128, 136)
-    base += (grain + blotches)[..., None]
+    base += (texture * (grain + blotches))[..., None]
     tile = max(8, width // 20)
-    base[::tile, :, :] -= 35
-    base[:, ::tile, :] -= 35
+    base[::tile, :, :] -= 35 * texture
+    base[:, ::tile, :] -= 35 * texture
     base *= np.linspace(0.75, 1.05, height, dtype=np.float32)[:, None, None]
     return np.clip(base, 0, 255).astype(np.uint8)
 
@@ -159,7 +160,7 @@ def write_clip(scene: Scene, path: Path) -> Path:
     """Render the scene to an MJPEG AVI file (JPEG artefacts included) and return its path."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), scene.fps, scene.size)
     rng = np.random.default_rng(scene.seed + 1)
-    background = ground(scene.size, scene.seed)
+    background = ground(scene.size, scene.seed, scene.texture)
     for index in range(int(scene.seconds * scene.fps)):
         writer.write(render(scene, index / scene.fps, background, rng))
     writer.release()

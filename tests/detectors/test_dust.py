@@ -11,7 +11,7 @@ from core.detect_settings import DustSettings
 from core.settings import DetectSettings
 from detectors.offline import detect_clip
 from tests.detectors.conftest import site_camera, walkers
-from tests.detectors.scenes import Arm, Scene
+from tests.detectors.scenes import Arm, Plume, Scene
 
 
 def test_a_dust_plume_that_persists_is_a_dust_detection_over_its_zone(plume_clip: Path) -> None:
@@ -54,3 +54,20 @@ def test_a_digger_arm_swinging_to_and_fro_over_the_site_is_not_dust(clips: Calla
     assert detect_clip(site_camera(str(clip)), str(clip)).detections == []
     without_the_rule = DetectSettings(dust=DustSettings(busy_change=5.0))  # no jump is ever big enough
     assert detect_clip(site_camera(str(clip)), str(clip), without_the_rule).detections != []
+
+
+def test_a_pale_plume_over_flat_bare_ground_is_dust(clips: Callable[[str, Scene], Path]) -> None:
+    """Bare flat ground has no contrast to lose, and the plume's own soft edge raises what little it has: only its
+    brightening shows the veil. Without the flat-ground rule (`flat_airlight=5`) the plume is missed."""
+    clip = clips("flat-plume", Scene(seconds=100, walkers=walkers(100, 9.0), texture=0.0, seed=5,
+                                     plumes=[Plume(20, 85, (160, 95), 45, density=0.5, colour=(200, 210, 215))]))
+    [detection] = detect_clip(site_camera(str(clip)), str(clip)).detections
+    assert 20 <= detection.start_s <= 40 and 70 <= detection.end_s <= 95
+    without_the_rule = DetectSettings(dust=DustSettings(flat_airlight=5.0))
+    assert detect_clip(site_camera(str(clip)), str(clip), without_the_rule).detections == []
+
+
+def test_flat_bare_ground_with_workers_and_changes_of_light_has_no_dust(clips: Callable[[str, Scene], Path]) -> None:
+    clip = clips("flat-clear", Scene(seconds=90, walkers=walkers(90, 6.0), gain=[(25, 0.6), (55, 1.3)], texture=0.0,
+                                     seed=5))
+    assert detect_clip(site_camera(str(clip)), str(clip)).detections == []
