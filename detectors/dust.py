@@ -177,8 +177,8 @@ class DustDetector:
         # Flat ground that stays flat has no contrast to check a brightening by (its ratio is noise over noise): a
         # veil over it is taken on a larger brightening alone, shared by enough cells around (a veil is wide).
         flat = (~structured & (self._smooth[..., 1] < s.min_texture) & (lighter >= s.flat_airlight)
-                & (lighter <= s.airlight_max)).astype(np.float32)
-        flat = (flat > 0) & (cv2.boxFilter(flat, -1, (3, 3), normalize=False) >= s.flat_cells)
+                & (lighter <= s.airlight_max))
+        flat &= cv2.boxFilter(flat.astype(np.float32), -1, (3, 3), normalize=False) >= s.flat_cells
         airlight = ((lighter >= s.airlight) & (lighter <= s.airlight_max)
                     & ((contrast <= s.airlight_max_contrast) | flat))
         return candidates & ((structured & (contrast <= 1 - s.hazy)) | airlight)
