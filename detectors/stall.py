@@ -255,7 +255,8 @@ class StallDetector:
 
     def _match(self, blob: _Blob, t: float) -> _Track | None:
         """The track the blob continues: the one it overlaps most, among those that arrived when it did (a
-        reported stall keeps any blob over it: pieces of it hidden for a while come back younger)."""
+        reported stall keeps any blob over it not much bigger than itself: pieces of it hidden for a while come
+        back younger)."""
         best, best_overlap = None, 0.0
         for track in self._tracks:
             if (not track.confirmed or _bigger(blob.box, track.box)) \
