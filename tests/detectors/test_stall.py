@@ -59,25 +59,24 @@ def test_the_stall_tunables_come_from_the_settings(stall_clip: Path) -> None:
     assert detect_clip(street_camera(str(stall_clip)), str(stall_clip), larger_than_the_stall).detections == []
 
 
+def _camera(clip: Path, zones: dict[str, list[list[int]]]) -> Camera:
+    """A 5 fps street camera on the clip with these no-vending zones (20 s dwell)."""
+    return camera_from_mapping({"id": "cam-street", "source": str(clip), "grid_code": "310104003001002", "fps": 5,
+                                "zones": [{"id": name, "kind": "no_vending", "dwell_s": 20, "polygon": polygon}
+                                          for name, polygon in zones.items()]})
+
+
 def test_a_stall_set_down_against_something_that_stood_there_long_before_is_an_object_of_its_own(
         clips: Callable[[str, Scene], Path]) -> None:
     """A cart set down against a parked car: the car, outside the zone, stood for a minute before; the cart's
     stationary pixels touch it, yet the cart is reported alone, with its own box and its own arrival."""
     clip = clips("against-older", Scene(seconds=120, walkers=walkers(120),
                                         stalls=[Stall(5, 200, 60, 150, colour=(90, 90, 90)), Stall(65, 200, 132, 150)]))
-    camera = camera_from_mapping({"id": "cam-street", "source": str(clip), "grid_code": "310104003001002", "fps": 5,
-                                  "zones": [{"id": "right", "kind": "no_vending", "dwell_s": 20,
-                                             "polygon": [[140, 100], [320, 100], [320, 180], [140, 180]]}]})
+    camera = _camera(clip, {"right": [[140, 100], [320, 100], [320, 180], [140, 180]]})
     [detection] = detect_clip(camera, str(clip)).detections
     assert 60 <= detection.start_s <= 70  # it stops at 65 s; the other object at 5 s
     x, _, w, _ = detection.bbox or (0, 0, 0, 0)
     assert x >= 115 and x + w <= 215  # the cart spans 132-202; the older object 60-130
-
-
-def _camera(clip: Path, zones: dict[str, list[list[int]]]) -> Camera:
-    return camera_from_mapping({"id": "cam-street", "source": str(clip), "grid_code": "310104003001002", "fps": 5,
-                                "zones": [{"id": name, "kind": "no_vending", "dwell_s": 20, "polygon": polygon}
-                                          for name, polygon in zones.items()]})
 
 
 def test_a_stall_whose_box_reaches_a_little_past_the_zone_edge_stands_in_the_zone(
