@@ -11,9 +11,9 @@
 # Tuning used seeds below 100. A held-out set is scored once, on final code, and is not held out after anyone has
 # looked at its detections: seeds 1000-1001, 2000-2002 and 3000-3004 have been, and 4000-4003 were scored once on
 # the code of the README's table (see the README): the next set starts at 5000. Rendering dominates:
-# a 1080p clip of the first generator at 25 fps takes six minutes, so the default set takes about 40 min on two cores.
+# a 1080p clip of the first generator at 25 fps takes six minutes; the default set took 25 min on two cores.
 set -eu
-out=${1:?usage: tools/eval-detectors.sh OUT [CLIPS] [SECONDS] [SEED]}
+out=${1:?usage: tools/eval-detectors.sh OUT [CLIPS] [SECONDS] [SEED] [SIZES]}
 clips=${2:-4}
 seconds=${3:-300}
 seed=${4:-1000}
