@@ -2,7 +2,8 @@
 # The detectors' accuracy table of the README: held-out seeds of both scene generators, street and construction,
 # at 5, 10 and 25 fps and at the frame sizes given (one after another over the clips: with the default three, the
 # fourth clip is 640x360 again), each clip analysed by `gridhub detect offline` and all of them scored together by
-# `gridhub detect eval`, which breaks the figures down by condition and writes them to OUT/report.json.
+# `gridhub detect eval`, which breaks the figures down by condition and writes them to OUT/report.json, and for
+# each generator alone to OUT/report-first.json and OUT/report-second.json (tables in OUT/eval-*.txt).
 #
 #   tools/eval-detectors.sh OUT [CLIPS] [SECONDS] [SEED] [SIZES]   # default: 4 clips of 300 s per generator, scene
 #                                                                  # and fps, seeds from 1000, "640x360 1280x720
@@ -40,3 +41,7 @@ run second & second=$!
 wait "$first"
 wait "$second"
 "$gridhub" detect eval --truth "$out" --events "$out" --report "$out/report.json"
+for generator in first second; do  # the README's table: each generator on its own, by condition
+    "$gridhub" detect eval --truth "$out/$generator" --events "$out/$generator" \
+        --report "$out/report-$generator.json" > "$out/eval-$generator.txt"
+done
