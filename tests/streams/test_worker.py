@@ -17,6 +17,7 @@ from core.settings import DatabaseSettings, Settings
 from domain.telemetry import TelemetryBatch, encode_record
 from storage.checkpoints import load_cell, save_cells, saved_cells
 from storage.db import connect
+from storage.devices import seed_devices
 from storage.schema import init_db
 from streams import app
 from streams.app import StreamWorker
@@ -111,3 +112,42 @@ def test_a_worker_stopped_while_waiting_for_the_database_to_list_its_cells_stops
     monkeypatch.setattr(worker.app.consumer, "topic_partitions", lambda topic: 1)
 
     assert asyncio.run(worker._load_cells({TP(kafka.TELEMETRY, 0)})) == 0
+
+
+def test_a_checkpoint_publishes_the_silence_its_records_imply_before_acknowledging_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whoever sees the records committed (a worker taking over, a reader waiting for the end of a stream)
+    must find the 9902 case the ingest clock they advanced implies, not wait for a timer."""
+    settings = Settings(state_dir=tmp_path, database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'cases.db'}"))
+    db = connect(settings.database_url)
+    init_db(db)
+    seed_devices(db, CITY, demo=True)
+    worker = StreamWorker(settings, CITY, db)
+    happened: list[str] = []
+
+    async def publish(changes: list[Any]) -> None:
+        happened.extend(f"publish {change.case.category}" for change in changes)
+
+    class Producer:
+        async def flush(self) -> None:
+            happened.append("flush")
+
+    class Stream:
+        async def ack(self, _event: object) -> None:
+            happened.append("ack")
+
+    monkeypatch.setattr(worker, "_publish", publish)
+    monkeypatch.setattr(worker.app, "_producer", Producer())
+    tp = TP(kafka.TELEMETRY, 0)
+    # manhole-0080 reports every 120 s, so it is silent once the cell's clock passes its last word + 3 intervals.
+    for at_ms, device_id in ((T0_MS, "manhole-0080"), (T0_MS, "manhole-0007"), (T0_MS + 10 * 60_000, "manhole-0007")):
+        heard = manhole(at_ms, tilt_deg=0.0, cover_open=False, water_level_cm=20.0, device_id=device_id)
+        worker.apply(kafka.TELEMETRY, tp, encode_record([TelemetryBatch(heard.grid_code, (heard,))]))
+    worker._held.append((Stream(), object()))  # type: ignore[arg-type]
+
+    asyncio.run(worker.checkpoint())
+
+    *published, flushed, acked = happened
+    assert published and set(published) == {"publish 9902"}  # opened, then filed and dispatched
+    assert (flushed, acked) == ("flush", "ack")
