@@ -84,7 +84,7 @@ class DustSettings(_Tunables):
     min_cv: float = Field(0.03, ge=0, le=1)  # cells flatter than this in clear air cannot show a loss of contrast...
     min_texture: float = Field(0.02, ge=0, le=1)  # ...nor cells with less texture energy than this
     overexposed: float = Field(235.0, gt=0, le=255)  # cells brighter than this lose texture to clipping, not dust
-    hazy: float = Field(0.3, gt=0, lt=1)  # a loss of this share of the baseline contrast is haze
+    hazy: float = Field(0.2, gt=0, lt=1)  # a loss of this share of the baseline contrast is haze
     airlight: float = Field(0.035, ge=0, le=5)  # a brightening (log) beyond the frame's upper quartile is airlight...
     # ...when contrast, as a ratio to its baseline, did not grow beyond this with it (a bright object has edges)...
     airlight_max_contrast: float = Field(1.05, gt=0, le=5)
@@ -97,7 +97,11 @@ class DustSettings(_Tunables):
     busy_change: float = Field(0.1, gt=0, le=5)
     busy_cells: int = Field(3, ge=1, le=9)  # ...together with enough of the 3×3 cells around it (a machine is big)...
     busy_s: float = Field(5.0, ge=0, le=600)  # ...is not judged for this long; its baseline restarts from what it shows
+    # When such jumps cover at most this share of the frame (a machine, not the camera's shake or exposure), the
+    # cells around them are not judged either: a digger's arm near its pivot sweeps them too slowly to jump.
+    machine_share: float = Field(0.05, ge=0, le=1)
     veil_cells: int = Field(2, ge=1, le=9)  # a hazy cell is dust, not taught, with this many hazy in its 3×3
+    plume_cells: int = Field(3, ge=1, le=10000)  # a patch of dust this big passes where it rose on as it drifts
     score_on: float = Field(0.03, gt=0, le=1)  # share of dusty cells that starts an episode...
     score_off: float = Field(0.015, gt=0, le=1)  # ...and that it needs to go on
     min_cells: int = Field(6, ge=1)  # and at least this many cells: a plume, not a parked wheelbarrow

@@ -87,6 +87,8 @@ class DustDetector:
         self._baseline = np.empty((0,), np.float32)
         self._dusty = np.empty((0,), np.float32)
         self._busy_t = np.full((self._grid[1], self._grid[0]), -math.inf)  # when each cell last saw hard motion
+        # Per cell, the zones where the dust over it rose (one bit each), or -1 where no plume is established.
+        self._rose_in: npt.NDArray[np.int64] = np.full((self._grid[1], self._grid[0]), -1, np.int64)
         self._sample_t = 0.0
         self._count = 0
         self.scores: dict[str, float] = {}
@@ -136,6 +138,8 @@ class DustDetector:
         self._last = measures
         if moved.any():
             self._busy_t[moved] = t
+            if moved.mean() <= s.machine_share:
+                self._busy_t[cv2.dilate(moved.view(np.uint8), np.ones((3, 3), np.uint8)) > 0] = t
             self._restart(moved, (self._count - 1) % s.samples, measures)
             self._smooth[moved] = self._baseline[moved] = measures[moved]
         busy = t - self._busy_t <= s.busy_s
@@ -150,14 +154,41 @@ class DustDetector:
             unclear = (hazy | (self._dusty > 0.3)).astype(np.float32)
             veiled = cv2.boxFilter(unclear, -1, (3, 3), normalize=False) >= s.veil_cells
             self._sample((unclear > 0) & veiled & ~busy, busy, t)
-        for zone in self._zones:
+        rose_in = self._attribute(dusty)
+        for index, zone in enumerate(self._zones):
             cells = zone.cells & exposed
-            count = int((dusty & cells).sum())
+            count = int((((rose_in >> index) & 1) > 0).sum())
             score = count / max(int(cells.sum()), 1)
             self.scores[zone.area.zone.id] = score
             if count == 0:
                 zone.clear_t = t
             self._persist(zone, score if count >= s.min_cells else 0.0, t)
+
+    def _attribute(self, dusty: Cells) -> npt.NDArray[np.int64]:
+        """Per dusty cell, the zones its plume rose in, one bit each. Dust rises from its source: a new patch of dust
+        rose in the zones that hold most of its lowest cells. A patch that was there a step ago keeps where its cells
+        came from as it drifts, spreads or merges, so that dust drifting in from outside, or from one zone over
+        another, is not the zone's. A patch of a cell or two is not yet a plume: it passes nothing on."""
+        count, labels = cv2.connectedComponents(dusty.view(np.uint8), connectivity=8)
+        rose_in = np.zeros(dusty.shape, np.int64)
+        established = np.full(dusty.shape, -1, np.int64)
+        for label in range(1, count):
+            patch = labels == label
+            before = patch & (self._rose_in >= 0)
+            if before.any():
+                bits = int(np.bitwise_or.reduce(self._rose_in[before]))
+            else:
+                rows = np.flatnonzero(patch.any(axis=1))
+                foot = np.zeros_like(patch)
+                foot[rows[-1]] = patch[rows[-1]]
+                size = int(foot.sum())
+                bits = sum(1 << index for index, zone in enumerate(self._zones)
+                           if 2 * int((foot & zone.cells).sum()) > size)
+            rose_in[patch] = bits
+            if int(patch.sum()) >= self._settings.plume_cells:
+                established[patch] = bits
+        self._rose_in = established
+        return rose_in
 
     def _hazy(self, candidates: Cells) -> Cells:
         """Which of the candidate cells (exposed, not busy) look veiled now: contrast lost, or brighter than the

@@ -64,6 +64,7 @@ class Plume:
     radius: int
     density: float = 0.7
     colour: tuple[int, int, int] = (150, 170, 185)  # BGR grey-brown
+    drift_px_s: float = 0.5  # the wind carries it to the right
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ def _plume_alpha(plume: Plume, t: float, size: tuple[int, int]) -> npt.NDArray[n
     fade = min(1.0, (plume.end_s - t) / min(10.0, duration / 3))
     width, height = size
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    drift = (t - plume.start_s) * 0.5
+    drift = (t - plume.start_s) * plume.drift_px_s
     cx, cy = plume.centre[0] + drift, plume.centre[1]
     radius = plume.radius * (0.5 + 0.5 * grow)
     shape = np.exp(-(((xx - cx) / radius) ** 2 + ((yy - cy) / (radius * 0.7)) ** 2))

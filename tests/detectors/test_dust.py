@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.city.config import camera_from_mapping
 from core.detect_settings import DustSettings
 from core.settings import DetectSettings
 from detectors.offline import detect_clip
@@ -54,6 +55,26 @@ def test_a_digger_arm_swinging_to_and_fro_over_the_site_is_not_dust(clips: Calla
     assert detect_clip(site_camera(str(clip)), str(clip)).detections == []
     without_the_rule = DetectSettings(dust=DustSettings(busy_change=5.0))  # no jump is ever big enough
     assert detect_clip(site_camera(str(clip)), str(clip), without_the_rule).detections != []
+    # Near its pivot an arm sweeps too slowly for any cell to jump: those cells are judged only with the jumps
+    # around them left out of judgement too.
+    without_the_cells_around = DetectSettings(dust=DustSettings(machine_share=0.0))
+    assert detect_clip(site_camera(str(clip)), str(clip), without_the_cells_around).detections != []
+
+
+def test_dust_that_rose_outside_a_zone_and_drifts_over_it_is_not_the_zones(
+    clips: Callable[[str, Scene], Path],
+) -> None:
+    """A plume rising west of the zone, carried east over it: the zone's site did not raise it. Without passing
+    where a plume rose on to where it drifts (`plume_cells` beyond any patch), the zone reports it."""
+    clip = clips("drift-in", Scene(seconds=120, walkers=walkers(120, 9.0), seed=5,
+                                   plumes=[Plume(10, 110, (90, 120), 40, drift_px_s=1.5)]))
+    east = camera_from_mapping({"id": "cam-site", "source": str(clip), "grid_code": "310104014001005", "fps": 5,
+                                "zones": [{"id": "east", "kind": "construction", "dwell_s": 20,
+                                           "polygon": [[180, 20], [300, 20], [300, 170], [180, 170]]}]})
+    assert detect_clip(east, str(clip)).detections == []
+    without_the_rule = DetectSettings(dust=DustSettings(plume_cells=10_000))
+    [detection] = detect_clip(east, str(clip), without_the_rule).detections
+    assert detection.zone_id == "east"
 
 
 def test_a_pale_plume_over_flat_bare_ground_is_dust(clips: Callable[[str, Scene], Path]) -> None:
