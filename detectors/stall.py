@@ -202,7 +202,7 @@ class StallDetector:
         blobs = [_Blob((int(x), int(y), int(w), int(h)), int(area), self._age(labels, label, (x, y, w, h)))
                  for label, (x, y, w, h, area) in enumerate(stats[1:count], 1) if area >= min_area]
         seen: dict[int, tuple[tuple[int, int, int, int], int]] = {}
-        for blob in _group(blobs, s):
+        for blob in _group(blobs, s, s.max_width_share * self._shape[1]):
             box, area = blob.box, blob.area
             track = self._match(blob, t)
             if track is None:
@@ -366,9 +366,10 @@ class _Blob:
     age_s: float
 
 
-def _group(blobs: list[_Blob], settings: StallSettings) -> list[_Blob]:
+def _group(blobs: list[_Blob], settings: StallSettings, max_width: float) -> list[_Blob]:
     """Blobs merged into objects where their grown boxes meet, their union is compact (side by side, not two
-    objects diagonally apart) and they arrived at about the same time."""
+    objects diagonally apart) and no wider than a stall can be (a stall set down by a car parking at the same
+    time stays apart from it), and they arrived at about the same time."""
     groups = list(blobs)
     merged = True
     while merged:
@@ -381,7 +382,7 @@ def _group(blobs: list[_Blob], settings: StallSettings) -> list[_Blob]:
                 compact = box[2] * box[3] <= settings.compact * (a[2] * a[3] + b[2] * b[3])
                 aspect = settings.person_aspect
                 together = abs(groups[i].age_s - groups[j].age_s) <= settings.age_split_s
-                if near and compact and together and (
+                if near and compact and together and box[2] <= max_width and (
                         _side_by_side(a, b) or not (_person_shaped(a, aspect) or _person_shaped(b, aspect))):
                     larger = max(groups[i], groups[j], key=lambda blob: blob.area)
                     groups[i] = _Blob(box, groups[i].area + groups[j].area, larger.age_s)

@@ -104,3 +104,15 @@ def test_a_big_stall_set_down_over_a_small_reported_one_is_an_object_of_its_own(
     assert small.start_s <= 10 and 55 <= big.start_s <= 65  # set down at 5 s and at 60 s
     _, y, w, h = big.bbox or (0, 0, 0, 0)
     assert w >= 100 and y + h >= 160  # the cart's table spans 110-220 and stands at 165
+
+
+def test_a_stall_set_down_beside_something_too_wide_to_be_a_stall_is_reported_on_its_own(
+        clips: Callable[[str, Scene], Path]) -> None:
+    """Something as wide as half the frame and a small stall arrive together, side by side (a car parking by a
+    mat being laid out). Grouped, they would be one object too wide to be a stall, and the stall would never be
+    reported: grouping stops short of that width."""
+    clip = clips("beside-wide", Scene(seconds=90, walkers=walkers(90),
+                                      stalls=[Stall(18, 80, 5, 165, colour=(60, 120, 60), width=180),
+                                              Stall(18, 80, 200, 165, width=70)]))
+    boxes = [detection.bbox or (0, 0, 0, 0) for detection in _detect(clip)]
+    assert any(x >= 190 and x + w <= 290 for x, _, w, _ in boxes), boxes  # the small stall's table spans 200-270
