@@ -409,6 +409,13 @@ def test_a_gateway_and_a_worker_killed_mid_stream_lose_no_reading_and_change_no_
             gateway, worker = run.gateways[0], run.workers[0]
             eventually(lambda: gateway.metric("gridhub_gateway_accepted_total") >= 2000, 60, "a share of the load",
                        poll_s=0.05)
+            # Frozen first, so that the kill lands with messages delivered to it and not acknowledged: the broker
+            # goes on handing it its share of the shared subscription, as the other gateway's count shows.
+            assert gateway.process is not None
+            gateway.process.send_signal(signal.SIGSTOP)
+            other = run.gateways[1].metric("gridhub_gateway_received_total")
+            eventually(lambda: run.gateways[1].metric("gridhub_gateway_received_total") >= other + 50, 60,
+                       "the broker delivering on while the gateway is frozen", poll_s=0.05)
             gateway.kill()
             assert not fleet.finished(), "the gateway was killed after the load"
             gateway.start()  # the same client id: the broker redelivers what the killed one had not acknowledged
