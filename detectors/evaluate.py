@@ -14,7 +14,8 @@ averaged over the matches whose zone has one: the target is "mean alert delay â‰
 
 A truth document may say under what `conditions` its clip was made (the scene generators write the generator,
 fps, resolution, night, shake, weather, â€¦); `breakdown` scores the clips of each value of each condition
-apart, so a weakness at night or at 25 fps is not averaged away.
+apart, so a weakness at night or at 25 fps is not averaged away. A truth event may name its `cause` (the second
+generator's plume style or stall shape); `by_cause` gives the recall of each.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Interval:
     end_s: float
     alert_s: float
     dwell_s: float | None = None  # of the zone, on truth events whose document states it
+    cause: str | None = None  # what made a truth event, where its document says ("digger", "cart")
 
     @property
     def key(self) -> tuple[int, str, str, str]:
@@ -143,8 +145,10 @@ def _interval(record: Any, path: Path, clip: int, number: int, dwell: Mapping[st
         start, end = float(record["start_s"]), float(record["end_s"])
         alert = record.get("alert_s")
         zone = str(record["zone_id"])
+        cause = record.get("cause")
         return Interval(clip, str(record["camera_id"]), zone, str(record["kind"]), start, end,
-                        float(alert) if alert is not None else start, dwell.get(zone))
+                        float(alert) if alert is not None else start, dwell.get(zone),
+                        str(cause) if cause is not None else None)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise EvalInputError(f"{path}: event {number}: missing or invalid field ({exc!r})") from None
 
@@ -210,6 +214,42 @@ def breakdown(clips: Sequence[Clip]) -> Breakdown:
             result[name][value] = {kind: score for kind, score in evaluate(chosen).items()
                                    if score.truth or score.detections}
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class CauseScore:
+    """Recall over the truth events of one kind and cause (a false alarm has no cause: no precision here)."""
+
+    truth: int
+    matched: int
+
+    @property
+    def recall(self) -> float:
+        """Matched truth events over truth events."""
+        return self.matched / self.truth
+
+    def as_dict(self) -> dict[str, Any]:
+        """For `--json`."""
+        return {"truth": self.truth, "matched": self.matched, "recall": _round(self.recall)}
+
+
+def by_cause(clips: Iterable[tuple[list[Interval], list[Interval]]]) -> dict[str, dict[str, CauseScore]]:
+    """Recall per kind and cause, over the truth events whose documents name their cause, matched as in
+    `evaluate`: what a weakness is, a digger's dust or a ground mat, where the conditions cannot tell."""
+    truth: list[Interval] = []
+    detections: list[Interval] = []
+    for clip_truth, clip_detections in clips:
+        truth.extend(clip_truth)
+        detections.extend(clip_detections)
+    found = {t for t, _ in match(truth, detections)}
+    counts: dict[str, dict[str, list[int]]] = {}
+    for index, event in enumerate(truth):
+        if event.cause is not None:
+            tally = counts.setdefault(event.kind, {}).setdefault(event.cause, [0, 0])
+            tally[0] += 1
+            tally[1] += index in found
+    return {kind: {cause: CauseScore(*tally) for cause, tally in sorted(causes.items())}
+            for kind, causes in sorted(counts.items())}
 
 
 def match(truth: Sequence[Interval], detections: Sequence[Interval]) -> list[tuple[int, int]]:

@@ -133,6 +133,7 @@ def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool
     from detectors.evaluate import (
         EvalInputError,
         breakdown,
+        by_cause,
         evaluate,
         pair_files,
         read_conditions,
@@ -148,6 +149,7 @@ def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool
         fail(str(exc), EXIT_CONFIG)
     scores = evaluate((found, detected) for found, detected, _ in clips)
     by_condition = breakdown(clips)
+    causes = by_cause((found, detected) for found, detected, _ in clips)
     columns = ("truth", "detections", "matched", "precision", "recall", "mean alert delay (s)",
                "delay beyond dwell (s)")
     table = Table(title=f"gridhub detect eval ({len(pairs)} clip(s))")
@@ -167,9 +169,20 @@ def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool
                 for score in kinds.values():
                     table.add_row(name, value, str(count), score.kind, *_figures(score))
         console.print(table)
+    if causes:
+        table = Table(title="recall by cause (as the truth names it)")
+        for column in ("kind", "cause", "truth", "matched", "recall"):
+            table.add_column(column, justify="left" if column in ("kind", "cause") else "right")
+        for kind, by_kind in causes.items():
+            for cause, cause_score in by_kind.items():
+                table.add_row(kind, cause, str(cause_score.truth), str(cause_score.matched),
+                              _figure(cause_score.recall))
+        console.print(table)
     document = {"clips": len(pairs), "kinds": {kind: score.as_dict() for kind, score in scores.items()},
                 "by_condition": {name: {value: {kind: score.as_dict() for kind, score in kinds.items()}
-                                        for value, kinds in values.items()} for name, values in by_condition.items()}}
+                                        for value, kinds in values.items()} for name, values in by_condition.items()},
+                "by_cause": {kind: {cause: cause_score.as_dict() for cause, cause_score in by_kind.items()}
+                             for kind, by_kind in causes.items()}}
     if report_file is not None:
         try:
             report_file.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")

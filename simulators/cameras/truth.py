@@ -27,12 +27,16 @@ class TruthEvent:
     start_s: float
     end_s: float
     bbox: tuple[int, int, int, int] | None  # [x, y, w, h] in source pixels, stalls only
+    cause: str | None = None  # what made it, where the generator says ("digger", "cart"): recall by cause
 
     def to_json(self) -> dict[str, Any]:
-        """The event as a JSON object with exactly the offline events' fields (less confidence)."""
-        return {"camera_id": self.camera_id, "zone_id": self.zone_id, "kind": self.kind,
-                "start_s": round(self.start_s, 2), "end_s": round(self.end_s, 2),
-                "bbox": list(self.bbox) if self.bbox is not None else None}
+        """The event as a JSON object with the offline events' fields (less confidence), and its cause if known."""
+        document: dict[str, Any] = {"camera_id": self.camera_id, "zone_id": self.zone_id, "kind": self.kind,
+                                    "start_s": round(self.start_s, 2), "end_s": round(self.end_s, 2),
+                                    "bbox": list(self.bbox) if self.bbox is not None else None}
+        if self.cause is not None:
+            document["cause"] = self.cause
+        return document
 
 
 def truth_events(planner: Planner, epochs: list[Epoch], zones: tuple[Zone, ...], camera_id: str,

@@ -184,6 +184,22 @@ def test_eval_breaks_the_figures_down_by_each_condition_of_the_clips_and_writes_
     assert "by condition" in result.output
 
 
+def test_eval_gives_the_recall_of_each_cause_the_truth_names(tmp_path: Path) -> None:
+    digger = {**_event("dust", 100, 200), "cause": "digger"}
+    column = {**_event("dust", 300, 400), "cause": "column"}
+    unnamed = _event("dust", 500, 600)
+    _clip_with_conditions(tmp_path / "clips", "a", {}, [digger, column, unnamed],
+                          [_event("dust", 310, 400, alert=350), _event("dust", 510, 600, alert=550)])
+    _clip_with_conditions(tmp_path / "clips", "b", {}, [digger], [_event("dust", 100, 190, alert=140)])
+    result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(tmp_path / "clips"),
+                                      "--events", str(tmp_path / "clips"), "--json"])
+    assert result.exit_code == 0, result.output
+    causes = orjson.loads(result.output.splitlines()[-1])["by_cause"]
+    assert causes == {"dust": {"column": {"truth": 1, "matched": 1, "recall": 1.0},
+                               "digger": {"truth": 2, "matched": 1, "recall": 0.5}}}
+    assert "recall by cause" in result.output
+
+
 def test_truth_from_the_first_generator_states_its_conditions(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["simulate", "cameras", "--scene", "street", "--seed", "3", "--seconds", "2",
                                       "--fps", "5", "--out", str(tmp_path / "clip")])

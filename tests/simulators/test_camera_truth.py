@@ -96,10 +96,11 @@ def test_events_are_cut_to_the_clip_and_kept_only_if_long_enough_within_it(stree
     assert all(e.end_s <= cut for e in scene.truth(cut))
 
 
-def test_truth_events_have_exactly_the_offline_events_fields() -> None:
+def test_truth_events_have_exactly_the_offline_events_fields_and_a_cause_where_known() -> None:
     event = TruthEvent("cam-1", "kerb", "stall", 12.0, 99.5, (1, 2, 3, 4))
     assert event.to_json() == {"camera_id": "cam-1", "zone_id": "kerb", "kind": "stall", "start_s": 12.0,
                                "end_s": 99.5, "bbox": [1, 2, 3, 4]}
+    assert TruthEvent("cam-1", "site", "dust", 1.0, 40.0, None, "digger").to_json()["cause"] == "digger"
 
 
 def test_a_true_stall_is_visible_in_its_box() -> None:

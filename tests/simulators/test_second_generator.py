@@ -123,6 +123,18 @@ def test_nothing_stays_before_the_warm_up_is_over(busy_streets: list[SecondScene
         assert all(vehicle.parked[0] >= street.params.warmup_s for vehicle in timeline.vehicles if vehicle.parked)
 
 
+def test_a_true_stall_names_the_shape_of_its_stall_as_its_cause() -> None:
+    causes = set()
+    for seed in range(40, 44):
+        street = scene("street", seed, stalls_per_hour="30")
+        events = street.truth(600)
+        stalls = {(stall.zone_id, stall.stop_s): stall.look.kind for stall in street.timeline.stalls}
+        for event in events:
+            assert event.cause == stalls[(event.zone_id, event.start_s)]
+            causes.add(event.cause)
+    assert len(causes) >= 2
+
+
 def test_short_stalls_and_stalls_outside_the_zones_are_never_truth() -> None:
     short = outside = 0
     for seed in range(40, 43):
@@ -177,6 +189,7 @@ def test_true_dust_rises_from_a_construction_zone_for_at_least_30_s(dusty_sites:
                        and any(a < event.end_s and event.start_s < b for a, b in p.visible())]
             assert sources and all(signed_distance(zones[event.zone_id], *site.camera.point(p.x, p.y)) > 0
                                    for p in sources)
+            assert event.cause == "+".join(sorted({p.style for p in sources}))
             checked += 1
     assert checked >= 6
 

@@ -30,20 +30,23 @@ def stall_events(stalls: list[Stall], zones: tuple[Zone, ...], camera_id: str, d
         x, y, w, h = stall.box
         x0, y0 = max(round(x), 0), max(round(y), 0)
         x1, y1 = min(round(x + w), width), min(round(y + h), height)
-        events.append(TruthEvent(camera_id, stall.zone_id, "stall", start, end, (x0, y0, x1 - x0, y1 - y0)))
+        events.append(TruthEvent(camera_id, stall.zone_id, "stall", start, end, (x0, y0, x1 - x0, y1 - y0),
+                                 stall.look.kind))
     return events
 
 
 def dust_events(plumes: list[Plume], camera_id: str, duration_s: float) -> list[TruthEvent]:
-    """True dust events within [0, duration_s): per zone, the visible stretches of its plumes, merged."""
-    by_zone: dict[str, list[tuple[float, float]]] = {}
+    """True dust events within [0, duration_s): per zone, the visible stretches of its plumes, merged; the cause
+    of an event is the style of the plumes in it ("column", "sheared", "digger", joined by "+")."""
+    by_zone: dict[str, list[tuple[float, float, str]]] = {}
     for plume in plumes:
         if plume.zone_id is not None:
-            by_zone.setdefault(plume.zone_id, []).extend(plume.visible())
+            by_zone.setdefault(plume.zone_id, []).extend((start, end, plume.style) for start, end in plume.visible())
     events = []
     for zone_id, runs in by_zone.items():
-        for start, end in merge(runs, MERGE_GAP_S):
+        for start, end in merge([(a, b) for a, b, _ in runs], MERGE_GAP_S):
+            cause = "+".join(sorted({style for a, b, style in runs if a <= end and b >= start}))
             start, end = max(start, 0.0), min(end, duration_s)
             if end - start >= DUST_DWELL_S:
-                events.append(TruthEvent(camera_id, zone_id, "dust", start, end, None))
+                events.append(TruthEvent(camera_id, zone_id, "dust", start, end, None, cause))
     return events
