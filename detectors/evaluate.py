@@ -15,7 +15,8 @@ averaged over the matches whose zone has one: the target is "mean alert delay â‰
 A truth document may say under what `conditions` its clip was made (the scene generators write the generator,
 fps, resolution, night, shake, weather, â€¦); `breakdown` scores the clips of each value of each condition
 apart, so a weakness at night or at 25 fps is not averaged away. A truth event may name its `cause` (the second
-generator's plume style or stall shape); `by_cause` gives the recall of each.
+generator's plume style or stall shape); `by_cause` gives the recall of each. `unmatched` lists the missed events
+and the false alarms themselves.
 """
 
 from __future__ import annotations
@@ -250,6 +251,20 @@ def by_cause(clips: Iterable[tuple[list[Interval], list[Interval]]]) -> dict[str
             tally[1] += index in found
     return {kind: {cause: CauseScore(*tally) for cause, tally in sorted(causes.items())}
             for kind, causes in sorted(counts.items())}
+
+
+def unmatched(clips: Iterable[tuple[list[Interval], list[Interval]]]) -> tuple[list[Interval], list[Interval]]:
+    """The truth events no detection matched (missed) and the detections that matched none (false alarms),
+    matched as in `evaluate`: which ones, to look at, where the figures only say how many."""
+    truth: list[Interval] = []
+    detections: list[Interval] = []
+    for clip_truth, clip_detections in clips:
+        truth.extend(clip_truth)
+        detections.extend(clip_detections)
+    pairs = match(truth, detections)
+    found, used = {t for t, _ in pairs}, {d for _, d in pairs}
+    return ([event for index, event in enumerate(truth) if index not in found],
+            [detection for index, detection in enumerate(detections) if index not in used])
 
 
 def match(truth: Sequence[Interval], detections: Sequence[Interval]) -> list[tuple[int, int]]:

@@ -3,7 +3,8 @@
 # at 5, 10 and 25 fps and at the frame sizes given (one after another over the clips: with the default three, the
 # fourth clip is 640x360 again), each clip analysed by `gridhub detect offline` and all of them scored together by
 # `gridhub detect eval`, which breaks the figures down by condition and writes them to OUT/report.json, and for
-# each generator alone to OUT/report-first.json and OUT/report-second.json (tables in OUT/eval-*.txt).
+# each generator alone to OUT/report-first.json and OUT/report-second.json (tables in OUT/eval-*.txt, with the
+# missed events and false alarms listed: look at those only once the set has been scored).
 #
 #   tools/eval-detectors.sh OUT [CLIPS] [SECONDS] [SEED] [SIZES]   # default: 4 clips of 300 s per generator, scene
 #                                                                  # and fps, seeds from 1000, "640x360 1280x720
@@ -43,5 +44,5 @@ wait "$second"
 "$gridhub" detect eval --truth "$out" --events "$out" --report "$out/report.json"
 for generator in first second; do  # the README's table: each generator on its own, by condition
     "$gridhub" detect eval --truth "$out/$generator" --events "$out/$generator" \
-        --report "$out/report-$generator.json" > "$out/eval-$generator.txt"
+        --report "$out/report-$generator.json" --list > "$out/eval-$generator.txt"
 done

@@ -15,7 +15,7 @@ from domain.registry import Camera
 from gridhub.cli.common import EXIT_CONFIG, config_option, fail, load, print_bench
 
 if TYPE_CHECKING:
-    from detectors.evaluate import KindScore
+    from detectors.evaluate import Interval, KindScore
 
 EXIT_SOURCE = 4  # the video source cannot be opened or decoded
 EXIT_TRUNCATED = 5  # the file ends before the frames its container announces: analysed as far as it goes
@@ -122,8 +122,11 @@ def detect_offline(config_file: Path | None, camera_file: Path, camera_id: str |
               help="Detections JSONL from `detect offline`, or a directory of them; repeatable, paired in order.")
 @click.option("--json", "as_json", is_flag=True, help="Also print one JSON object as the last line.")
 @click.option("--report", "report_file", type=click.Path(path_type=Path), default=None,
-              help="Write the figures, overall and by condition, to this JSON file.")
-def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool, report_file: Path | None) -> None:
+              help="Write the figures, overall, by condition and by cause, and the missed events and false alarms, "
+                   "to this JSON file.")
+@click.option("--list", "listing", is_flag=True, help="Also list the missed events and the false alarms.")
+def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool, report_file: Path | None,
+                listing: bool) -> None:
     """Score detections against ground truth: precision, recall, alert delay; per kind, and per condition of
     the clips (generator, fps, resolution, night, shake, weather, …) where the truth files state them."""
     import orjson
@@ -139,6 +142,7 @@ def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool
         read_conditions,
         read_dwell,
         read_events,
+        unmatched,
     )
 
     try:
@@ -150,6 +154,7 @@ def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool
     scores = evaluate((found, detected) for found, detected, _ in clips)
     by_condition = breakdown(clips)
     causes = by_cause((found, detected) for found, detected, _ in clips)
+    missed, false_alarms = unmatched((found, detected) for found, detected, _ in clips)
     columns = ("truth", "detections", "matched", "precision", "recall", "mean alert delay (s)",
                "delay beyond dwell (s)")
     table = Table(title=f"gridhub detect eval ({len(pairs)} clip(s))")
@@ -178,11 +183,23 @@ def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool
                 table.add_row(kind, cause, str(cause_score.truth), str(cause_score.matched),
                               _figure(cause_score.recall))
         console.print(table)
+    if listing:
+        for title, intervals, detected in (("missed", missed, False), ("false alarms", false_alarms, True)):
+            table = Table(title=f"{title} ({len(intervals)})")
+            for column in ("clip", "kind", "zone", "start (s)", "end (s)", "alert (s)", "cause"):
+                table.add_column(column, justify="right" if column.endswith("(s)") else "left")
+            for interval in intervals:
+                table.add_row(str(pairs[interval.clip][0].parent), interval.kind, interval.zone_id,
+                              f"{interval.start_s:.1f}", f"{interval.end_s:.1f}",
+                              f"{interval.alert_s:.1f}" if detected else "", interval.cause or "")
+            console.print(table)
     document = {"clips": len(pairs), "kinds": {kind: score.as_dict() for kind, score in scores.items()},
                 "by_condition": {name: {value: {kind: score.as_dict() for kind, score in kinds.items()}
                                         for value, kinds in values.items()} for name, values in by_condition.items()},
                 "by_cause": {kind: {cause: cause_score.as_dict() for cause, cause_score in by_kind.items()}
-                             for kind, by_kind in causes.items()}}
+                             for kind, by_kind in causes.items()},
+                "missed": [_listed(event, pairs, False) for event in missed],
+                "false_alarms": [_listed(detection, pairs, True) for detection in false_alarms]}
     if report_file is not None:
         try:
             report_file.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
@@ -217,6 +234,19 @@ def _read_cameras(path: Path) -> list[Camera]:
         return load_cameras(path)
     except CityError as exc:
         fail(str(exc), EXIT_CONFIG)
+
+
+def _listed(interval: Interval, pairs: list[tuple[Path, Path]], detected: bool) -> dict[str, object]:
+    """A missed event or a false alarm in the report: which clip (its truth and events files), kind, zone, when,
+    and when it was raised (a detection) or what made it (a truth event, where its document says)."""
+    listed: dict[str, object] = {"truth": str(pairs[interval.clip][0]), "events": str(pairs[interval.clip][1]),
+                                 "kind": interval.kind, "zone_id": interval.zone_id, "start_s": interval.start_s,
+                                 "end_s": interval.end_s}
+    if detected:
+        listed["alert_s"] = interval.alert_s
+    else:
+        listed["cause"] = interval.cause
+    return listed
 
 
 def _figures(score: KindScore) -> tuple[str, ...]:

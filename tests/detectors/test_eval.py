@@ -200,6 +200,24 @@ def test_eval_gives_the_recall_of_each_cause_the_truth_names(tmp_path: Path) -> 
     assert "recall by cause" in result.output
 
 
+def test_eval_lists_the_missed_events_and_the_false_alarms(tmp_path: Path) -> None:
+    missed = {**_event("dust", 100, 200), "cause": "digger"}
+    _clip_with_conditions(tmp_path / "clips", "a", {}, [missed, _event("dust", 300, 400)],
+                          [_event("dust", 310, 400, alert=350), _event("dust", 600, 700, alert=640)])
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(tmp_path / "clips"),
+                                      "--events", str(tmp_path / "clips"), "--report", str(report), "--list"])
+    assert result.exit_code == 0, result.output
+    document = orjson.loads(report.read_bytes())
+    clip = tmp_path / "clips" / "a"
+    assert document["missed"] == [{"truth": str(clip / "truth.json"), "events": str(clip / "events.jsonl"),
+                                   "kind": "dust", "zone_id": "z1", "start_s": 100.0, "end_s": 200.0,
+                                   "cause": "digger"}]
+    assert [(alarm["start_s"], alarm["alert_s"]) for alarm in document["false_alarms"]] == [(600.0, 640.0)]
+    assert "missed (1)" in result.output and "false alarms (1)" in result.output
+    assert "640.0" in result.output
+
+
 def test_truth_from_the_first_generator_states_its_conditions(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["simulate", "cameras", "--scene", "street", "--seed", "3", "--seconds", "2",
                                       "--fps", "5", "--out", str(tmp_path / "clip")])
