@@ -145,7 +145,7 @@ class DustDetector:
         busy = t - self._busy_t <= s.busy_s
         # The first baseline is what the cells show most of the first seconds: nothing is judged meanwhile.
         learning = t - self._start_t < s.bootstrap_s
-        hazy = self._hazy(exposed & ~busy) & ~learning
+        hazy = self._hazy(exposed & ~busy) & (not learning)
         self._dusty += (hazy.astype(np.float32) - self._dusty) * np.float32(1 - math.exp(-dt / s.dusty_s))
         dusty = self._dusty >= s.dusty_share
         if t - self._sample_t >= s.sample_s:
