@@ -176,11 +176,7 @@ def _expand(paths: Sequence[Path], pattern: str) -> list[Path]:
 
 def evaluate(clips: Iterable[tuple[list[Interval], list[Interval]]]) -> dict[str, KindScore]:
     """Scores per kind over (truth, detections) of each clip."""
-    truth: list[Interval] = []
-    detections: list[Interval] = []
-    for clip_truth, clip_detections in clips:
-        truth.extend(clip_truth)
-        detections.extend(clip_detections)
+    truth, detections = _joined(clips)
     pairs = match(truth, detections)
     scores = {}
     for kind in sorted({*KINDS, *(i.kind for i in truth), *(i.kind for i in detections)}):
@@ -192,6 +188,16 @@ def evaluate(clips: Iterable[tuple[list[Interval], list[Interval]]]) -> dict[str
                                  sum(1 for i in detections if i.kind == kind), len(matches),
                                  _mean(delays), _mean(beyond))
     return scores
+
+
+def _joined(clips: Iterable[tuple[list[Interval], list[Interval]]]) -> tuple[list[Interval], list[Interval]]:
+    """The truth events and the detections of all clips (each interval knows its clip)."""
+    truth: list[Interval] = []
+    detections: list[Interval] = []
+    for clip_truth, clip_detections in clips:
+        truth.extend(clip_truth)
+        detections.extend(clip_detections)
+    return truth, detections
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -237,11 +243,7 @@ class CauseScore:
 def by_cause(clips: Iterable[tuple[list[Interval], list[Interval]]]) -> dict[str, dict[str, CauseScore]]:
     """Recall per kind and cause, over the truth events whose documents name their cause, matched as in
     `evaluate`: what a weakness is, a digger's dust or a ground mat, where the conditions cannot tell."""
-    truth: list[Interval] = []
-    detections: list[Interval] = []
-    for clip_truth, clip_detections in clips:
-        truth.extend(clip_truth)
-        detections.extend(clip_detections)
+    truth, detections = _joined(clips)
     found = {t for t, _ in match(truth, detections)}
     counts: dict[str, dict[str, list[int]]] = {}
     for index, event in enumerate(truth):
@@ -256,11 +258,7 @@ def by_cause(clips: Iterable[tuple[list[Interval], list[Interval]]]) -> dict[str
 def unmatched(clips: Iterable[tuple[list[Interval], list[Interval]]]) -> tuple[list[Interval], list[Interval]]:
     """The truth events no detection matched (missed) and the detections that matched none (false alarms),
     matched as in `evaluate`: which ones, to look at, where the figures only say how many."""
-    truth: list[Interval] = []
-    detections: list[Interval] = []
-    for clip_truth, clip_detections in clips:
-        truth.extend(clip_truth)
-        detections.extend(clip_detections)
+    truth, detections = _joined(clips)
     pairs = match(truth, detections)
     found, used = {t for t, _ in pairs}, {d for _, d in pairs}
     return ([event for index, event in enumerate(truth) if index not in found],

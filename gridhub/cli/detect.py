@@ -128,7 +128,8 @@ def detect_offline(config_file: Path | None, camera_file: Path, camera_id: str |
 def detect_eval(truth: tuple[Path, ...], events: tuple[Path, ...], as_json: bool, report_file: Path | None,
                 listing: bool) -> None:
     """Score detections against ground truth: precision, recall, alert delay; per kind, and per condition of
-    the clips (generator, fps, resolution, night, shake, weather, …) where the truth files state them."""
+    the clips (generator, fps, resolution, night, shake, weather, …) where the truth files state them; recall
+    per cause where the truth events name theirs."""
     import orjson
     from rich.console import Console
     from rich.table import Table
