@@ -71,6 +71,7 @@ class StallDetector:
         self.areas = [area for area in areas if area.zone.kind in STALL_ZONES]
         self._settings = settings
         self._shape = shape
+        self._max_width = settings.max_width_share * shape[1]  # working pixels: wider is not one stall
         self._to_source = to_source
         self._bootstrap: list[Image] = []
         self._bootstrap_t: float | None = None
@@ -202,7 +203,7 @@ class StallDetector:
         blobs = [_Blob((int(x), int(y), int(w), int(h)), int(area), self._age(labels, label, (x, y, w, h)))
                  for label, (x, y, w, h, area) in enumerate(stats[1:count], 1) if area >= min_area]
         seen: dict[int, tuple[tuple[int, int, int, int], int]] = {}
-        for blob in _group(blobs, s, s.max_width_share * self._shape[1]):
+        for blob in _group(blobs, s, self._max_width):
             box, area = blob.box, blob.area
             track = self._match(blob, t)
             if track is None:
@@ -321,7 +322,7 @@ class StallDetector:
         """Whether the track is shaped like one object rather than a merge of shadows and passers-by."""
         s = self._settings
         width, height = track.box[2:]
-        return (width <= s.max_width_share * self._shape[1] and track.fill >= s.min_fill
+        return (width <= self._max_width and track.fill >= s.min_fill
                 and width * height >= s.min_box_share * self._shape[0] * self._shape[1]
                 and not _person_shaped(track.box, s.person_aspect))
 
