@@ -18,7 +18,8 @@ and filled.
 Lighting: images are compared as log intensities, so a change of illumination is an additive offset. A coarse
 gain field (the median offset over large cells) removes global and large-scale changes, sudden or gradual;
 what is left is judged by its chromaticity change and by its change of log-gradient (texture and edges),
-both blind to a local gain such as a shadow, plus only large changes of brightness.
+both blind to a local gain such as a shadow or a pool of light, plus large changes of brightness that are not
+such a gain (a colourless darkening or brightening over unchanged texture).
 
 The tunables (thresholds, time constants, shape rules) are settings `detect.stall.*`, `core/detect_settings.py`.
 """
@@ -156,8 +157,11 @@ class StallDetector:
         gradient_limit = max(s.gradient_min, s.noise_factor * _noise(gradient))
         # A shadow darkens every channel alike: no chroma change, and its edges are edges of light, not of a thing.
         shadow = (brightness < -s.shadow_min) & (brightness > -s.shadow_max) & (chroma <= chroma_limit)
-        changed = (chroma > chroma_limit) | (((gradient > gradient_limit) | (np.abs(brightness) > s.brightness_change))
-                                             & ~shadow)
+        # A pool of light (a headlight's beam, a lamp) brightens every channel alike: only a change of texture in
+        # it is a thing.
+        lit = (brightness > s.shadow_min) & (brightness < s.shadow_max) & (chroma <= chroma_limit)
+        changed = (chroma > chroma_limit) | (((gradient > gradient_limit)
+                                              | ((np.abs(brightness) > s.brightness_change) & ~lit)) & ~shadow)
         changed_u8 = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, _SMALL)
         return u8(cv2.morphologyEx(changed_u8, cv2.MORPH_CLOSE, _CLOSE)).view(np.bool_)
 

@@ -68,6 +68,16 @@ class Plume:
 
 
 @dataclass(frozen=True)
+class Light:
+    """A pool of light (a parked car's headlights, a lamp) switched on at `on_s` over a box, soft-edged: it
+    multiplies what it falls on by `gain` and stays on."""
+
+    on_s: float
+    box: tuple[int, int, int, int]  # x, y, width, height
+    gain: float = 2.0
+
+
+@dataclass(frozen=True)
 class Arm:
     """A digger's arm from `pivot`: it holds at one angle (degrees) for `hold_s`, swings to the other in 2 s,
     holds there, and swings back, over and over."""
@@ -103,6 +113,7 @@ class Scene:
     stalls: list[Stall] = field(default_factory=list)
     plumes: list[Plume] = field(default_factory=list)
     arms: list[Arm] = field(default_factory=list)
+    lights: list[Light] = field(default_factory=list)
     gain: list[tuple[float, float]] = field(default_factory=list)  # (from_s, gain) steps of global lighting
     seed: int = 0
     texture: float = 1.0  # of the ground: 1 is paving, 0 bare flat ground (sensor noise only)
@@ -149,6 +160,9 @@ def render(scene: Scene, t: float, background: Image, rng: np.random.Generator) 
         alpha = _plume_alpha(plume, t, scene.size)
         if alpha is not None:
             image = image * (1 - alpha[..., None]) + np.array(plume.colour, np.float32) * alpha[..., None]
+    for light in scene.lights:
+        if t >= light.on_s:
+            image = image * _light_gain(light, scene.size)[..., None]
     gain = 1.0
     for since, value in scene.gain:
         if t >= since:
@@ -185,6 +199,14 @@ def _draw_stall(frame: Image, stall: Stall, t: float) -> None:
     cv2.line(frame, (x + w // 2, bottom - w // 2), (x + w // 2, bottom - w), (30, 30, 30), 2)
     canopy = np.array([[x - 6, bottom - w + 4], [x + w // 2, bottom - w - 14], [x + w + 6, bottom - w + 4]])
     cv2.fillPoly(frame, [canopy], (30, 190, 230))
+
+
+def _light_gain(light: Light, size: tuple[int, int]) -> npt.NDArray[np.float32]:
+    pool = np.zeros((size[1], size[0]), np.float32)
+    x, y, w, h = light.box
+    pool[y:y + h, x:x + w] = 1
+    pool = np.asarray(cv2.GaussianBlur(pool, (0, 0), 2.0), np.float32)
+    return np.asarray(1 + (light.gain - 1) * pool, np.float32)
 
 
 def _plume_alpha(plume: Plume, t: float, size: tuple[int, int]) -> npt.NDArray[np.float32] | None:

@@ -13,7 +13,7 @@ from core.settings import DetectSettings
 from detectors.offline import ClipDetection, detect_clip
 from domain.registry import Camera
 from tests.detectors.conftest import street_camera, walkers
-from tests.detectors.scenes import Scene, Stall, Walker
+from tests.detectors.scenes import Light, Scene, Stall, Walker
 
 
 def _detect(clip: Path, dwell_s: float = 20) -> list[ClipDetection]:
@@ -46,6 +46,15 @@ def test_a_person_pausing_for_a_few_seconds_is_not_a_stall(clips: Callable[[str,
 def test_a_change_of_lighting_is_not_a_stall(clips: Callable[[str, Scene], Path],
                                              gain: list[tuple[float, float]]) -> None:
     clip = clips(f"light-{gain}", Scene(seconds=75, walkers=walkers(75), gain=gain, seed=3))
+    assert _detect(clip, dwell_s=15) == []
+
+
+def test_a_pool_of_light_that_stays_on_is_not_a_stall(clips: Callable[[str, Scene], Path]) -> None:
+    """At night a parked car's headlights light up a patch of the pavement for minutes: everything there gets
+    four times brighter, far more than the change of brightness that counts as an object on its own, but the
+    paving's texture is what it was. Light is not a thing: without that rule, the pool is a stall."""
+    clip = clips("light-pool", Scene(seconds=75, walkers=walkers(75), lights=[Light(10, (120, 120, 90, 50), gain=4)],
+                                     gain=[(0, 0.3)], seed=4))
     assert _detect(clip, dwell_s=15) == []
 
 
