@@ -104,7 +104,9 @@ class DustSettings(_Tunables):
     plume_cells: int = Field(3, ge=1, le=10000)  # a patch of dust this big passes where it rose on as it drifts
     score_on: float = Field(0.03, gt=0, le=1)  # share of dusty cells that starts an episode...
     score_off: float = Field(0.015, gt=0, le=1)  # ...and that it needs to go on
-    min_cells: int = Field(6, ge=1)  # and at least this many cells: a plume, not a parked wheelbarrow
+    # An episode starts on at least this many dusty cells (a plume, not a parked wheelbarrow); once confirmed, fewer
+    # go on: a plume thinning out for a while is still the plume.
+    min_cells: int = Field(6, ge=1)
     # The score may dip below its threshold this long without breaking an episode (one plume, one event).
     gap_s: float = Field(15.0, ge=0, le=600)
     # An episode starts when the zone's first cells went dusty, at most this long before its score reaches score_on.

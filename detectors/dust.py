@@ -23,7 +23,9 @@ and its baseline starts again from what it settles into. A cell is dusty when it
 last few seconds (walkers pass on). A plume rises from the ground, so its cloud stands over its
 source, largely above the zone's ground outline in the image: a zone's cells are its own and those of the air
 above it. The zone's score is the share of its cells that are dusty; an episode starts when its first cells went
-dusty and needs the score above its threshold, with gaps of a few seconds allowed, for the zone's dwell time.
+dusty and needs the score above its threshold, on enough cells, with gaps of a few seconds allowed, for the
+zone's dwell time; once confirmed it goes on while the score stays above a lower threshold, on however few cells
+(a plume thinning out for a while is still the plume).
 
 The tunables (grid, time constants, thresholds) are settings `detect.dust.*`, `core/detect_settings.py`.
 """
@@ -162,7 +164,7 @@ class DustDetector:
             self.scores[zone.area.zone.id] = score
             if count == 0:
                 zone.clear_t = t
-            self._persist(zone, score if count >= s.min_cells else 0.0, t)
+            self._persist(zone, score, count, t)
 
     def _attribute(self, dusty: Cells) -> npt.NDArray[np.int64]:
         """Per dusty cell, the zones its plume rose in, one bit each. Dust rises from its source: a new patch of dust
@@ -229,17 +231,19 @@ class DustDetector:
         self._samples[:, cells] = np.nan
         self._samples[slot, cells] = values[cells]
 
-    def _persist(self, zone: _ZoneDust, score: float, t: float) -> None:
+    def _persist(self, zone: _ZoneDust, score: float, count: int, t: float) -> None:
+        s = self._settings
         episode = zone.episode
         confirmed = episode is not None and episode.seen_t - episode.since_t >= zone.area.zone.dwell_s
-        if score >= (self._settings.score_off if confirmed else self._settings.score_on):
+        # A plume is confirmed on enough cells; thinning out to fewer, it is still the plume.
+        if (score >= s.score_off) if confirmed else (score >= s.score_on and count >= s.min_cells):
             if episode is None:
                 zone.number += 1
                 # The dust rose when its first cells went dusty; the thresholds only confirm it is a plume.
-                zone.episode = _Episode(max(zone.clear_t, t - self._settings.backdate_s), t, score)
+                zone.episode = _Episode(max(zone.clear_t, t - s.backdate_s), t, score)
             else:
                 episode.seen_t, episode.peak = t, max(episode.peak, score)
-        elif episode is not None and t - episode.seen_t > self._settings.gap_s:
+        elif episode is not None and t - episode.seen_t > s.gap_s:
             zone.episode = None
 
     def _observe(self, zone: _ZoneDust) -> Observation | None:

@@ -77,6 +77,17 @@ def test_dust_that_rose_outside_a_zone_and_drifts_over_it_is_not_the_zones(
     assert detection.zone_id == "east"
 
 
+def test_a_plume_that_thins_out_for_a_while_and_thickens_again_is_one_event(
+        clips: Callable[[str, Scene], Path]) -> None:
+    """A wide plume settles while a small one goes on rising at its foot, fewer cells than it takes to confirm a
+    plume, for half a minute, then the site raises a wide one again: one episode of dust, one event. Held to the
+    confirming count (`min_cells`) to go on, the episode ends in the thin spell and the site gets two."""
+    clip = clips("thinning", Scene(seconds=160, walkers=walkers(160, 9.0), seed=5, plumes=[
+        Plume(10, 70, (160, 95), 60), Plume(45, 125, (160, 110), 24, drift_px_s=0), Plume(95, 155, (160, 95), 60)]))
+    [detection] = detect_clip(site_camera(str(clip)), str(clip)).detections
+    assert detection.start_s <= 30 and detection.end_s >= 140
+
+
 def test_a_pale_plume_over_flat_bare_ground_is_dust(clips: Callable[[str, Scene], Path]) -> None:
     """Bare flat ground has no contrast to lose, and the plume's own soft edge raises what little it has: only its
     brightening shows the veil. Without the flat-ground rule (`flat_airlight=5`) the plume is missed."""
