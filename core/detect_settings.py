@@ -32,8 +32,11 @@ class StallSettings(_Tunables):
     stationary_on_s: float = Field(2.0, gt=0, le=60)  # pixels stationary this long form candidate blobs
     miss_reset_s: float = Field(1.0, gt=0, le=60)  # a pixel seen as background this long loses its stationary time
     min_area_share: float = Field(0.0006, gt=0, le=1)  # smallest blob, as a share of the frame
-    # A stall's box covers at least this share of the frame: smaller still things are a bag, a sitter, a bollard.
+    # A stall's box covers at least this share of the frame: smaller still things are a bag, a sitter, a bollard...
     min_box_share: float = Field(0.003, gt=0, le=1)
+    # ...at mid-height; lower is nearer the camera: the share's square root scales by 1 ± this from the top of the
+    # frame to its bottom (0: the same share everywhere; 0.5: a quarter of it at the top, 2.25 times at the foot).
+    perspective: float = Field(0.5, ge=0, lt=1)
     # This much foreground means the camera moved or the light failed: relearn the background.
     reset_share: float = Field(0.6, gt=0, le=1)
     track_grace_s: float = Field(4.0, gt=0, le=600)  # a track unseen this long has left...

@@ -12,8 +12,8 @@ their own age. A reported stall keeps the younger pieces of itself that come bac
 blob more than twice its size: that is a new object set down over it. An object stands in the zone its box's
 foot is in, the foot reaching a little up the box (legs, wheels, a shadow past the zone's edge). A track is
 reported only if it is shaped like an object: not taller than a standing person's
-shape, not smaller than a share of the frame (a bag, a sitter), not wider than a share of it (merged walkers),
-and filled.
+shape, not smaller than a share of the frame (a bag, a sitter; a smaller share up the frame, farther away, and a
+larger one near its foot), not wider than a share of it (merged walkers), and filled.
 
 Lighting: images are compared as log intensities, so a change of illumination is an additive offset. A coarse
 gain field (the median offset over large cells) removes global and large-scale changes, sudden or gradual;
@@ -325,9 +325,12 @@ class StallDetector:
     def _plausible(self, track: _Track) -> bool:
         """Whether the track is shaped like one object rather than a merge of shadows and passers-by."""
         s = self._settings
-        width, height = track.box[2:]
+        _, y, width, height = track.box
+        # Lower in the frame is nearer the camera, where the same thing looks bigger: the smallest stall's size is
+        # taken at mid-height and scaled, linearly in its foot's row, down up the frame and up towards its foot.
+        nearness = 1 + s.perspective * (2 * (y + height) / self._shape[0] - 1)
         return (width <= self._max_width and track.fill >= s.min_fill
-                and width * height >= s.min_box_share * self._shape[0] * self._shape[1]
+                and width * height >= s.min_box_share * nearness ** 2 * self._shape[0] * self._shape[1]
                 and not _person_shaped(track.box, s.person_aspect))
 
     def _source_box(self, box: tuple[int, int, int, int]) -> Box:

@@ -13,7 +13,8 @@
 # Tuning used seeds below 100. A held-out set is scored once, on final code, and is not held out after anyone has
 # looked at its detections: seeds 1000-1001 and 2000-2002 have been, and 3000-3004 and 4000-4003 were each scored
 # once, and 5000-5003 once for the README's table: the next set starts at 6000. Rendering dominates:
-# a 1080p clip of the first generator at 25 fps takes six minutes; the default set took 25 min on two cores.
+# a 1080p clip of the first generator at 25 fps takes six minutes; the default set took 25 min on two cores. A clip
+# already rendered in OUT (its truth.json is there) is analysed again, not rendered again.
 set -eu
 out=${1:?usage: tools/eval-detectors.sh OUT [CLIPS] [SECONDS] [SEED] [SIZES]}
 clips=${2:-4}
@@ -29,8 +30,8 @@ run() {  # one generator: both scenes at each rate, each clip generated then ana
             while [ "$k" -lt "$clips" ]; do
                 size=$(echo $sizes | cut -d' ' -f$((k % count + 1)))
                 dir="$out/$1/$scene/$fps-fps/seed-$((seed + k))"
-                "$gridhub" simulate cameras --generator "$1" --scene "$scene" --seed $((seed + k)) --clips 1 \
-                    --seconds "$seconds" --fps "$fps" --size "$size" --out "$dir"
+                [ -f "$dir/clip-000/truth.json" ] || "$gridhub" simulate cameras --generator "$1" --scene "$scene" \
+                    --seed $((seed + k)) --clips 1 --seconds "$seconds" --fps "$fps" --size "$size" --out "$dir"
                 "$gridhub" detect offline --camera "$dir/clip-000/camera.yaml" --events "$dir/clip-000/events.jsonl"
                 k=$((k + 1))
             done

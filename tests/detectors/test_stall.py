@@ -75,6 +75,21 @@ def _camera(clip: Path, zones: dict[str, list[list[int]]]) -> Camera:
                                           for name, polygon in zones.items()]})
 
 
+def test_the_smallest_stall_is_smaller_far_up_the_frame_than_near_its_foot(
+        clips: Callable[[str, Scene], Path]) -> None:
+    """Two small stalls, one standing far up the frame and one near the camera at its foot, the same size in the
+    image: far away that is a stall's size, near the camera a bag's. Held to one smallest size all over the frame
+    (`perspective=0`), both are reported, or neither."""
+    clip = clips("perspective", Scene(seconds=80, walkers=walkers(80),
+                                      stalls=[Stall(10, 75, 100, 55, width=6), Stall(10, 75, 200, 176, width=6)]))
+    camera = _camera(clip, {"far": [[0, 20], [320, 20], [320, 60], [0, 60]],
+                            "near": [[0, 130], [320, 130], [320, 180], [0, 180]]})
+    smallest = DetectSettings(stall=StallSettings(min_box_share=0.005))
+    assert [detection.zone_id for detection in detect_clip(camera, str(clip), smallest).detections] == ["far"]
+    flat = DetectSettings(stall=StallSettings(min_box_share=0.005, perspective=0.0))
+    assert len(detect_clip(camera, str(clip), flat).detections) == 2
+
+
 def test_a_stall_set_down_against_something_that_stood_there_long_before_is_an_object_of_its_own(
         clips: Callable[[str, Scene], Path]) -> None:
     """A cart set down against a parked car: the car, outside the zone, stood for a minute before; the cart's
