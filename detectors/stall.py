@@ -327,7 +327,7 @@ class StallDetector:
         s = self._settings
         _, y, width, height = track.box
         # Lower in the frame is nearer the camera, where the same thing looks bigger: the smallest stall's size is
-        # taken at mid-height and scaled, linearly in its foot's row, down up the frame and up towards its foot.
+        # the one at mid-height, smaller up the frame and larger towards its foot (its side linear in the row).
         nearness = 1 + s.perspective * (2 * (y + height) / self._shape[0] - 1)
         return (width <= self._max_width and track.fill >= s.min_fill
                 and width * height >= s.min_box_share * nearness ** 2 * self._shape[0] * self._shape[1]

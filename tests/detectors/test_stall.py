@@ -79,7 +79,7 @@ def test_the_smallest_stall_is_smaller_far_up_the_frame_than_near_its_foot(
         clips: Callable[[str, Scene], Path]) -> None:
     """Two small stalls, one standing far up the frame and one near the camera at its foot, the same size in the
     image: far away that is a stall's size, near the camera a bag's. Held to one smallest size all over the frame
-    (`perspective=0`), both are reported, or neither."""
+    (`perspective=0`), both are reported."""
     clip = clips("perspective", Scene(seconds=80, walkers=walkers(80),
                                       stalls=[Stall(10, 75, 100, 55, width=6), Stall(10, 75, 200, 176, width=6)]))
     camera = _camera(clip, {"far": [[0, 20], [320, 20], [320, 60], [0, 60]],
