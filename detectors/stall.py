@@ -155,13 +155,14 @@ class StallDetector:
                                  cv2.Sobel(brightness, cv2.CV_32F, 0, 1, ksize=3))) * np.float32(0.25)
         chroma_limit = max(s.chroma_min, s.noise_factor * _noise(chroma))
         gradient_limit = max(s.gradient_min, s.noise_factor * _noise(gradient))
-        # A shadow darkens every channel alike: no chroma change, and its edges are edges of light, not of a thing.
-        shadow = (brightness < -s.shadow_min) & (brightness > -s.shadow_max) & (chroma <= chroma_limit)
-        # A pool of light (a headlight's beam, a lamp) brightens every channel alike: only a change of texture in
-        # it is a thing.
-        lit = (brightness > s.shadow_min) & (brightness < s.shadow_max) & (chroma <= chroma_limit)
-        changed = (chroma > chroma_limit) | (((gradient > gradient_limit)
-                                              | ((np.abs(brightness) > s.brightness_change) & ~lit)) & ~shadow)
+        # A shadow or a pool of light (a headlight's beam, a lamp) changes every channel alike: no chroma change, so
+        # no large change of brightness there is a thing; a shadow's edges are edges of light too, while in a pool
+        # of light a change of texture is still a thing.
+        magnitude = np.abs(brightness)
+        colourless = (magnitude > s.shadow_min) & (magnitude < s.shadow_max) & (chroma <= chroma_limit)
+        shadow = colourless & (brightness < 0)
+        changed = ((chroma > chroma_limit) | ((gradient > gradient_limit) & ~shadow)
+                   | ((magnitude > s.brightness_change) & ~colourless))
         changed_u8 = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, _SMALL)
         return u8(cv2.morphologyEx(changed_u8, cv2.MORPH_CLOSE, _CLOSE)).view(np.bool_)
 
