@@ -2,10 +2,14 @@
 
 Matching (issue #5): a detection matches a truth event of the same clip, camera, zone and kind when their
 intervals [start_s, end_s] overlap and the detection was raised (its `alert_s`, else its `start_s`) no later
-than the truth's end + 10 s; each truth event matches at most one detection and each detection at most one
-truth event. Among the allowed pairs the assignment is a maximum one-to-one matching (augmenting paths),
-trying pairs in order of decreasing overlap, so a detection that could serve two truth events takes the one
-it overlaps most unless that would leave the other unmatched.
+than the truth's end + 10 s, and, where both carry a box (`bbox`, x y w h in source pixels: the stalls), the
+detection's foot (the middle of its box's bottom edge) lies in the truth's box grown by half its width and
+height on every side: a detection of another patch of the zone, raised while a stall stood, is not that stall
+(the stall's vendor or a customer in the detection's box moves its foot, by less than that). Each truth event
+matches at most one detection and each detection at most one truth event. Among the allowed pairs the
+assignment is a maximum one-to-one matching (augmenting paths), trying pairs in order of decreasing overlap,
+so a detection that could serve two truth events takes the one it overlaps most unless that would leave the
+other unmatched.
 
 Precision = matched detections / detections; recall = matched truth events / truth events; alert delay of a
 match = the detection's `alert_s` − the truth's `start_s`, averaged over the matches of the kind. The delay
@@ -49,6 +53,7 @@ class Interval:
     alert_s: float
     dwell_s: float | None = None  # of the zone, on truth events whose document states it
     cause: str | None = None  # what made a truth event, where its document says ("digger", "cart")
+    box: tuple[float, float, float, float] | None = None  # x, y, width, height in source pixels, where it has one
 
     @property
     def key(self) -> tuple[int, str, str, str]:
@@ -147,9 +152,13 @@ def _interval(record: Any, path: Path, clip: int, number: int, dwell: Mapping[st
         alert = record.get("alert_s")
         zone = str(record["zone_id"])
         cause = record.get("cause")
+        box = record.get("bbox")
+        if box is not None and len(box) != 4:
+            raise ValueError(f"bbox {box!r} is not [x, y, width, height]")
         return Interval(clip, str(record["camera_id"]), zone, str(record["kind"]), start, end,
                         float(alert) if alert is not None else start, dwell.get(zone),
-                        str(cause) if cause is not None else None)
+                        str(cause) if cause is not None else None,
+                        None if box is None else (float(box[0]), float(box[1]), float(box[2]), float(box[3])))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise EvalInputError(f"{path}: event {number}: missing or invalid field ({exc!r})") from None
 
@@ -293,8 +302,17 @@ def _overlap(event: Interval, detection: Interval) -> float | None:
     """How long the two overlap, or None if they may not match."""
     if event.key != detection.key or detection.alert_s > event.end_s + LATE_ALERT_S:
         return None
+    if event.box is not None and detection.box is not None and not _stands_in(detection.box, event.box):
+        return None
     overlap = min(event.end_s, detection.end_s) - max(event.start_s, detection.start_s)
     return overlap if overlap >= 0 else None
+
+
+def _stands_in(found: tuple[float, float, float, float], truth: tuple[float, float, float, float]) -> bool:
+    """Whether the foot of the found box lies in the truth box grown by half its size on every side."""
+    x, y, width, height = truth
+    foot_x, foot_y = found[0] + found[2] / 2, found[1] + found[3]
+    return (x - width / 2 <= foot_x <= x + 1.5 * width) and (y - height / 2 <= foot_y <= y + 1.5 * height)
 
 
 def _round(value: float | None) -> float | None:

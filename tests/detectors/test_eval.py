@@ -83,6 +83,30 @@ def test_a_detection_matches_only_its_camera_zone_and_kind_overlapping_and_raise
     assert bool(match([_interval("stall", 100, 300)], [detection])) is matches
 
 
+@pytest.mark.parametrize(("box", "matches"), [
+    ((100, 200, 60, 40), True),  # the same box
+    ((80, 180, 140, 70), True),  # with its vendor beside it: the foot moves down, by less than half its height
+    ((70, 150, 20, 60), True),  # a piece at the left edge: the foot half a width outside
+    ((300, 200, 60, 40), False),  # another patch of the zone
+    ((100, 200, 60, 90), False),  # standing in front of it, its foot well below the stall's
+    (None, True),  # a detection without a box is matched on time alone
+])
+def test_a_stall_detection_matches_only_where_the_stall_stands(box: tuple[int, ...] | None, matches: bool,
+                                                              tmp_path: Path) -> None:
+    truth = {**_event("stall", 100, 300), "bbox": [100, 200, 60, 40]}
+    truth_path, events_path = _write(tmp_path, "a", [truth], [{**_event("stall", 110, 300), "bbox": box}])
+    result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(truth_path), "--events", str(events_path),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.output.splitlines()[-1])["kinds"]["stall"]["matched"] == int(matches)
+
+
+def test_a_box_that_is_not_four_numbers_is_refused(tmp_path: Path) -> None:
+    truth_path, events_path = _write(tmp_path, "a", [{**_event("stall", 100, 300), "bbox": [1, 2, 3]}], [])
+    result = CliRunner().invoke(cli, ["detect", "eval", "--truth", str(truth_path), "--events", str(events_path)])
+    assert result.exit_code == EXIT_CONFIG and "bbox" in result.output
+
+
 def test_clips_are_scored_together_and_never_matched_across(tmp_path: Path) -> None:
     first = _write(tmp_path, "a", [_event("dust", 0, 100)], [], wrap=True)
     second = _write(tmp_path, "b", [], [_event("dust", 0, 100, alert=30)], wrap=True)
