@@ -108,8 +108,10 @@ class DustSettings(_Tunables):
     score_on: float = Field(0.03, gt=0, le=1)  # share of dusty cells that starts an episode...
     score_off: float = Field(0.015, gt=0, le=1)  # ...and that it needs to go on
     # An episode starts on at least this many dusty cells (a plume, not a parked wheelbarrow); once confirmed, fewer
-    # go on: a plume thinning out for a while is still the plume.
+    # go on for at most thin_s: a plume thinning out for a while is still the plume, a few cells that stay hazy for
+    # minutes after it are ground it changed (a digger's tracks), and a plume rising later is another one.
     min_cells: int = Field(6, ge=1)
+    thin_s: float = Field(45.0, ge=0, le=3600)
     # The score may dip below its threshold this long without breaking an episode (one plume, one event).
     gap_s: float = Field(15.0, ge=0, le=600)
     # An episode starts when the zone's first cells went dusty, at most this long before its score reaches score_on.

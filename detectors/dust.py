@@ -24,8 +24,9 @@ last few seconds (walkers pass on). A plume rises from the ground, so its cloud 
 source, largely above the zone's ground outline in the image: a zone's cells are its own and those of the air
 above it. The zone's score is the share of its cells that are dusty; an episode starts when its first cells went
 dusty and needs the score above its threshold, on enough cells, with gaps of a few seconds allowed, for the
-zone's dwell time; once confirmed it goes on while the score stays above a lower threshold, on however few cells
-(a plume thinning out for a while is still the plume).
+zone's dwell time; once confirmed it goes on while the score stays above a lower threshold, on fewer cells for
+up to 45 s (a plume thinning out for a while is still the plume; a few cells that stay hazy for minutes after it
+are ground it changed, and a plume that rises later is another plume).
 
 The tunables (grid, time constants, thresholds) are settings `detect.dust.*`, `core/detect_settings.py`.
 """
@@ -56,6 +57,7 @@ class _Episode:
     since_t: float
     seen_t: float
     peak: float
+    thin_t: float | None = None  # since when a confirmed episode has been on fewer cells than it takes to start one
 
 
 class _ZoneDust:
@@ -235,8 +237,14 @@ class DustDetector:
         s = self._settings
         episode = zone.episode
         confirmed = episode is not None and episode.seen_t - episode.since_t >= zone.area.zone.dwell_s
-        # A plume is confirmed on enough cells; thinning out to fewer, it is still the plume.
-        if (score >= s.score_off) if confirmed else (score >= s.score_on and count >= s.min_cells):
+        if confirmed:
+            # A plume is confirmed on enough cells; thinning out to fewer for a while, it is still the plume.
+            assert episode is not None
+            episode.thin_t = None if count >= s.min_cells else t if episode.thin_t is None else episode.thin_t
+            going = score >= s.score_off and (episode.thin_t is None or t - episode.thin_t <= s.thin_s)
+        else:
+            going = score >= s.score_on and count >= s.min_cells
+        if going:
             if episode is None:
                 zone.number += 1
                 # The dust rose when its first cells went dusty; the thresholds only confirm it is a plume.

@@ -88,6 +88,21 @@ def test_a_plume_that_thins_out_for_a_while_and_thickens_again_is_one_event(
     assert detection.start_s <= 30 and detection.end_s >= 140
 
 
+def test_a_plume_that_rises_minutes_after_another_left_a_few_hazy_cells_is_another_event(
+        clips: Callable[[str, Scene], Path]) -> None:
+    """A wide plume settles and leaves a small patch that stays hazy for minutes (fewer cells than it takes to
+    confirm a plume), then the site raises a wide plume again: two plumes, two events. Going on on the few cells
+    for as long as they last (`thin_s` unbounded), the first episode swallows the second plume."""
+    clip = clips("lingering", Scene(seconds=280, walkers=walkers(280, 9.0), seed=5, plumes=[
+        Plume(10, 70, (160, 95), 60), Plume(45, 275, (160, 110), 24, drift_px_s=0), Plume(200, 275, (160, 95), 60)]))
+    first, second = detect_clip(site_camera(str(clip)), str(clip)).detections
+    assert first.start_s <= 30 and 70 <= first.end_s <= 140
+    assert 180 <= second.start_s <= 215 and second.end_s >= 265
+    without_the_bound = DetectSettings(dust=DustSettings(thin_s=3600))
+    [detection] = detect_clip(site_camera(str(clip)), str(clip), without_the_bound).detections
+    assert detection.start_s <= 30 and detection.end_s >= 265
+
+
 def test_a_pale_plume_over_flat_bare_ground_is_dust(clips: Callable[[str, Scene], Path]) -> None:
     """Bare flat ground has no contrast to lose, and the plume's own soft edge raises what little it has: only its
     brightening shows the veil. Without the flat-ground rule (`flat_airlight=5`) the plume is missed."""
