@@ -9,7 +9,8 @@ a stall for as long as it stays. Passers-by occluding a stall do not interrupt i
 Objects: stationary pixels that touch but arrived at different times (a cart set down by a parked car) are
 split into separate blobs, and blobs are grouped and matched to tracks only with blobs and tracks of about
 their own age. A reported stall keeps the younger pieces of itself that come back after being hidden, but not a
-blob more than twice its size: that is a new object set down over it. An object stands in the zone its box's
+blob more than twice its size: that is a new object set down over it; nor one at least half its size that stands
+mostly outside its box, arrived after it: another stall set down beside it. An object stands in the zone its box's
 foot is in, the foot reaching a little up the box (legs, wheels, a shadow past the zone's edge). A track is
 reported only if it is shaped like an object: not taller than a standing person's
 shape, not smaller than a share of the frame (a bag, a sitter; a smaller share up the frame, farther away, and a
@@ -212,7 +213,7 @@ class StallDetector:
             box, area = blob.box, blob.area
             track = self._match(blob, t)
             if track is None:
-                if self._near_known(box):
+                if self._near_known(box, blob.age_s, t):
                     continue  # a piece of a reported object (goods, a customer): not another object
                 track = _Track(self._next_id, box, t - max(blob.age_s, s.stationary_on_s), t, None, 0.0, box, t)
                 self._next_id += 1
@@ -247,11 +248,13 @@ class StallDetector:
         self._tracks = [track for track in self._tracks
                         if t - track.seen_t <= (s.confirmed_grace_s if track.confirmed else s.track_grace_s)]
 
-    def _near_known(self, box: tuple[int, int, int, int]) -> bool:
-        """Whether the box touches an object already reported."""
-        reach = self._settings.known_reach
+    def _near_known(self, box: tuple[int, int, int, int], age_s: float, t: float) -> bool:
+        """Whether the box, which has stood `age_s`, touches an object already reported, and is not an object of its
+        own that arrived later beside it (an umbrella over a table arrives with it)."""
+        s = self._settings
         return any(track.confirmed and track.box != box and not _bigger(box, track.box)
-                   and _overlap(box, _grown(track.box, reach)) > 0 for track in self._tracks)
+                   and not (t - track.since_t - age_s > s.age_split_s and _beside(box, track.box))
+                   and _overlap(box, _grown(track.box, s.known_reach)) > 0 for track in self._tracks)
 
     def _age(self, labels: npt.NDArray[np.int32], label: int, box: tuple[int, int, int, int]) -> float:
         """How long a blob has stood: the median stationary time of its pixels."""
@@ -261,11 +264,11 @@ class StallDetector:
 
     def _match(self, blob: _Blob, t: float) -> _Track | None:
         """The track the blob continues: the one it overlaps most, among those that arrived when it did (a
-        reported stall keeps any blob over it not much bigger than itself: pieces of it hidden for a while come
-        back younger)."""
+        reported stall keeps any blob over it not much bigger than itself and not standing beside it: pieces of it
+        hidden for a while come back younger)."""
         best, best_overlap = None, 0.0
         for track in self._tracks:
-            if (not track.confirmed or _bigger(blob.box, track.box)) \
+            if (not track.confirmed or _bigger(blob.box, track.box) or _beside(blob.box, track.box)) \
                     and abs((t - track.since_t) - blob.age_s) > self._settings.age_split_s:
                 continue
             overlap = _overlap(blob.box, track.box)
@@ -313,7 +316,7 @@ class StallDetector:
             dwell = track.area.zone.dwell_s
             stationary_s = track.seen_t - track.since_t
             if not track.confirmed and (stationary_s < dwell or not self._plausible(track)
-                                        or self._near_known(track.box)):
+                                        or self._near_known(track.box, stationary_s, t)):
                 continue
             track.confirmed = True
             confidence = 0.5 + 0.3 * min(1.0, stationary_s / (2 * dwell) if dwell else 1.0) + 0.2 * track.fill
@@ -352,6 +355,15 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
 def _bigger(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     """Whether box a is more than twice as big as box b: another object than b, not a piece of it."""
     return a[2] * a[3] > 2 * b[2] * b[3]
+
+
+def _beside(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether box a, arrived after b, is an object of its own beside it: at least half as big, and mostly outside
+    it (a piece of b that was hidden for a while comes back inside b's box)."""
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inside = max(width, 0) * max(height, 0)
+    return 2 * a[2] * a[3] >= b[2] * b[3] and 2 * inside < a[2] * a[3]
 
 
 def _noise(measure: Image) -> float:

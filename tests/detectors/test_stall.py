@@ -130,6 +130,20 @@ def test_a_big_stall_set_down_over_a_small_reported_one_is_an_object_of_its_own(
     assert w >= 100 and y + h >= 160  # the cart's table spans 110-220 and stands at 165
 
 
+def test_a_stall_set_down_beside_a_reported_one_is_an_object_of_its_own(clips: Callable[[str, Scene], Path]) -> None:
+    """A second vendor sets a stall down beside one reported a minute before, near enough for its umbrella to
+    touch the first one's: as big as the first, and mostly outside its box, it is not a piece of it (its goods, an
+    umbrella opened late): two stalls, two arrivals. Taken as a piece, the second is never reported."""
+    clip = clips("beside-reported", Scene(seconds=120, walkers=walkers(120),
+                                          stalls=[Stall(5, 200, 60, 155, colour=(60, 140, 60), width=60),
+                                                  Stall(60, 200, 140, 160, width=60)]))
+    camera = _camera(clip, {"pavement": [[0, 135], [320, 135], [320, 180], [0, 180]]})
+    first, second = detect_clip(camera, str(clip)).detections
+    assert first.start_s <= 10 and 55 <= second.start_s <= 65  # set down at 5 s and at 60 s
+    x, _, w, _ = second.bbox or (0, 0, 0, 0)
+    assert x >= 125 and x + w <= 215  # its table spans 140-200
+
+
 def test_a_stall_set_down_beside_something_too_wide_to_be_a_stall_is_reported_on_its_own(
         clips: Callable[[str, Scene], Path]) -> None:
     """Something as wide as half the frame and a small stall arrive together, side by side (a car parking by a
