@@ -25,7 +25,7 @@ source, largely above the zone's ground outline in the image: a zone's cells are
 above it. The zone's score is the share of its cells that are dusty; an episode starts when its first cells went
 dusty and needs the score above its threshold, on enough cells, with gaps of a few seconds allowed, for the
 zone's dwell time; once confirmed it goes on while the score stays above a lower threshold, on fewer cells for
-up to 45 s (a plume thinning out for a while is still the plume; a few cells that stay hazy for minutes after it
+up to `thin_s` (a plume thinning out for a while is still the plume; a few cells that stay hazy for minutes after it
 are ground it changed, and a plume that rises later is another plume).
 
 The tunables (grid, time constants, thresholds) are settings `detect.dust.*`, `core/detect_settings.py`.
@@ -236,11 +236,12 @@ class DustDetector:
     def _persist(self, zone: _ZoneDust, score: float, count: int, t: float) -> None:
         s = self._settings
         episode = zone.episode
-        confirmed = episode is not None and episode.seen_t - episode.since_t >= zone.area.zone.dwell_s
-        if confirmed:
+        if episode is not None and episode.seen_t - episode.since_t >= zone.area.zone.dwell_s:
             # A plume is confirmed on enough cells; thinning out to fewer for a while, it is still the plume.
-            assert episode is not None
-            episode.thin_t = None if count >= s.min_cells else t if episode.thin_t is None else episode.thin_t
+            if count >= s.min_cells:
+                episode.thin_t = None
+            elif episode.thin_t is None:
+                episode.thin_t = t
             going = score >= s.score_off and (episode.thin_t is None or t - episode.thin_t <= s.thin_s)
         else:
             going = score >= s.score_on and count >= s.min_cells
