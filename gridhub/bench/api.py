@@ -421,7 +421,7 @@ def _round_trips(api: httpx.Client, bootstrap: str, cells: list[str]) -> dict[st
                          (f"/api/v1/cases/{expected}/actions", {"action": step, "note": "bench"}))
             started = time.perf_counter()
             response = api.post(url, json={**body, "expected_version": version})
-            if response.status_code == 412:  # the engine moved the case on meanwhile (as for an operator: reload)
+            if response.status_code == 412:  # the engine moved the case on meanwhile: reload, as an operator would
                 version = _version(api, expected)
                 started = time.perf_counter()
                 response = api.post(url, json={**body, "expected_version": version})
