@@ -1,8 +1,9 @@
 """`gridhub detect eval`: precision, recall and mean alert delay of detections against ground truth, per kind.
 
 Matching (issue #5): a detection matches a truth event of the same clip, camera, zone and kind when their
-intervals [start_s, end_s] overlap and the detection was raised (its `alert_s`, else its `start_s`) no later
-than the truth's end + 10 s, and, where both carry a box (`bbox`, x y w h in source pixels: the stalls), the
+intervals [start_s, end_s] overlap and the detection was raised (its `alert_s`, else its `start_s`) no earlier
+than the truth's start (an episode raised before the plume rose is not that plume, even if it goes on into it) and
+no later than the truth's end + 10 s, and, where both carry a box (`bbox`, x y w h in source pixels: the stalls), the
 detection's foot (the middle of its box's bottom edge) lies in the truth's box grown by half its width and
 height on every side: a detection of another patch of the zone, raised while a stall stood, is not that stall
 (the stall's vendor or a customer in the detection's box moves its foot, by less than that). Each truth event
@@ -300,7 +301,7 @@ def match(truth: Sequence[Interval], detections: Sequence[Interval]) -> list[tup
 
 def _overlap(event: Interval, detection: Interval) -> float | None:
     """How long the two overlap, or None if they may not match."""
-    if event.key != detection.key or detection.alert_s > event.end_s + LATE_ALERT_S:
+    if event.key != detection.key or not event.start_s <= detection.alert_s <= event.end_s + LATE_ALERT_S:
         return None
     if event.box is not None and detection.box is not None and not _stands_in(detection.box, event.box):
         return None

@@ -66,8 +66,8 @@ def test_each_truth_event_matches_at_most_one_detection() -> None:
 
 def test_the_matching_is_one_to_one_and_maximal() -> None:
     # Greedy by overlap would give the long detection to the first truth event and leave the second unmatched.
-    truth = [_interval("stall", 0, 100), _interval("stall", 150, 200)]
-    detections = [_interval("stall", 0, 180), _interval("stall", 10, 60)]
+    truth = [_interval("stall", 0, 100), _interval("stall", 60, 200)]
+    detections = [_interval("stall", 0, 180, alert=70), _interval("stall", 10, 60)]
     assert sorted(match(truth, detections)) == [(0, 1), (1, 0)]
 
 
@@ -75,6 +75,8 @@ def test_the_matching_is_one_to_one_and_maximal() -> None:
     (_interval("stall", 250, 400, alert=309), True),  # raised 9 s after the truth ended
     (_interval("stall", 250, 400, alert=311), False),  # raised more than 10 s after
     (_interval("stall", 301, 400, alert=301), False),  # no overlap
+    (_interval("stall", 40, 300, alert=99), False),  # raised before the stall was there: something else
+    (_interval("stall", 40, 300, alert=100), True),  # raised as it was set down
     (_interval("dust", 100, 300), False),  # another kind
     (_interval("stall", 100, 300, zone="z2"), False),  # another zone
 ])
