@@ -12,6 +12,7 @@ from detectors.arrays import f32, u8
 from detectors.dust import DustDetector
 from detectors.events import EventLog, ZoneEvent
 from detectors.feedback import Lessons
+from detectors.ground import GroundPlane
 from detectors.motion import MotionGate
 from detectors.stall import StallDetector
 from detectors.zones import ZoneArea
@@ -71,5 +72,6 @@ class CameraPipeline:
         shape = (self._size[1], self._size[0])
         areas = [ZoneArea.of(zone, shape, scale) for zone in self.camera.zones]
         self._motion = MotionGate()
-        self._stall = StallDetector(areas, shape, 1 / scale, self._settings.stall)
+        ground = GroundPlane(self.camera.ground) if self.camera.ground is not None else None
+        self._stall = StallDetector(areas, shape, 1 / scale, self._settings.stall, ground)
         self._dust = DustDetector(areas, shape, self._settings.dust)

@@ -14,7 +14,8 @@ mostly outside its box, arrived after it: another stall set down beside it. An o
 foot is in, the foot reaching a little up the box (legs, wheels, a shadow past the zone's edge). A track is
 reported only if it is shaped like an object: not taller than a standing person's
 shape, not smaller than a share of the frame (a bag, a sitter; a smaller share up the frame, farther away, and a
-larger one near its foot), not wider than a share of it (merged walkers), and filled.
+larger one near its foot), not wider than a share of it (merged walkers), and filled; on a camera with a ground
+calibration, not as wide as a vehicle on the ground most of the time it has been watched (a car parked side on).
 
 Lighting: images are compared as log intensities, so a change of illumination is an additive offset. A coarse
 gain field (the median offset over large cells) removes global and large-scale changes, sudden or gradual;
@@ -38,6 +39,7 @@ import numpy.typing as npt
 from core.detect_settings import StallSettings
 from detectors.arrays import f32, u8
 from detectors.events import Box, Observation
+from detectors.ground import GroundPlane
 from detectors.zones import STALL_ZONES, ZoneArea
 from domain.detections import DetectionKind
 
@@ -57,6 +59,8 @@ class _Track:
     ghost_checked_t: float = 0.0  # the last check for being a ghost: a track starts ghost-free
     outside_t: float = math.inf  # since when the track has stood outside every zone (inf: it is in one)
     confirmed: bool = False  # reported once: reported until it leaves, even if its blob wavers meanwhile
+    born_t: float = 0.0  # when the track was made (its blob may have stood long before: a track lost and found)
+    wide: float = 0.0  # how much of late its box has been as wide on the ground as a vehicle's (calibrated cameras)
 
     def resettle(self, box: tuple[int, int, int, int], t: float, settings: StallSettings) -> None:
         """Restart the dwell clock if the object left the box where it settled: it is still on its way.
@@ -69,8 +73,9 @@ class StallDetector:
     """Stationary objects in stall zones, from frames at the working resolution."""
 
     def __init__(self, areas: Sequence[ZoneArea], shape: tuple[int, int], to_source: float,
-                 settings: StallSettings) -> None:
+                 settings: StallSettings, ground: GroundPlane | None = None) -> None:
         self.areas = [area for area in areas if area.zone.kind in STALL_ZONES]
+        self._ground = ground
         self._settings = settings
         self._shape = shape
         self._max_width = settings.max_width_share * shape[1]  # working pixels: wider is not one stall
@@ -215,7 +220,8 @@ class StallDetector:
             if track is None:
                 if self._near_known(box, blob.age_s, t):
                     continue  # a piece of a reported object (goods, a customer): not another object
-                track = _Track(self._next_id, box, t - max(blob.age_s, s.stationary_on_s), t, None, 0.0, box, t)
+                track = _Track(self._next_id, box, t - max(blob.age_s, s.stationary_on_s), t, None, 0.0, box, t,
+                               born_t=t)
                 self._next_id += 1
                 self._tracks.append(track)
             if track.id in seen and seen[track.id][1] >= area:  # two objects now match one track: keep the larger
@@ -227,6 +233,7 @@ class StallDetector:
             box, area = seen[track.id]
             if not track.confirmed:
                 track.resettle(box, t, s)
+                self._count_vehicle(track, box, t)
             track.box, track.seen_t = box, t
             track.fill = area / float(box[2] * box[3])
             if not track.confirmed:
@@ -255,6 +262,21 @@ class StallDetector:
         return any(track.confirmed and track.box != box and not _bigger(box, track.box)
                    and not (t - track.since_t - age_s > s.age_split_s and _beside(box, track.box))
                    and _overlap(box, _grown(track.box, s.known_reach)) > 0 for track in self._tracks)
+
+    def _count_vehicle(self, track: _Track, box: tuple[int, int, int, int], t: float) -> None:
+        """Average, over the last `vehicle_s` or so, whether the track's box is as wide on the ground as a vehicle's
+        (on a calibrated camera)."""
+        width_m = self._ground.width_m(self._source_box(box)) if self._ground is not None else None
+        wide = float(width_m is not None and width_m > self._settings.max_width_m)
+        track.wide += (wide - track.wide) * (1 - math.exp(-(t - track.seen_t) / self._settings.vehicle_s))
+
+    def _vehicle(self, track: _Track, t: float) -> bool:
+        """Whether, on a calibrated camera, the track is not yet judged (watched for less than `vehicle_s`, even if
+        its blob stood long before: a parked car's track lost and found again) or is a vehicle: as wide as one most
+        of the last `vehicle_s` or so (passers-by merging into a stall's blob make it that wide for moments)."""
+        if self._ground is None:
+            return False
+        return t - track.born_t < self._settings.vehicle_s or track.wide >= 0.5
 
     def _age(self, labels: npt.NDArray[np.int32], label: int, box: tuple[int, int, int, int]) -> float:
         """How long a blob has stood: the median stationary time of its pixels."""
@@ -316,7 +338,7 @@ class StallDetector:
             dwell = track.area.zone.dwell_s
             stationary_s = track.seen_t - track.since_t
             if not track.confirmed and (stationary_s < dwell or not self._plausible(track)
-                                        or self._near_known(track.box, stationary_s, t)):
+                                        or self._near_known(track.box, stationary_s, t) or self._vehicle(track, t)):
                 continue
             track.confirmed = True
             confidence = 0.5 + 0.3 * min(1.0, stationary_s / (2 * dwell) if dwell else 1.0) + 0.2 * track.fill

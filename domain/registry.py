@@ -61,10 +61,22 @@ class Zone:
 FRAME_WIDTH, FRAME_HEIGHT = 640, 360
 
 
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Ground:
+    """A camera's ground calibration: four points on the ground in the image (source pixels) and where they are,
+    in metres on a plan of the ground (any origin and orientation), as an installer marks and measures them."""
+
+    image: tuple[Point, ...]  # four of each
+    metres: tuple[Point, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Camera:
-    """One camera: its source (file, RTSP/HTTP URL or simulator), cell, processing rate and zones, and the size
-    of the frame (source pixels) its zones are drawn on."""
+    """One camera: its source (file, RTSP/HTTP URL or simulator), cell, processing rate and zones, the size
+    of the frame (source pixels) its zones are drawn on, and its ground calibration where it has one."""
 
     id: str
     source: str
@@ -73,6 +85,7 @@ class Camera:
     zones: tuple[Zone, ...]
     width: int = FRAME_WIDTH
     height: int = FRAME_HEIGHT
+    ground: Ground | None = None
 
 
 class Registry:

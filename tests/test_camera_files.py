@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from core.city.config import CityError, camera_from_mapping, load_cameras
-from domain.registry import Camera, Zone, ZoneKind
+from domain.registry import Camera, Ground, Zone, ZoneKind
 
 SHOPFRONT = [[320, 200], [630, 200], [630, 350], [320, 350]]
 
@@ -191,3 +191,25 @@ def test_invalid_yaml_is_refused_with_its_line(tmp_path: Path) -> None:
     path.write_text("- id: cam-01\n  zones: [unclosed\n", encoding="utf-8")
     with pytest.raises(CityError, match=r"cameras.yaml:3: invalid YAML"):
         load_cameras(path)
+
+
+GROUND = {"image": [[160, 342], [480, 342], [480, 216], [160, 216]],
+          "metres": [[-4, 10], [4, 10], [8, 21], [-8, 21]]}
+
+
+def test_a_ground_calibration_is_four_image_points_and_where_they_are_in_metres(camera: dict[str, Any]) -> None:
+    camera["ground"] = copy.deepcopy(GROUND)
+    assert camera_from_mapping(camera).ground == Ground(((160, 342), (480, 342), (480, 216), (160, 216)),
+                                                        ((-4, 10), (4, 10), (8, 21), (-8, 21)))
+    assert camera_from_mapping({"id": "cam-01"}).ground is None
+
+
+@pytest.mark.parametrize(("key", "points", "says"), [
+    ("image", [[160, 342], [480, 342], [480, 216]], "image: needs at least 4 entries, not 3"),
+    ("metres", [[0, 0], [1, 1], [2, 2], [0, 5]], "metres: three of the four points lie in a line"),
+    ("image", [[160, 342], [480, 342], [700, 216], [160, 216]], "image point (700, 216) lies outside the 640×360"),
+])
+def test_a_ground_calibration_that_fixes_no_perspective_is_refused(camera: dict[str, Any], key: str,
+                                                                   points: list[list[int]], says: str) -> None:
+    camera["ground"] = {**copy.deepcopy(GROUND), key: points}
+    assert says in refused(camera)

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from domain.registry import FRAME_HEIGHT, FRAME_WIDTH, Camera, Zone, ZoneKind
+from domain.registry import FRAME_HEIGHT, FRAME_WIDTH, Camera, Ground, Zone, ZoneKind
 
 
 class CityError(Exception):
@@ -57,6 +57,28 @@ class ZoneConfig(_Strict):
         return polygon
 
 
+class GroundConfig(_Strict):
+    """Four points on the ground, in the image (source pixels) and on a plan in metres, in the same order; no three
+    in a line on either (they fix the ground's perspective: sizes in metres where an object stands)."""
+
+    image: list[tuple[float, float]] = Field(min_length=4, max_length=4)
+    metres: list[tuple[float, float]] = Field(min_length=4, max_length=4)
+
+    @field_validator("image", "metres")
+    @classmethod
+    def _spread(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for i in range(4):
+            (ax, ay), (bx, by), (cx, cy) = (points[j] for j in range(4) if j != i)
+            if abs((bx - ax) * (cy - ay) - (by - ay) * (cx - ax)) < 1e-6 * max(1.0, _span(points)) ** 2:
+                raise ValueError("three of the four points lie in a line: mark four corners of an area")
+        return points
+
+
+def _span(points: list[tuple[float, float]]) -> float:
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    return max(max(xs) - min(xs), max(ys) - min(ys))
+
+
 class CameraConfig(_Strict):
     """A camera: its source (video file, RTSP/HTTP URL or `sim://` scene), grid cell, rate, frame size and zones."""
 
@@ -67,6 +89,7 @@ class CameraConfig(_Strict):
     width: int = Field(FRAME_WIDTH, ge=32, le=7680)  # source pixels: the frame the zones are drawn on
     height: int = Field(FRAME_HEIGHT, ge=32, le=4320)
     zones: list[ZoneConfig] = Field(default_factory=list)
+    ground: GroundConfig | None = None  # the ground calibration: sizes in metres (a parked car is not a stall)
 
     @model_validator(mode="after")
     def _zones_fit(self) -> CameraConfig:
@@ -80,12 +103,17 @@ class CameraConfig(_Strict):
                         f"zone {zone.id}: point ({x:g}, {y:g}) lies outside the {self.width}×{self.height} frame "
                         f"(give the camera's width and height if its frames are larger)"
                     )
+        for x, y in self.ground.image if self.ground else ():
+            if not (0 <= x <= self.width and 0 <= y <= self.height):
+                raise ValueError(f"ground: image point ({x:g}, {y:g}) lies outside the {self.width}×{self.height} "
+                                 f"frame")
         return self
 
     def to_camera(self) -> Camera:
         """The domain's camera."""
         zones = tuple(Zone(zone.id, zone.kind, tuple(zone.polygon), zone.dwell_s) for zone in self.zones)
-        return Camera(self.id, self.source, self.grid_code, self.fps, zones, self.width, self.height)
+        ground = Ground(tuple(self.ground.image), tuple(self.ground.metres)) if self.ground is not None else None
+        return Camera(self.id, self.source, self.grid_code, self.fps, zones, self.width, self.height, ground)
 
 
 def read_text(path: Path) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,7 +14,7 @@ import orjson
 import yaml
 
 from core.city import CityError, load_cameras
-from domain.registry import Camera, Zone
+from domain.registry import Camera, Ground, Zone
 
 VIDEO_NAME = "clip.avi"
 TRUTH_NAME = "truth.json"
@@ -30,6 +30,9 @@ class ClipScene(Protocol):
     height: int
     zones: tuple[Zone, ...]
     camera_id: str
+
+    @property
+    def ground(self) -> Ground: ...
 
     def frames(self, start_s: float = 0.0, count: int | None = None
                ) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]: ...
@@ -68,13 +71,31 @@ def load_camera(path: Path, camera_id: str | None = None) -> Camera:
 
 
 def camera_yaml(camera_id: str, source: str, grid_code: str, scene: ClipScene) -> dict[str, Any]:
-    """A camera entry of `cameras.yaml` for this scene (its id, rate, frame size and zones), reading from `source`."""
+    """A camera entry of `cameras.yaml` for this scene (its id, rate, frame size, zones and ground calibration),
+    reading from `source`."""
+    ground = scene.ground
     return {
         "id": camera_id, "source": source, "grid_code": grid_code, "fps": scene.fps,
         "width": scene.width, "height": scene.height,
         "zones": [{"id": zone.id, "kind": zone.kind.value, "polygon": [[x, y] for x, y in zone.polygon],
                    "dwell_s": zone.dwell_s} for zone in scene.zones],
+        "ground": {"image": [list(point) for point in ground.image],
+                   "metres": [list(point) for point in ground.metres]},
     }
+
+
+def marked_ground(width: int, height: int, to_ground: Callable[[float, float], tuple[float, float] | None]
+                  ) -> Ground:
+    """The ground calibration an installer would enter: the corners of an area in the lower part of the frame
+    (ground, whatever the camera's tilt) and where they lie in metres."""
+    for far in (0.6, 0.7, 0.8):
+        image = ((0.25 * width, 0.95 * height), (0.75 * width, 0.95 * height), (0.75 * width, far * height),
+                 (0.25 * width, far * height))
+        metres = [to_ground(x, y) for x, y in image]
+        if all(point is not None for point in metres):
+            rounded = tuple((round(x, 1), round(y, 1)) for x, y in image)
+            return Ground(rounded, tuple((round(p[0], 3), round(p[1], 3)) for p in metres if p is not None))
+    raise ClipError(f"the lower part of this {width}×{height} view does not show the ground")
 
 
 def write_clip(scene: ClipScene, seconds: float, out_dir: Path, grid_code: str = DEFAULT_GRID_CODE) -> ClipFiles:

@@ -10,9 +10,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from domain.registry import Camera, Zone
+from domain.registry import Camera, Ground, Zone
 from simulators.cameras.actors import LightEvent
 from simulators.cameras.background import render_background
+from simulators.cameras.clip import marked_ground
 from simulators.cameras.draw import Image, blend_haze, cast_shadow, draw_person, draw_stall
 from simulators.cameras.effects import DustTextures, Lighting, SensorNoise, compress
 from simulators.cameras.geometry import View
@@ -52,6 +53,11 @@ class Scene:
     def dust(self) -> DustTextures:
         """The billow patterns of this scene's dust plumes, made when the first plume shows."""
         return DustTextures(self.spec.seed)
+
+    @property
+    def ground(self) -> Ground:
+        """The ground calibration of this view (for the camera YAML of a clip)."""
+        return marked_ground(self.width, self.height, self.view.to_ground)
 
     @classmethod
     def for_camera(cls, camera: Camera, width: int = 640, height: int = 360) -> Scene:

@@ -154,3 +154,21 @@ def test_a_stall_set_down_beside_something_too_wide_to_be_a_stall_is_reported_on
                                               Stall(18, 80, 200, 165, width=70)]))
     boxes = [detection.bbox or (0, 0, 0, 0) for detection in _detect(clip)]
     assert any(x >= 190 and x + w <= 290 for x, _, w, _ in boxes), boxes  # the small stall's table spans 200-270
+
+
+def test_on_a_calibrated_camera_something_as_wide_as_a_car_is_not_a_stall(
+        clips: Callable[[str, Scene], Path]) -> None:
+    """A car parked on the pavement (4.5 m long) and a stall (2.2 m) stand side by side for a minute. The camera's
+    ground calibration (3.5 cm a pixel where they stand) says which is which; without one, both are reported."""
+    clip = clips("car-sized", Scene(seconds=90, walkers=walkers(90),
+                                    stalls=[Stall(18, 85, 20, 165, colour=(60, 120, 60), width=120),
+                                            Stall(18, 85, 200, 165, width=50)]))
+    mapping = {"id": "cam-street", "source": str(clip), "fps": 5,
+               "zones": [{"id": "pavement", "kind": "no_vending", "dwell_s": 20,
+                          "polygon": [[0, 135], [320, 135], [320, 180], [0, 180]]}]}
+    assert len(detect_clip(camera_from_mapping(mapping), str(clip)).detections) == 2
+    calibrated = {**mapping, "ground": {"image": [[0, 100], [320, 100], [320, 180], [0, 180]],
+                                        "metres": [[0, 0], [11.2, 0], [11.2, 2.8], [0, 2.8]]}}
+    [stall] = detect_clip(camera_from_mapping(calibrated), str(clip)).detections
+    x, _, w, _ = stall.bbox or (0, 0, 0, 0)
+    assert x >= 185 and x + w <= 265  # the stall's table spans 200-250

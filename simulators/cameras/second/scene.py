@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from domain.registry import Zone
+from domain.registry import Ground, Zone
+from simulators.cameras.clip import marked_ground
 from simulators.cameras.second.actors import Digger, Person, Stall, Vehicle
 from simulators.cameras.second.backdrop import Backdrop, sun_direction
 from simulators.cameras.second.camera import PoleCamera
@@ -64,6 +65,11 @@ class SecondScene:
         self.noise = SensorNoise(spec.seed, p.noise_sigma * (2.0 if p.night else 1.0), width, height)
         self.dropouts = Dropouts(spec.seed, fps, p.drops_per_min) if p.dropped_frames else None
         self._last: tuple[int, Image] | None = None
+
+    @property
+    def ground(self) -> Ground:
+        """The ground calibration of this pole camera (for the camera YAML of a clip)."""
+        return marked_ground(self.width, self.height, self.camera.to_ground)
 
     def frames(self, start_s: float = 0.0, count: int | None = None) -> Iterator[tuple[float, Image]]:
         """(t, frame) at the scene's fps from `start_s`, `count` of them or endlessly."""
