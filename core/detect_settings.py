@@ -55,8 +55,9 @@ class StallSettings(_Tunables):
     # A blob wider than this share of the frame is walkers and their shadows merged, not a stall.
     max_width_share: float = Field(0.4, gt=0, le=1)
     # With a ground calibration (the camera's `ground`), an object wider than this on the ground (where its box's
-    # bottom edge stands) is a vehicle: a car is 4-5 m long, a stall 1-2.5 m wide. (Seen end on, a car is 1.8 m.)
-    max_width_m: float = Field(3.2, gt=0, le=50)
+    # bottom edge stands) is a vehicle: a car is 4-5 m long; a stall's box, with its umbrella and a customer, reaches
+    # 3.7 m. (Seen end on, a car is 1.8 m wide.)
+    max_width_m: float = Field(4.0, gt=0, le=50)
     # ...when it has been that wide most of the last this many seconds or so (walkers merging into a stall's blob
     # make it that wide for moments); a calibrated camera reports nothing it has watched for less.
     vehicle_s: float = Field(6.0, gt=0, le=600)
