@@ -56,8 +56,14 @@ class Scene:
 
     @property
     def ground(self) -> Ground:
-        """The ground calibration of this view (for the camera YAML of a clip)."""
-        return marked_ground(self.width, self.height, self.view.to_ground)
+        """The ground calibration of this view (for the camera YAML of a clip); rows near or above the horizon
+        show no ground."""
+        view = self.view
+
+        def to_ground(x: float, y: float) -> tuple[float, float] | None:
+            return view.to_ground(x, y) if y >= view.horizon_y + 0.1 * self.height else None
+
+        return marked_ground(self.width, self.height, to_ground)
 
     @classmethod
     def for_camera(cls, camera: Camera, width: int = 640, height: int = 360) -> Scene:

@@ -43,6 +43,7 @@ def test_a_clip_comes_with_its_truth_and_a_camera_yaml_that_points_at_it(tmp_pat
     assert truth["events"] == [event.to_json() for event in scene.truth(8)]
     camera = camera_from_mapping(yaml.safe_load(files.camera.read_text()))
     assert (camera.id, camera.source, camera.fps, camera.zones) == ("cam-x", str(files.video), 5, scene.zones)
+    assert camera.ground == scene.ground  # where the ground is, in metres: the stall detector measures vehicles
 
 
 def test_the_mjpeg_stream_can_be_opened_by_opencv() -> None:
