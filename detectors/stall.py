@@ -15,7 +15,7 @@ foot is in, the foot reaching a little up the box (legs, wheels, a shadow past t
 reported only if it is shaped like an object: not taller than a standing person's
 shape, not smaller than a share of the frame (a bag, a sitter; a smaller share up the frame, farther away, and a
 larger one near its foot), not wider than a share of it (merged walkers), and filled; on a camera with a ground
-calibration, not as wide as a vehicle on the ground most of the time it has been watched (a car parked side on).
+calibration, not as wide as a vehicle on the ground for most of the last few seconds (a car parked side on).
 
 Lighting: images are compared as log intensities, so a change of illumination is an additive offset. A coarse
 gain field (the median offset over large cells) removes global and large-scale changes, sudden or gradual;

@@ -91,10 +91,10 @@ def marked_ground(width: int, height: int, to_ground: Callable[[float, float], t
     for far in (0.6, 0.7, 0.8):
         image = ((0.25 * width, 0.95 * height), (0.75 * width, 0.95 * height), (0.75 * width, far * height),
                  (0.25 * width, far * height))
-        metres = [to_ground(x, y) for x, y in image]
-        if all(point is not None for point in metres):
-            rounded = tuple((round(x, 1), round(y, 1)) for x, y in image)
-            return Ground(rounded, tuple((round(p[0], 3), round(p[1], 3)) for p in metres if p is not None))
+        ground = [point for x, y in image if (point := to_ground(x, y)) is not None]
+        if len(ground) == 4:
+            return Ground(tuple((round(x, 1), round(y, 1)) for x, y in image),
+                          tuple((round(x, 3), round(y, 3)) for x, y in ground))
     raise ClipError(f"the lower part of this {width}×{height} view does not show the ground")
 
 

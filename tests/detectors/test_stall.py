@@ -158,7 +158,7 @@ def test_a_stall_set_down_beside_something_too_wide_to_be_a_stall_is_reported_on
 
 def test_on_a_calibrated_camera_something_as_wide_as_a_car_is_not_a_stall(
         clips: Callable[[str, Scene], Path]) -> None:
-    """A car parked on the pavement (4.5 m long) and a stall (2.2 m) stand side by side for a minute. The camera's
+    """A car parked on the pavement (4.2 m long) and a stall (2.2 m) stand side by side for a minute. The camera's
     ground calibration (3.5 cm a pixel where they stand) says which is which; without one, both are reported."""
     clip = clips("car-sized", Scene(seconds=90, walkers=walkers(90),
                                     stalls=[Stall(18, 85, 20, 165, colour=(60, 120, 60), width=120),
