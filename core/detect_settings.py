@@ -107,6 +107,8 @@ class DustSettings(_Tunables):
     busy_change: float = Field(0.1, gt=0, le=5)
     busy_cells: int = Field(3, ge=1, le=9)  # ...together with enough of the 3×3 cells around it (a machine is big)...
     busy_s: float = Field(5.0, ge=0, le=600)  # ...is not judged for this long; its baseline restarts from what it shows
+    # For this long after, a cell that looks more like its baseline from before goes back to it (the machine left).
+    restart_hold_s: float = Field(60.0, ge=0, le=3600)
     # When such jumps cover at most this share of the frame (a machine, not the camera's shake or exposure), the
     # cells around them are not judged either: a digger's arm near its pivot sweeps them too slowly to jump.
     machine_share: float = Field(0.05, ge=0, le=1)

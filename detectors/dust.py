@@ -13,20 +13,22 @@ cues follow, measured per cell of a grid and each compared with the cell's clear
   noise, and a plume's own soft edge raises it.
 Contrast is read relative to the frame's upper-quartile change too, so that a camera that loses sharpness all
 over (shaken, refocusing, compressed harder) is not a plume.
-The clear baseline of a cell is the median of its measures over the last minutes in which it was not hazy:
-walkers and vehicles crossing it are brief, and dust does not teach it. The first baseline is the median of the
-first seconds of video, so workers standing at the start are not part of it; a cell hazy on its own (no hazy cell
-beside it, as a veil would have) is something that left it, and its baseline follows. Machinery and vehicles
-change a cell's brightness by much from one step to the next, over several cells at once; dust drifts in. Such
-a cell shows something else now (an arm swung away, a truck's flat side): it is not judged for a few seconds,
-and its baseline starts again from what it settles into. A cell is dusty when it has been hazy most of the
-last few seconds (walkers pass on). A plume rises from the ground, so its cloud stands over its
-source, largely above the zone's ground outline in the image: a zone's cells are its own and those of the air
-above it. The zone's score is the share of its cells that are dusty; an episode starts when its first cells went
-dusty and needs the score above its threshold, on enough cells, with gaps of a few seconds allowed, for the
-zone's dwell time; once confirmed it goes on while the score stays above a lower threshold, on fewer cells for
-up to `thin_s` (a plume thinning out for a while is still the plume; a few cells that stay hazy for minutes after it
-are ground it changed, and a plume that rises later is another plume).
+The clear baseline of a cell is the median of its measures over the last minutes in which it was not hazy: walkers
+and vehicles crossing it are brief, and dust does not teach it. The first baseline is the median of the first
+seconds of video, so workers standing at the start are not part of it; a cell hazy on its own (no hazy cell beside
+it, as a veil would have) is something that left it, and its baseline follows. Machinery and vehicles change a
+cell's brightness by much from one step to the next, over several cells at once; dust drifts in. Such a cell shows
+something else now (an arm swung away, a truck's flat side): it is not judged for a few seconds, and its baseline
+starts again from what it settles into; for a minute after, it goes back to its baseline from before whenever it
+looks more like that (the machine was passing: a truck that drove on, an arm that crept back, too slowly to jump,
+uncovering ground without the arm's edges, which would pass for a veil). A cell is dusty when it has been hazy most
+of the last few seconds (walkers pass on). A plume rises from the ground, so its cloud stands over its source,
+largely above the zone's ground outline in the image: a zone's cells are its own and those of the air above it. The
+zone's score is the share of its cells that are dusty; an episode starts when its first cells went dusty and needs
+the score above its threshold, on enough cells, with gaps of a few seconds allowed, for the zone's dwell time; once
+confirmed it goes on while the score stays above a lower threshold, on fewer cells for up to `thin_s` (a plume
+thinning out for a while is still the plume; a few cells that stay hazy for minutes after it are ground it changed,
+and a plume that rises later is another plume).
 
 The tunables (grid, time constants, thresholds) are settings `detect.dust.*`, `core/detect_settings.py`.
 """
@@ -91,6 +93,7 @@ class DustDetector:
         self._baseline = np.empty((0,), np.float32)
         self._dusty = np.empty((0,), np.float32)
         self._busy_t = np.full((self._grid[1], self._grid[0]), -math.inf)  # when each cell last saw hard motion
+        self._before = np.empty((0,), np.float32)  # each cell's clear baseline from before it last went busy
         # Per cell, the zones where the dust over it rose (one bit each), or -1 where no plume is established.
         self._rose_in: npt.NDArray[np.int64] = np.full((self._grid[1], self._grid[0]), -1, np.int64)
         self._sample_t = 0.0
@@ -125,6 +128,7 @@ class DustDetector:
             self._samples = np.full((s.samples, *measures.shape), np.nan, np.float32)
             self._samples[0] = measures
             self._baseline, self._sample_t, self._count = measures.copy(), t, 1
+            self._before = measures.copy()
             self._dusty = np.zeros(measures.shape[:2], np.float32)
             self._t = self._start_t = t
             return
@@ -135,6 +139,9 @@ class DustDetector:
         # Machinery and vehicles change a cell's brightness by much in a moment; dust drifts in, rain streaks are
         # thin. Such a cell shows something else now (an arm swung away, a truck's flat side): its clear baseline
         # starts again from what it shows, and it is not judged until that has settled.
+        # A baseline started again on a machine is the cell's for good once it has held this long.
+        held = t - self._busy_t > s.busy_s + s.restart_hold_s
+        self._before[held] = self._baseline[held]
         change = measures[..., 2] - self._last[..., 2]
         jumped = (np.abs(change - np.median(change)) >= s.busy_change).astype(np.float32)
         # Machines are big: a jump counts where enough of the 3×3 cells around it jumped with it (not a walker).
@@ -147,6 +154,7 @@ class DustDetector:
             self._restart(moved, (self._count - 1) % s.samples, measures)
             self._smooth[moved] = self._baseline[moved] = measures[moved]
         busy = t - self._busy_t <= s.busy_s
+        self._go_back(~busy)
         # The first baseline is what the cells show most of the first seconds: nothing is judged meanwhile.
         learning = t - self._start_t < s.bootstrap_s
         hazy = self._hazy(exposed & ~busy) & (not learning)
@@ -228,6 +236,16 @@ class DustDetector:
         self._sample_t = t
         self._baseline = np.nanmedian(self._samples, axis=0).astype(np.float32)
 
+    def _go_back(self, cells: Cells) -> None:
+        """Those of the cells whose baseline started again on a machine lately and that look more like what they
+        showed before it than like that go back to the baseline from before: the machine was passing (a truck that
+        drove through, an arm that swung away again, too slowly to jump), it did not stay."""
+        back = cells & (_distance(self._smooth, self._before) < _distance(self._smooth, self._baseline))
+        if back.any():
+            self._restart(back, (self._count - 1) % self._settings.samples, self._before)
+            self._baseline[back] = self._before[back]
+            self._busy_t[back] = -math.inf  # back where it was: that baseline holds again
+
     def _restart(self, cells: Cells, slot: int, values: Image) -> None:
         """Forget the cells' samples, all but their `values` in `slot`: their baseline starts again from these."""
         self._samples[:, cells] = np.nan
@@ -262,6 +280,12 @@ class DustDetector:
         confidence = 0.6 + 0.4 * min(1.0, episode.peak / 0.2)
         return Observation(f"dust-{zone.area.zone.id}-{zone.number}", zone.area.zone, DetectionKind.DUST,
                            episode.since_t, episode.seen_t, round(min(confidence, 0.99), 3))
+
+
+def _distance(measures: Image, baseline: Image) -> npt.NDArray[np.float32]:
+    """How unlike the baseline the measures are: contrast and texture as log ratios, brightness as it is (log)."""
+    ratios = np.log((measures[..., :2] + np.float32(1e-3)) / (baseline[..., :2] + np.float32(1e-3)))
+    return f32(np.abs(ratios).sum(axis=-1) + np.abs(measures[..., 2] - baseline[..., 2]))
 
 
 def _with_air(mask: npt.NDArray[np.bool_], air_rise: float) -> npt.NDArray[np.bool_]:

@@ -79,27 +79,28 @@ class Light:
 
 @dataclass(frozen=True)
 class Arm:
-    """A digger's arm from `pivot`: it holds at one angle (degrees) for `hold_s`, swings to the other in 2 s,
-    holds there, and swings back, over and over."""
+    """A digger's arm from `pivot`: it holds at one angle (degrees) for `hold_s`, swings to the other in
+    `swing_s[0]` seconds, holds there, and swings back in `swing_s[1]`, over and over."""
 
     pivot: tuple[int, int]
     length: int
     angles: tuple[float, float]
     hold_s: float = 12.0
     colour: tuple[int, int, int] = (20, 190, 235)  # BGR yellow
+    swing_s: tuple[float, float] = (2.0, 2.0)
 
     def angle(self, t: float) -> float:
         """The arm's angle at `t`."""
-        swing_s = 2.0
-        phase = t % (2 * (self.hold_s + swing_s))
+        there, back = self.swing_s
+        phase = t % (2 * self.hold_s + there + back)
         a, b = self.angles
         if phase < self.hold_s:
             return a
-        if phase < self.hold_s + swing_s:
-            return a + (b - a) * (phase - self.hold_s) / swing_s
-        if phase < 2 * self.hold_s + swing_s:
+        if phase < self.hold_s + there:
+            return a + (b - a) * (phase - self.hold_s) / there
+        if phase < 2 * self.hold_s + there:
             return b
-        return b + (a - b) * (phase - 2 * self.hold_s - swing_s) / swing_s
+        return b + (a - b) * (phase - 2 * self.hold_s - there) / back
 
 
 @dataclass

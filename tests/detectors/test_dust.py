@@ -56,9 +56,22 @@ def test_a_digger_arm_swinging_to_and_fro_over_the_site_is_not_dust(clips: Calla
     without_the_rule = DetectSettings(dust=DustSettings(busy_change=5.0))  # no jump is ever big enough
     assert detect_clip(site_camera(str(clip)), str(clip), without_the_rule).detections != []
     # Near its pivot an arm sweeps too slowly for any cell to jump: those cells are judged only with the jumps
-    # around them left out of judgement too.
-    without_the_cells_around = DetectSettings(dust=DustSettings(machine_share=0.0))
-    assert detect_clip(site_camera(str(clip)), str(clip), without_the_cells_around).detections != []
+    # around them left out of judgement too, or, when the arm has gone, go back to their baseline from before it
+    # (next test); here either is enough, and without both the site has dust.
+    without_either = DetectSettings(dust=DustSettings(machine_share=0.0, restart_hold_s=0))
+    assert detect_clip(site_camera(str(clip)), str(clip), without_either).detections != []
+
+
+def test_an_arm_that_swung_in_fast_and_creeps_back_leaves_no_dust(clips: Callable[[str, Scene], Path]) -> None:
+    """The arm swings in within a second: the cells it covers jump, and their baselines start again from the arm.
+    It creeps back over 40 s, too slowly for any cell to jump, and uncovers ground that has none of the arm's edges,
+    as if veiled, in cells side by side. Those cells look more like what they showed before the arm came than like
+    the arm: they go back to that baseline (without the rule the site has dust from the first swing to the end)."""
+    arm = Arm((90, 150), 110, (20, 80), hold_s=10, swing_s=(1.0, 40.0))
+    clip = clips("creeping-arm", Scene(seconds=150, walkers=walkers(150, 9.0), arms=[arm], seed=5))
+    assert detect_clip(site_camera(str(clip)), str(clip)).detections == []
+    without_the_rule = DetectSettings(dust=DustSettings(restart_hold_s=0))  # a new baseline is kept at once
+    assert detect_clip(site_camera(str(clip)), str(clip), without_the_rule).detections != []
 
 
 def test_dust_that_rose_outside_a_zone_and_drifts_over_it_is_not_the_zones(
@@ -94,10 +107,10 @@ def test_a_plume_that_rises_minutes_after_another_left_a_few_hazy_cells_is_anoth
     confirm a plume), then the site raises a wide plume again: two plumes, two events. Going on on the few cells
     for as long as they last (`thin_s` unbounded), the first episode swallows the second plume."""
     clip = clips("lingering", Scene(seconds=280, walkers=walkers(280, 9.0), seed=5, plumes=[
-        Plume(10, 70, (160, 95), 60), Plume(45, 275, (160, 110), 24, drift_px_s=0), Plume(200, 275, (160, 95), 60)]))
+        Plume(10, 70, (160, 95), 60), Plume(45, 275, (160, 110), 24, drift_px_s=0), Plume(160, 275, (160, 95), 60)]))
     first, second = detect_clip(site_camera(str(clip)), str(clip)).detections
     assert first.start_s <= 30 and 70 <= first.end_s <= 140
-    assert 180 <= second.start_s <= 215 and second.end_s >= 265
+    assert 140 <= second.start_s <= 175 and second.end_s >= 265
     without_the_bound = DetectSettings(dust=DustSettings(thin_s=3600))
     [detection] = detect_clip(site_camera(str(clip)), str(clip), without_the_bound).detections
     assert detection.start_s <= 30 and detection.end_s >= 265
