@@ -23,7 +23,8 @@ starts again from what it settles into; for a minute after, it goes back to its 
 looks more like that (the machine was passing: a truck that drove on, an arm that crept back, too slowly to jump,
 uncovering ground without the arm's edges, which would pass for a veil). A cell is dusty when it has been hazy most
 of the last few seconds (walkers pass on). A plume rises from the ground, so its cloud stands over its source,
-largely above the zone's ground outline in the image: a zone's cells are its own and those of the air above it. The
+largely above the zone's ground outline in the image: a zone's cells are its own and those of the air above it, and
+its dust is what rose there and what drifted on from that, cell by cell (two clouds that meet stay two). The
 zone's score is the share of its cells that are dusty; an episode starts when its first cells went dusty and needs
 the score above its threshold, on enough cells, with gaps of a few seconds allowed, for the zone's dwell time; once
 confirmed it goes on while the score stays above a lower threshold, on fewer cells for up to `thin_s` (a plume
@@ -65,9 +66,10 @@ class _Episode:
 class _ZoneDust:
     """Score and persistence state of one construction zone."""
 
-    def __init__(self, area: ZoneArea, cells: Cells) -> None:
+    def __init__(self, area: ZoneArea, cells: Cells, ground: Cells) -> None:
         self.area = area
-        self.cells = cells
+        self.cells = cells  # the zone's ground and the air above it
+        self.ground = ground
         self.episode: _Episode | None = None
         self.clear_t = 0.0  # the last time no cell of the zone was dusty
         self.number = 0
@@ -82,9 +84,9 @@ class DustDetector:
         self._zones = []
         for area in areas:
             if area.zone.kind is ZoneKind.CONSTRUCTION:
-                coverage = cv2.resize(_with_air(area.mask, settings.air_rise).astype(np.float32), self._grid,
-                                      interpolation=cv2.INTER_AREA)
-                self._zones.append(_ZoneDust(area, coverage >= 0.5))
+                with_air, ground = (cv2.resize(mask.astype(np.float32), self._grid, interpolation=cv2.INTER_AREA)
+                                    for mask in (_with_air(area.mask, settings.air_rise), area.mask))
+                self._zones.append(_ZoneDust(area, with_air >= 0.5, ground >= 0.5))
         self._t: float | None = None
         self._start_t = 0.0
         self._smooth = np.empty((0,), np.float32)  # (rows, cols, 3): cv, texture, log brightness
@@ -180,27 +182,40 @@ class DustDetector:
         """Per dusty cell, the zones its plume rose in, one bit each. Dust rises from its source: a new patch of dust
         rose in the zones that hold most of its lowest cells. A patch that was there a step ago keeps where its cells
         came from as it drifts, spreads or merges, so that dust drifting in from outside, or from one zone over
-        another, is not the zone's. A patch of a cell or two is not yet a plume: it passes nothing on."""
+        another, is not the zone's: each of its cells takes the zones of the nearest cells that were dust a step ago
+        (two clouds that meet are side by side, the one does not become the other's). A patch of a cell or two is not
+        yet a plume: it passes nothing on."""
         count, labels = cv2.connectedComponents(dusty.view(np.uint8), connectivity=8)
         rose_in = np.zeros(dusty.shape, np.int64)
         established = np.full(dusty.shape, -1, np.int64)
         for label in range(1, count):
             patch = labels == label
+            rows = np.flatnonzero(patch.any(axis=1))
+            foot = np.zeros_like(patch)
+            foot[rows[-1]] = patch[rows[-1]]
             before = patch & (self._rose_in >= 0)
             if before.any():
-                bits = int(np.bitwise_or.reduce(self._rose_in[before]))
+                bits = _nearest_bits(patch, before, self._rose_in)
+                # Cells below all that was dust a step ago are nearer the source: a column thickening down towards
+                # where it rose (first seen against the sky) rose where its new foot stands on a zone's ground.
+                lowest = int(np.flatnonzero(before.any(axis=1))[-1])
+                if rows[-1] > lowest and (ground := self._rose_from(foot, on_ground=True)):
+                    bits[np.argwhere(patch)[:, 0] > lowest] = ground
             else:
-                rows = np.flatnonzero(patch.any(axis=1))
-                foot = np.zeros_like(patch)
-                foot[rows[-1]] = patch[rows[-1]]
-                size = int(foot.sum())
-                bits = sum(1 << index for index, zone in enumerate(self._zones)
-                           if 2 * int((foot & zone.cells).sum()) > size)
+                # Where the foot stands on a zone's ground, the dust rose there, not in the air of another zone.
+                bits = np.full(int(patch.sum()), self._rose_from(foot, on_ground=True)
+                               or self._rose_from(foot, on_ground=False), np.int64)
             rose_in[patch] = bits
             if int(patch.sum()) >= self._settings.plume_cells:
                 established[patch] = bits
         self._rose_in = established
         return rose_in
+
+    def _rose_from(self, foot: Cells, *, on_ground: bool) -> int:
+        """The zones (one bit each) holding most of a patch's foot: on their ground, or on it and the air above."""
+        size = int(foot.sum())
+        return sum(1 << index for index, zone in enumerate(self._zones)
+                   if 2 * int((foot & (zone.ground if on_ground else zone.cells)).sum()) > size)
 
     def _hazy(self, candidates: Cells) -> Cells:
         """Which of the candidate cells (exposed, not busy) look veiled now: contrast lost, or brighter than the
@@ -286,6 +301,14 @@ def _distance(measures: Image, baseline: Image) -> npt.NDArray[np.float32]:
     """How unlike the baseline the measures are: contrast and texture as log ratios, brightness as it is (log)."""
     ratios = np.log((measures[..., :2] + np.float32(1e-3)) / (baseline[..., :2] + np.float32(1e-3)))
     return f32(np.abs(ratios).sum(axis=-1) + np.abs(measures[..., 2] - baseline[..., 2]))
+
+
+def _nearest_bits(patch: Cells, seeds: Cells, bits: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """For each cell of the patch (in `np.nonzero` order), the bits of its nearest seed."""
+    cells = np.argwhere(patch)
+    seeded = np.argwhere(seeds)
+    distance = ((cells[:, None, :] - seeded[None, :, :]) ** 2).sum(axis=-1)
+    return np.asarray(bits[seeds][distance.argmin(axis=1)], np.int64)
 
 
 def _with_air(mask: npt.NDArray[np.bool_], air_rise: float) -> npt.NDArray[np.bool_]:

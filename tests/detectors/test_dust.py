@@ -6,11 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from core.city.config import camera_from_mapping
 from core.detect_settings import DustSettings
 from core.settings import DetectSettings
+from detectors.dust import DustDetector
 from detectors.offline import detect_clip
+from detectors.zones import ZoneArea
+from domain.registry import Zone, ZoneKind
 from tests.detectors.conftest import site_camera, walkers
 from tests.detectors.scenes import Arm, Plume, Scene
 
@@ -40,6 +44,47 @@ def test_a_zone_watches_the_air_above_it_and_nothing_below_or_beside() -> None:
     watched = _with_air(zone, air_rise=0.5)
     assert watched[6:18, 2:4].all()  # half the zone's height above it
     assert not watched[:6].any() and not watched[18:].any() and not watched[:, [0, 1, 4, 5]].any()
+
+
+def _two_zones(first: list[list[int]], second: list[list[int]]) -> DustDetector:
+    """A dust detector on a 240×120 working image (a grid of 20×10 cells of 12 pixels) over two zones."""
+    zones = [Zone(name, ZoneKind.CONSTRUCTION, tuple((float(x), float(y)) for x, y in polygon), 20)
+             for name, polygon in (("first", first), ("second", second))]
+    return DustDetector([ZoneArea.of(zone, (120, 240), 1.0) for zone in zones], (120, 240), DustSettings())
+
+
+def _cells(*blocks: tuple[slice, slice]) -> npt.NDArray[np.bool_]:
+    cells = np.zeros((10, 20), np.bool_)
+    for rows, columns in blocks:
+        cells[rows, columns] = True
+    return cells
+
+
+def test_two_clouds_that_meet_keep_the_zones_they_rose_in_cell_by_cell() -> None:
+    """A plume over the west zone and one over the east zone spread until they touch: one patch of dusty cells,
+    but two clouds side by side; the west one's cells are not the east zone's, nor the other way round."""
+    detector = _two_zones([[0, 60], [120, 60], [120, 120], [0, 120]], [[120, 60], [240, 60], [240, 120], [120, 120]])
+    west, east = (slice(6, 8), slice(2, 5)), (slice(6, 8), slice(14, 17))
+    detector._attribute(_cells(west, east))
+    rose_in = detector._attribute(_cells(west, east, (slice(6, 8), slice(5, 14))))
+    assert (rose_in[west] == 0b01).all() and (rose_in[east] == 0b10).all()
+
+
+def test_a_column_seen_first_against_the_sky_rose_where_it_thickens_down_to() -> None:
+    """Dust is seen first high up, above every zone's air (it stands out against the sky); steps later it shows
+    down to the ground it rises from, in the zone: the cells below what was dust before rose there."""
+    detector = _two_zones([[0, 72], [120, 72], [120, 120], [0, 120]], [[120, 72], [240, 72], [240, 120], [120, 120]])
+    high = (slice(0, 2), slice(2, 5))
+    assert (detector._attribute(_cells(high))[high] == 0).all()
+    rose_in = detector._attribute(_cells((slice(0, 8), slice(2, 5))))
+    assert (rose_in[6:8, 2:5] == 0b01).all() and (rose_in[high] == 0).all()
+
+
+def test_dust_whose_foot_stands_on_a_zones_ground_rose_there_not_in_the_air_of_the_zone_below() -> None:
+    """The far zone lies higher in the image than the near one, whose air reaches over the far zone's ground."""
+    detector = _two_zones([[0, 12], [240, 12], [240, 60], [0, 60]], [[0, 60], [240, 60], [240, 120], [0, 120]])
+    rose_in = detector._attribute(_cells((slice(1, 4), slice(8, 11))))
+    assert (rose_in[1:4, 8:11] == 0b01).all()
 
 
 def test_the_dust_tunables_come_from_the_settings(plume_clip: Path) -> None:
