@@ -14,22 +14,23 @@ cues follow, measured per cell of a grid and each compared with the cell's clear
 Contrast is read relative to the frame's upper-quartile change too, so that a camera that loses sharpness all
 over (shaken, refocusing, compressed harder) is not a plume.
 The clear baseline of a cell is the median of its measures over the last minutes in which it was not hazy: walkers
-and vehicles crossing it are brief, and dust does not teach it. The first baseline is the median of the first
-seconds of video, so workers standing at the start are not part of it; a cell hazy on its own (no hazy cell beside
-it, as a veil would have) is something that left it, and its baseline follows. Machinery and vehicles change a
-cell's brightness by much from one step to the next, over several cells at once; dust drifts in. Such a cell shows
-something else now (an arm swung away, a truck's flat side): it is not judged for a few seconds, and its baseline
-starts again from what it settles into; for a minute after, it goes back to its baseline from before whenever it
-looks more like that (the machine was passing: a truck that drove on, an arm that crept back, too slowly to jump,
-uncovering ground without the arm's edges, which would pass for a veil). A cell is dusty when it has been hazy most
-of the last few seconds (walkers pass on). A plume rises from the ground, so its cloud stands over its source,
-largely above the zone's ground outline in the image: a zone's cells are its own and those of the air above it, and
-its dust is what rose there and what drifted on from that, cell by cell (two clouds that meet stay two). The
-zone's score is the share of its cells that are dusty; an episode starts when its first cells went dusty and needs
-the score above its threshold, on enough cells, with gaps of a few seconds allowed, for the zone's dwell time; once
-confirmed it goes on while the score stays above a lower threshold, on fewer cells for up to `thin_s` (a plume
-thinning out for a while is still the plume; a few cells that stay hazy for minutes after it are ground it changed,
-and a plume that rises later is another plume).
+and vehicles crossing it are brief, and dust does not teach it. Its brightness is kept relative to the frame's light
+(the median change of the clear cells), so that a baseline started again in other light compares with the rest. The
+first baseline is the median of the first seconds of video, so workers standing at the start are not part of it; a
+cell hazy on its own (no hazy cell beside it, as a veil would have) is something that left it, and its baseline
+follows. Machinery and vehicles change a cell's brightness by much from one step to the next, over several cells at
+once; dust drifts in. Such a cell shows something else now (an arm swung away, a truck's flat side): it is not
+judged for a few seconds, and its baseline starts again from what it settles into; for a minute after, it goes back
+to its baseline from before whenever it looks more like that (the machine was passing: a truck that drove on, an arm
+that crept back, too slowly to jump, uncovering ground without the arm's edges, which would pass for a veil). A cell
+is dusty when it has been hazy most of the last few seconds (walkers pass on). A plume rises from the ground, so its
+cloud stands over its source, largely above the zone's ground outline in the image: a zone's cells are its own and
+those of the air above it, and its dust is what rose there and what drifted on from that, cell by cell (two clouds
+that meet stay two). The zone's score is the share of its cells that are dusty; an episode starts when its first
+cells went dusty and needs the score above its threshold, on enough cells, with gaps of a few seconds allowed, for
+the zone's dwell time; once confirmed it goes on while the score stays above a lower threshold, on fewer cells for
+up to `thin_s` (a plume thinning out for a while is still the plume; a few cells that stay hazy for minutes after it
+are ground it changed, and a plume that rises later is another plume).
 
 The tunables (grid, time constants, thresholds) are settings `detect.dust.*`, `core/detect_settings.py`.
 """
@@ -92,7 +93,8 @@ class DustDetector:
         self._smooth = np.empty((0,), np.float32)  # (rows, cols, 3): cv, texture, log brightness
         self._last = np.empty((0,), np.float32)  # the measures of the last step, unsmoothed
         self._samples = np.empty((0,), np.float32)  # (samples, rows, cols, 3), a ring
-        self._baseline = np.empty((0,), np.float32)
+        self._baseline = np.empty((0,), np.float32)  # brightness relative to the frame's light level (below)
+        self._level = 0.0  # the frame's change of light: the median change of brightness of its clear cells
         self._dusty = np.empty((0,), np.float32)
         self._busy_t = np.full((self._grid[1], self._grid[0]), -math.inf)  # when each cell last saw hard motion
         self._before = np.empty((0,), np.float32)  # each cell's clear baseline from before it last went busy
@@ -128,9 +130,9 @@ class DustDetector:
         if self._t is None:
             self._smooth, self._last = measures, measures
             self._samples = np.full((s.samples, *measures.shape), np.nan, np.float32)
-            self._samples[0] = measures
-            self._baseline, self._sample_t, self._count = measures.copy(), t, 1
-            self._before = measures.copy()
+            self._samples[0] = self._unlit(measures)
+            self._baseline, self._sample_t, self._count = self._samples[0].copy(), t, 1
+            self._before = self._baseline.copy()
             self._dusty = np.zeros(measures.shape[:2], np.float32)
             self._t = self._start_t = t
             return
@@ -138,6 +140,12 @@ class DustDetector:
         self._t = t
         self._smooth += (measures - self._smooth) * np.float32(1 - math.exp(-dt / s.smooth_s))
         exposed = mean < s.overexposed
+        # Baselines keep brightness relative to the frame's light, so that one started again now, in other light
+        # than the others' samples were taken in, compares with them (a cell a worker crossed while clouds came).
+        # The light is read from clear cells, each against its own baseline (a wide plume brightens those it veils).
+        clear = exposed & (t - self._busy_t > s.busy_s) & (self._dusty <= 0.3)
+        if clear.any():
+            self._level = float(np.median(self._smooth[..., 2][clear] - self._baseline[..., 2][clear]))
         # Machinery and vehicles change a cell's brightness by much in a moment; dust drifts in, rain streaks are
         # thin. Such a cell shows something else now (an arm swung away, a truck's flat side): its clear baseline
         # starts again from what it shows, and it is not judged until that has settled.
@@ -153,8 +161,9 @@ class DustDetector:
             self._busy_t[moved] = t
             if moved.mean() <= s.machine_share:
                 self._busy_t[cv2.dilate(moved.view(np.uint8), np.ones((3, 3), np.uint8)) > 0] = t
-            self._restart(moved, (self._count - 1) % s.samples, measures)
-            self._smooth[moved] = self._baseline[moved] = measures[moved]
+            self._restart(moved, (self._count - 1) % s.samples, self._unlit(measures))
+            self._smooth[moved] = measures[moved]
+            self._baseline[moved] = self._unlit(measures)[moved]
         busy = t - self._busy_t <= s.busy_s
         self._go_back(~busy)
         # The first baseline is what the cells show most of the first seconds: nothing is judged meanwhile.
@@ -229,7 +238,7 @@ class DustDetector:
         judged = candidates & structured
         if judged.any():
             contrast = contrast / min(1.0, max(float(np.percentile(contrast[judged], s.reference_quantile)), 1e-3))
-        brightening = self._smooth[..., 2] - self._baseline[..., 2]
+        brightening = self._unlit(self._smooth)[..., 2] - self._baseline[..., 2]
         reference = float(np.percentile(brightening[candidates], s.reference_quantile)) if candidates.any() else 0.0
         lighter = brightening - reference
         # Flat ground that stays flat has no contrast to check a brightening by (its ratio is noise over noise): a
@@ -245,8 +254,9 @@ class DustDetector:
         """Add the clear cells' measures to the baseline's samples (the others keep theirs) and update it; a busy
         cell's samples are only its latest, so that its baseline is what it settled into."""
         slot = self._count % self._settings.samples
-        self._samples[slot] = np.where(unclear[..., None], self._samples[slot - 1], self._smooth)
-        self._restart(busy, slot, self._smooth)
+        unlit = self._unlit(self._smooth)
+        self._samples[slot] = np.where(unclear[..., None], self._samples[slot - 1], unlit)
+        self._restart(busy, slot, unlit)
         self._count += 1
         self._sample_t = t
         self._baseline = np.nanmedian(self._samples, axis=0).astype(np.float32)
@@ -255,11 +265,18 @@ class DustDetector:
         """Those of the cells whose baseline started again on a machine lately and that look more like what they
         showed before it than like that go back to the baseline from before: the machine was passing (a truck that
         drove through, an arm that swung away again, too slowly to jump), it did not stay."""
-        back = cells & (_distance(self._smooth, self._before) < _distance(self._smooth, self._baseline))
+        unlit = self._unlit(self._smooth)
+        back = cells & (_distance(unlit, self._before) < _distance(unlit, self._baseline))
         if back.any():
             self._restart(back, (self._count - 1) % self._settings.samples, self._before)
             self._baseline[back] = self._before[back]
             self._busy_t[back] = -math.inf  # back where it was: that baseline holds again
+
+    def _unlit(self, measures: Image) -> Image:
+        """The measures with brightness relative to the frame's light level, as baselines keep it."""
+        unlit = measures.copy()
+        unlit[..., 2] -= np.float32(self._level)
+        return unlit
 
     def _restart(self, cells: Cells, slot: int, values: Image) -> None:
         """Forget the cells' samples, all but their `values` in `slot`: their baseline starts again from these."""
