@@ -23,6 +23,7 @@ from simulators.cameras.spec import SceneSpec, parse_sim_url
 from simulators.cameras.truth import TruthEvent, truth_events
 from simulators.cameras.zones import default_zones
 
+NEAREST_DUST_M = 1.0  # a plume whose foot has drifted nearer the camera than this is not drawn
 SHADOW_STRENGTH = 0.45  # how much light an object's shadow takes from the ground in full sun
 
 
@@ -139,11 +140,16 @@ class Scene:
                 opacity = plume.opacity(t_s) if plume.start_s <= t_s < plume.end_s else 0.0
                 if opacity < 0.01:
                     continue
-                x, y = self.view.to_image(*plume.centre(t_s))
+                centre = plume.centre(t_s)
+                if centre[1] < NEAREST_DUST_M:  # blown onto or behind the lens: its patch would be unbounded
+                    continue
+                x, y = self.view.to_image(*centre)
                 radius = plume.radius(t_s) * self.view.ppm(y)
                 half_w, half_h = max(int(radius), 2), max(int(radius * 0.75), 2)
-                alpha = cv2.resize(self.dust.patch(plume.texture, t_s), (2 * half_w, 2 * half_h)) * opacity
                 top = int(y - 0.5 * half_h) - half_h  # dust hugs the ground: the foot of the plume is low in its cloud
+                if x + half_w < 0 or x - half_w > self.width or top > self.height or top + 2 * half_h < 0:
+                    continue  # off the frame (drifted past the camera's side, where its patch can be huge)
+                alpha = cv2.resize(self.dust.patch(plume.texture, t_s), (2 * half_w, 2 * half_h)) * opacity
                 blend_haze(frame, int(x) - half_w, top, alpha, plume.colour)
 
     def frames(self, start_s: float = 0.0, count: int | None = None) -> Iterator[tuple[float, Image]]:

@@ -43,6 +43,24 @@ def test_different_seeds_give_different_scenes() -> None:
     assert one.truth(3600) != other.truth(3600)
 
 
+def test_dust_blown_past_the_camera_is_not_drawn_as_a_boundless_patch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seed 10003's site: a plume drifts towards the camera and, from about 280 s, past its side and behind it, where
+    its patch in the image grows without bound (at 299.8 s, 7·10^13 pixels were asked of `cv2.resize`, and a clip's
+    render was killed for memory). Dust off the frame, or at the lens, is not drawn."""
+    import simulators.cameras.scene as scene_module
+
+    real = scene_module.cv2.resize
+
+    def resize(image: np.ndarray, size: tuple[int, int], *args: object, **kwargs: object) -> np.ndarray:
+        assert size[0] * size[1] <= 16 * 640 * 360, f"a {size[0]}×{size[1]} patch for a 640×360 frame"
+        return real(image, size, *args, **kwargs)
+
+    monkeypatch.setattr(scene_module.cv2, "resize", resize)
+    scene = Scene(parse_sim_url("sim://construction?seed=10003"), fps=5, width=640, height=360)
+    for t in (276.0, 279.0, 280.2, 290.0, 299.8):
+        assert scene.frame_at(t).shape == (360, 640, 3)
+
+
 def test_frames_are_bgr_uint8_at_the_requested_size() -> None:
     frame = Scene(parse_sim_url("sim://construction?seed=1"), width=400, height=224).frame_at(12.0)
     assert frame.shape == (224, 400, 3)
