@@ -161,9 +161,10 @@ class DustDetector:
             self._busy_t[moved] = t
             if moved.mean() <= s.machine_share:
                 self._busy_t[cv2.dilate(moved.view(np.uint8), np.ones((3, 3), np.uint8)) > 0] = t
-            self._restart(moved, (self._count - 1) % s.samples, self._unlit(measures))
+            unlit = self._unlit(measures)
+            self._restart(moved, (self._count - 1) % s.samples, unlit)
             self._smooth[moved] = measures[moved]
-            self._baseline[moved] = self._unlit(measures)[moved]
+            self._baseline[moved] = unlit[moved]
         busy = t - self._busy_t <= s.busy_s
         self._go_back(~busy)
         # The first baseline is what the cells show most of the first seconds: nothing is judged meanwhile.
