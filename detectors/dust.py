@@ -161,15 +161,16 @@ class DustDetector:
             self._busy_t[moved] = t
             if moved.mean() <= s.machine_share:
                 self._busy_t[cv2.dilate(moved.view(np.uint8), np.ones((3, 3), np.uint8)) > 0] = t
-            unlit = self._unlit(measures)
-            self._restart(moved, (self._count - 1) % s.samples, unlit)
+            fresh = self._unlit(measures)
+            self._restart(moved, (self._count - 1) % s.samples, fresh)
             self._smooth[moved] = measures[moved]
-            self._baseline[moved] = unlit[moved]
+            self._baseline[moved] = fresh[moved]
         busy = t - self._busy_t <= s.busy_s
-        self._go_back(~busy)
+        unlit = self._unlit(self._smooth)  # what the cells show, as their baselines keep it
+        self._go_back(~busy, unlit)
         # The first baseline is what the cells show most of the first seconds: nothing is judged meanwhile.
         learning = t - self._start_t < s.bootstrap_s
-        hazy = self._hazy(exposed & ~busy) & (not learning)
+        hazy = self._hazy(exposed & ~busy, unlit) & (not learning)
         self._dusty += (hazy.astype(np.float32) - self._dusty) * np.float32(1 - math.exp(-dt / s.dusty_s))
         dusty = self._dusty >= s.dusty_share
         if t - self._sample_t >= s.sample_s:
@@ -177,7 +178,7 @@ class DustDetector:
             # something that left it (a worker who stood there at the start), and its baseline follows.
             unclear = (hazy | (self._dusty > 0.3)).astype(np.float32)
             veiled = cv2.boxFilter(unclear, -1, (3, 3), normalize=False) >= s.veil_cells
-            self._sample((unclear > 0) & veiled & ~busy, busy, t)
+            self._sample((unclear > 0) & veiled & ~busy, busy, unlit, t)
         rose_in = self._attribute(dusty)
         for index, zone in enumerate(self._zones):
             cells = zone.cells & exposed
@@ -227,7 +228,7 @@ class DustDetector:
         return sum(1 << index for index, zone in enumerate(self._zones)
                    if 2 * int((foot & (zone.ground if on_ground else zone.cells)).sum()) > size)
 
-    def _hazy(self, candidates: Cells) -> Cells:
+    def _hazy(self, candidates: Cells, unlit: Image) -> Cells:
         """Which of the candidate cells (exposed, not busy) look veiled now: contrast lost, or brighter than the
         frame's light explains; the frame's changes of light and contrast are read over the candidates."""
         s = self._settings
@@ -239,7 +240,7 @@ class DustDetector:
         judged = candidates & structured
         if judged.any():
             contrast = contrast / min(1.0, max(float(np.percentile(contrast[judged], s.reference_quantile)), 1e-3))
-        brightening = self._unlit(self._smooth)[..., 2] - self._baseline[..., 2]
+        brightening = unlit[..., 2] - self._baseline[..., 2]
         reference = float(np.percentile(brightening[candidates], s.reference_quantile)) if candidates.any() else 0.0
         lighter = brightening - reference
         # Flat ground that stays flat has no contrast to check a brightening by (its ratio is noise over noise): a
@@ -251,22 +252,20 @@ class DustDetector:
                     & ((contrast <= s.airlight_max_contrast) | flat))
         return candidates & ((structured & (contrast <= 1 - s.hazy)) | airlight)
 
-    def _sample(self, unclear: Cells, busy: Cells, t: float) -> None:
+    def _sample(self, unclear: Cells, busy: Cells, unlit: Image, t: float) -> None:
         """Add the clear cells' measures to the baseline's samples (the others keep theirs) and update it; a busy
         cell's samples are only its latest, so that its baseline is what it settled into."""
         slot = self._count % self._settings.samples
-        unlit = self._unlit(self._smooth)
         self._samples[slot] = np.where(unclear[..., None], self._samples[slot - 1], unlit)
         self._restart(busy, slot, unlit)
         self._count += 1
         self._sample_t = t
         self._baseline = np.nanmedian(self._samples, axis=0).astype(np.float32)
 
-    def _go_back(self, cells: Cells) -> None:
+    def _go_back(self, cells: Cells, unlit: Image) -> None:
         """Those of the cells whose baseline started again on a machine lately and that look more like what they
         showed before it than like that go back to the baseline from before: the machine was passing (a truck that
         drove through, an arm that swung away again, too slowly to jump), it did not stay."""
-        unlit = self._unlit(self._smooth)
         back = cells & (_distance(unlit, self._before) < _distance(unlit, self._baseline))
         if back.any():
             self._restart(back, (self._count - 1) % self._settings.samples, self._before)
